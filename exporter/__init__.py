@@ -1,0 +1,1 @@
+"""Building Tudui-style modules from specs and exporting them to TorchScript and ONNX."""

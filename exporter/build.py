@@ -1,0 +1,100 @@
+"""Turn a `ModelSpec` into a Tudui-style `nn.Module` with seeded, reproducible weights."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from exporter.spec import LayerSpec, ModelSpec
+from poolkit.errors import SpecError, one_line
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+DEFAULT_SEED = 0
+
+
+def _tudui_class() -> type[nn.Module]:
+    from torch import nn
+
+    class Tudui(nn.Sequential):
+        """The seeds' `Tudui(nn.Module)`: named layers (conv1, maxpool1, ...) run in order.
+
+        A Sequential subclass so that TorchScript scripts it and verify can run a prefix of it
+        to find the first layer that diverges.
+        """
+
+    return Tudui
+
+
+def build_layer(layer: LayerSpec) -> nn.Module:
+    """One torch layer; a constructor that rejects the values is a SpecError naming the layer."""
+    from torch import nn
+
+    cls = getattr(nn, layer.layer_kind.torch_name)
+    try:
+        return cls(**layer.kwargs())
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise SpecError(f"'{layer.label}': {one_line(exc).split(': ', 1)[-1]}") from None
+
+
+def build_model(spec: ModelSpec, input_shape: tuple[int, ...], seed: int = DEFAULT_SEED) -> nn.Module:
+    """Build the model in eval mode, checking that each layer accepts what the previous one gives.
+
+    The weights come from `torch.manual_seed(seed)`, so the same spec and seed give the same
+    numbers on any machine; the exporter saves them anyway next to the artifacts.
+    """
+    import torch
+
+    counts: dict[str, int] = {}
+    named: OrderedDict[str, torch.nn.Module] = OrderedDict()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in spec.layers:
+            counts[layer.kind] = counts.get(layer.kind, 0) + 1
+            named[f"{layer.kind}{counts[layer.kind]}"] = build_layer(layer)
+    model = _tudui_class()(named).eval()
+    check_chain(spec, model, input_shape)
+    return model
+
+
+def check_chain(spec: ModelSpec, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Run one zero sample through the layers one by one; the first that refuses is named."""
+    import torch
+
+    x: torch.Tensor | tuple = torch.zeros((1, *input_shape))
+    with torch.inference_mode():
+        for layer, module in zip(spec.layers, model, strict=True):
+            shape = tuple(x.shape)
+            kw = layer.kwargs()
+            if layer.kind == "conv" and (len(shape) != 4 or shape[1] != kw["in_channels"]):
+                got = f"{shape[1]} channels" if len(shape) == 4 else f"a {len(shape)}-d tensor {shape}"
+                raise SpecError(f"'{layer.label}' expects in_channels={kw['in_channels']} but gets {got}")
+            if layer.kind == "linear" and shape[-1] != kw["in_features"]:
+                raise SpecError(
+                    f"'{layer.label}' expects in_features={kw['in_features']} but gets {shape[-1]}"
+                    f" (input to it has shape {shape})"
+                )
+            try:
+                x = module(x)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise SpecError(f"'{layer.label}' cannot take input of shape {shape}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return one_line(exc).split(": ", 1)[-1]
+
+
+def output_shapes(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> list[tuple[int, ...]]:
+    """Shapes of every output for a batch (several when a pool returns indices)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model(torch.zeros((batch, *input_shape)))
+    outs = out if isinstance(out, tuple) else (out,)
+    return [tuple(o.shape) for o in outs]
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

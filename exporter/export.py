@@ -1,0 +1,181 @@
+"""Export zoo models or specs to TorchScript and/or ONNX, one record per artifact.
+
+Specs are parsed and built before anything is written, so a bad `--model` fails fast (exit 2).
+An artifact that fails to export becomes a failed record with the exporter's reason; the others
+still export, and the manifest keeps whatever was there for other models.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from exporter.build import DEFAULT_SEED, build_model, output_shapes
+from exporter.manifest import ExportRecord, update_manifest
+from exporter.onnx_export import export_onnx
+from exporter.spec import default_input_shape
+from exporter.torchscript_export import export_torchscript
+from exporter.zoo import ModelRef
+from poolkit.errors import one_line
+from poolkit.files import sha256_file, write_atomic
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+FORMATS = ("torchscript", "onnx")
+
+
+@dataclass
+class ExportOptions:
+    formats: tuple[str, ...] = FORMATS
+    opset: int | None = None  # None: the exporter's default, recorded as it really is
+    exporter: str = "dynamo"
+    method: str = "script"
+    dynamic_batch: bool = True
+    static_batch_size: int = 64  # the batch a static-batch artifact is fixed to (CIFAR10 batches of 64)
+    input_shape: tuple[int, ...] | None = None  # per sample; None: inferred from the spec
+    seed: int = DEFAULT_SEED
+
+
+@dataclass
+class ExportRun:
+    records: list[ExportRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ExportRecord]:
+        return [r for r in self.records if not r.ok]
+
+
+@dataclass
+class BuiltModel:
+    ref: ModelRef
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    n_outputs: int
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import torch
+
+    import poolkit
+
+    return {"poolkit": poolkit.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
+    """Build every model first: a spec whose layers do not chain stops the run before any file."""
+    built = []
+    for ref in refs:
+        shape = options.input_shape or default_input_shape(ref.spec)
+        module = build_model(ref.spec, shape, seed=options.seed)
+        built.append(BuiltModel(ref, module, shape, len(output_shapes(module, shape, batch=1))))
+    return built
+
+
+def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((batch, *shape), generator=gen)
+
+
+def export_models(
+    refs: list[ModelRef],
+    out_dir: Path,
+    options: ExportOptions | None = None,
+    on_record: Callable[[ExportRecord], None] | None = None,
+) -> ExportRun:
+    """Export every model in every requested format into `out_dir`, updating its manifest."""
+    import torch
+
+    options = options or ExportOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = ExportRun()
+    stamp = versions()
+    for item in build_all(refs, options):
+        name = item.ref.name
+        weights = out_dir / f"{name}.weights.pt"
+        write_atomic(weights, lambda tmp, m=item.module: torch.save(m.state_dict(), tmp))
+        # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
+        batch = 2 if options.dynamic_batch else options.static_batch_size
+        example = example_input(item.input_shape, batch, options.seed)
+        new = []
+        for fmt in options.formats:
+            record = _export_one(item, fmt, out_dir, example, options, stamp, run.warnings)
+            record.weights, record.weights_sha256 = weights.name, sha256_file(weights)
+            new.append(record)
+            run.records.append(record)
+            if on_record:
+                on_record(record)
+        update_manifest(out_dir, new)
+    return run
+
+
+def _export_one(
+    item: BuiltModel,
+    fmt: str,
+    out_dir: Path,
+    example: torch.Tensor,
+    options: ExportOptions,
+    stamp: dict[str, str],
+    warnings_seen: list[str],
+) -> ExportRecord:
+    name, spec_text = item.ref.name, item.ref.spec_text
+    # A scripted or traced module takes any batch; only ONNX fixes it when asked to.
+    dynamic = options.dynamic_batch or fmt == "torchscript"
+    batch_axis: list = ["batch"] if dynamic else [options.static_batch_size]
+    record = ExportRecord(
+        name=name,
+        spec=spec_text,
+        format=fmt,
+        method=options.method if fmt == "torchscript" else options.exporter,
+        status="ok",
+        input_shape=batch_axis + list(item.input_shape),
+        seed=options.seed,
+        outputs=item.n_outputs,
+        versions=dict(stamp),
+        exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    path = out_dir / (f"{name}.torchscript.pt" if fmt == "torchscript" else f"{name}.onnx")
+    start = time.perf_counter()
+    try:
+        if fmt == "torchscript":
+            warnings_seen.extend(export_torchscript(item.module, example, path, options.method))
+        elif fmt == "onnx":
+            record.opset = export_onnx(
+                item.module,
+                example,
+                path,
+                opset=options.opset,
+                exporter=options.exporter,
+                dynamic_batch=options.dynamic_batch,
+                n_outputs=item.n_outputs,
+                metadata={
+                    "poolkit.name": name,
+                    "poolkit.spec": spec_text,
+                    "poolkit.version": stamp["poolkit"],
+                    "poolkit.seed": str(options.seed),
+                    "poolkit.exporter": options.exporter,
+                    "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
+                    "torch.version": stamp["torch"],
+                },
+            )
+        else:
+            raise ValueError(f"unknown format '{fmt}'")
+    except Exception as exc:  # any exporter failure becomes a failed row, never a crash
+        record.status, record.error = "failed", one_line(exc)
+        path.unlink(missing_ok=True)
+    else:
+        record.path = path.name
+        record.sha256 = sha256_file(path)
+        record.size_bytes = path.stat().st_size
+    record.export_seconds = round(time.perf_counter() - start, 4)
+    return record

@@ -1,0 +1,38 @@
+"""TorchScript export: `torch.jit.script` by default, `torch.jit.trace` on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from poolkit.capture import captured_output
+from poolkit.files import write_atomic
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+JIT_DEPRECATION_NOTE = (
+    "torch {version} marks torch.jit (TorchScript) as deprecated; the artifacts still save and load "
+    "with torch.jit.load, and ONNX is the format to move to."
+)
+
+
+def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, method: str = "script") -> list[str]:
+    """Write the scripted or traced model to `path` and load it back once to prove it loads.
+
+    Returns the warnings torch raised (its deprecation of torch.jit among them) so the caller can
+    say it once instead of flooding the terminal.
+    """
+    import torch
+
+    with captured_output() as out:
+        if method == "script":
+            compiled = torch.jit.script(model)
+        elif method == "trace":
+            compiled = torch.jit.trace(model, example, check_trace=False)
+        else:
+            raise ValueError(f"unknown TorchScript method '{method}' (script or trace)")
+        write_atomic(path, lambda tmp: torch.jit.save(compiled, str(tmp)))
+        torch.jit.load(str(path), map_location="cpu")
+    return out.warnings

@@ -1,0 +1,167 @@
+"""The `poolkit` command line: thin Typer commands that call importable functions.
+
+Heavy imports (torch, onnx, onnxruntime) happen inside the command bodies, so `poolkit --help`
+stays instant. Every PoolkitError becomes one line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from poolkit.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError
+
+app = typer.Typer(
+    name="poolkit",
+    help="Build the Tudui conv/pool/activation modules, export them to TorchScript and ONNX, "
+    "verify them against eager PyTorch on CIFAR10, and benchmark them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(fn: F) -> F:
+    """Turn PoolkitError into a one-line message and its exit code: never a traceback for users."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from poolkit.output import error
+
+        try:
+            code = fn(*args, **kwargs)
+        except PoolkitError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted; files already written are kept")
+            raise typer.Exit(130) from None
+        raise typer.Exit(code or EXIT_OK)
+
+    return wrapper  # type: ignore[return-value]
+
+
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Zoo name or spec string; repeat for several. Default: the whole zoo."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
+
+
+class Format(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+    all = "all"
+
+
+class OnnxExporter(str, Enum):
+    dynamo = "dynamo"
+    legacy = "legacy"
+
+
+class JitMethod(str, Enum):
+    script = "script"
+    trace = "trace"
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """`3x32x32` -> (3, 32, 32); a per-sample shape, without the batch axis."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise PoolkitError(f"bad --input-shape '{text}': expected sizes like 3x32x32 (no batch axis)") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise PoolkitError(f"bad --input-shape '{text}': sizes must be positive, like 3x32x32")
+    return dims
+
+
+@app.command()
+@handles_errors
+def zoo(
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1)] = 64,
+    json_out: JsonOpt = False,
+) -> int:
+    """List the named models: spec, torch layers, parameter count and output shape."""
+    from exporter.zoo import resolve_models
+    from poolkit.output import console, print_json
+    from poolkit.render import zoo_table
+    from poolkit.zoo_info import describe
+
+    rows = describe(resolve_models(model), batch=batch_size)
+    if json_out:
+        print_json(rows)
+    else:
+        console.print(zoo_table(rows, batch_size))
+    return EXIT_OK
+
+
+@app.command()
+@handles_errors
+def export(
+    format: Annotated[Format, typer.Option("--format", "-f", help="Which artifacts to write.")] = Format.all,
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for the artifacts and manifest.json.")] = Path("models"),
+    opset: Annotated[int | None, typer.Option(help="ONNX opset; default: the exporter's own.", min=7)] = None,
+    exporter: Annotated[OnnxExporter, typer.Option(help="ONNX exporter.")] = OnnxExporter.dynamo,
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
+    method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights.")] = 0,
+    json_out: JsonOpt = False,
+) -> int:
+    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed."""
+    from exporter.export import FORMATS, ExportOptions, export_models
+    from exporter.torchscript_export import JIT_DEPRECATION_NOTE
+    from exporter.zoo import resolve_models
+    from poolkit.output import console, note, print_json
+    from poolkit.render import export_table
+
+    refs = resolve_models(model)
+    options = ExportOptions(
+        formats=FORMATS if format is Format.all else (format.value,),
+        opset=opset,
+        exporter=exporter.value,
+        method=method.value,
+        dynamic_batch=dynamic_batch,
+        static_batch_size=batch_size,
+        input_shape=parse_shape(input_shape),
+        seed=seed,
+    )
+
+    def progress(record: Any) -> None:
+        if not json_out:
+            mark = "[green]✓[/green]" if record.ok else "[red]✗[/red]"
+            console.print(f"{mark} {record.name} {record.format}", highlight=False)
+
+    run = export_models(refs, out, options, on_record=progress)
+    if json_out:
+        print_json(run.records)
+    else:
+        console.print(export_table(run.records, str(out)))
+    if any("torch.jit" in w and "deprecated" in w for w in run.warnings):
+        import torch
+
+        note(JIT_DEPRECATION_NOTE.format(version=torch.__version__.split("+")[0]))
+    return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def main() -> None:  # pragma: no cover - console-script entry point alternative
+    app()
+
+
+__all__ = ["app", "EXIT_USAGE"]

@@ -1,0 +1,1 @@
+"""One module per runtime behind the `Runtime` protocol of `runtimes.base`."""
