@@ -9,6 +9,7 @@ activations). Parsing needs no torch: `poolkit zoo --help` and spec errors stay 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
         "conv",
         "Conv2d",
         (
-            Param("in_channels", "int", aliases=("in",)),
+            Param("in_channels", "int", aliases=("in", "in_")),
             Param("out_channels", "int", aliases=("out",)),
             _K,
             Param("stride", "pair", 1, ("s",)),
@@ -128,7 +129,7 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
         "linear",
         "Linear",
         (
-            Param("in_features", "int", aliases=("in",)),
+            Param("in_features", "int", aliases=("in", "in_")),
             Param("out_features", "int", aliases=("out",)),
             Param("bias", "bool", True),
         ),
@@ -299,13 +300,20 @@ def _coerce(p: Param, raw: Any) -> Any:
     raise AssertionError(f"unknown parameter kind {p.kind}")
 
 
+def _source(token: str, node: ast.AST) -> str:
+    """The user's text for a value (positions refer to the `in_` rewrite, so undo it)."""
+    rewritten = re.sub(r"\bin\s*=(?!=)", "in_=", token)
+    return ast.get_source_segment(rewritten, node) or "?"
+
+
 def parse_layer(text: str) -> LayerSpec:
     """Parse one `name(args)` token; every error names the token."""
     token = text.strip()
     if not token:
         raise SpecError("empty layer in spec (two '|' in a row, or a '|' at an end)")
     try:
-        node = ast.parse(token, mode="eval").body
+        # `in` is a Python keyword; let `conv(in=3, out=6, ...)` through as `in_`.
+        node = ast.parse(re.sub(r"\bin\s*=(?!=)", "in_=", token), mode="eval").body
     except SyntaxError:
         raise SpecError(f"cannot parse layer '{token}': expected name(arg, key=value, ...)") from None
     if isinstance(node, ast.Name):
@@ -336,7 +344,7 @@ def parse_layer(text: str) -> LayerSpec:
         try:
             given[p.name] = _coerce(p, _literal(value_node))
         except ValueError as exc:
-            shown = ast.get_source_segment(token, value_node) or "?"
+            shown = _source(token, value_node)
             raise SpecError(f"bad value '{shown}' for {p.name} in '{token}': {exc}") from None
     missing = [p.name for p in kind.params if p.default is REQUIRED and p.name not in given]
     if missing:

@@ -1,0 +1,67 @@
+"""Eager PyTorch: the reference every artifact is compared with, rebuilt from spec + saved weights."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtimes.base import Artifact, require_torch_cuda, set_torch_threads
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+
+def rebuild_eager(artifact: Artifact) -> nn.Module:
+    """The exact module that was exported: same spec, weights loaded from the saved file."""
+    import torch
+
+    from exporter.build import build_model
+    from exporter.spec import parse_spec
+
+    record = artifact.record
+    model = build_model(parse_spec(record.spec), record.sample_shape, seed=record.seed)
+    if record.weights:
+        state = torch.load(artifact.weights_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model.eval()
+
+
+class TorchModuleRuntime:
+    """Shared by eager and TorchScript: both are torch modules called under inference_mode."""
+
+    name = "torch"
+
+    def __init__(self, module: Any, device: str, threads: int | None) -> None:
+        import torch
+
+        if device == "cuda":
+            require_torch_cuda()
+        self.device = device
+        self.threads = set_torch_threads(threads)
+        self.provider = f"torch-{device}"
+        self._torch = torch
+        self.module = module.to(device) if hasattr(module, "to") else module
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        return self._torch.from_numpy(batch).to(self.device)
+
+    def infer(self, prepared: Any) -> Any:
+        with self._torch.inference_mode():
+            out = self.module(prepared)
+        if self.device == "cuda":
+            self._torch.cuda.synchronize()
+        return out
+
+    def to_numpy(self, outputs: Any) -> list[np.ndarray]:
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return [o.detach().cpu().numpy() for o in outs]
+
+    def close(self) -> None:
+        self.module = None
+
+
+class EagerRuntime(TorchModuleRuntime):
+    name = "eager"
+
+    def __init__(self, artifact: Artifact, device: str, threads: int | None = None) -> None:
+        super().__init__(rebuild_eager(artifact), device, threads)

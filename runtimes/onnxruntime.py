@@ -1,0 +1,128 @@
+"""ONNX Runtime on the CPU or CUDA execution provider, fed through IO binding.
+
+The same IO-binding code runs on both devices (device type "cpu" or "cuda"), so the CUDA path's
+logic is exercised on machines without a GPU. ONNX Runtime quietly falls back to the CPU
+provider when CUDA cannot load; we check `session.get_providers()` and refuse instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from poolkit.capture import captured_output
+from poolkit.errors import DeviceError, PoolkitError
+from runtimes.base import Artifact
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def session_options(threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Spinning intra-op threads slow down torch in the same process (onnxruntime issue 13808).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # errors only; we report what matters ourselves
+    return opts
+
+
+def preload_cuda_libraries() -> None:
+    """Let onnxruntime find the CUDA/cuDNN libraries that the torch wheels installed."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        with captured_output():
+            try:
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001 - a missing library shows up as a provider that did not load
+                pass
+
+
+def create_session(path: str, device: str, threads: int | None, tensorrt: bool = False) -> Any:
+    """An InferenceSession that really runs on `device`, or a DeviceError saying why not."""
+    import onnxruntime as ort
+
+    wanted = PROVIDERS["tensorrt"] if tensorrt else PROVIDERS[device]
+    if wanted not in ort.get_available_providers():
+        raise DeviceError(
+            f"onnxruntime {ort.__version__} has no {wanted} (installed providers: "
+            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
+        )
+    if device == "cuda":
+        preload_cuda_libraries()
+    providers = [wanted] if wanted == PROVIDERS["cpu"] else [wanted, PROVIDERS["cpu"]]
+    with captured_output() as out:
+        try:
+            session = ort.InferenceSession(path, sess_options=session_options(threads), providers=providers)
+        except Exception as exc:  # noqa: BLE001
+            from poolkit.errors import one_line
+
+            raise PoolkitError(f"onnxruntime cannot load {path}: {one_line(exc)}", exit_code=1) from None
+    active = session.get_providers()
+    if wanted not in active:
+        said = _provider_reason(out.text, wanted)
+        raise DeviceError(
+            f"onnxruntime's {wanted} did not load, the session would run on {', '.join(active)} only"
+            + (f" ({said})" if said else " (no GPU or CUDA/cuDNN libraries not found)")
+        )
+    return session
+
+
+def _provider_reason(log: str, provider: str) -> str:
+    """The sentence of ORT's log that says why a provider failed, without colour codes."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.splitlines()]
+    hits = [ln for ln in lines if provider in ln or "Failed" in ln] or [ln for ln in lines if ln]
+    if not hits:
+        return ""
+    text = hits[-1]
+    text = text.split("] ", 1)[-1] if text.startswith(("[E", "[W", "20")) else text
+    return text if len(text) <= 240 else text[:239] + "…"
+
+
+class OnnxRuntime:
+    """One ONNX file in one session; `prepare` binds the batch on the device, `infer` runs it."""
+
+    name = "onnxruntime"
+
+    def __init__(self, artifact: Artifact, device: str, threads: int | None = None, tensorrt: bool = False) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        if tensorrt:
+            self.name = "tensorrt"
+            if device != "cuda":
+                raise DeviceError("the TensorRT execution provider runs on --device cuda only")
+        self.device = device
+        self.session = create_session(str(artifact.path), device, threads, tensorrt=tensorrt)
+        self.provider = self.session.get_providers()[0]
+        self.threads = self.session.get_session_options().intra_op_num_threads or None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        """Copy the batch to the device once and bind it with the outputs: the timed call is the model."""
+        binding = self.session.io_binding()
+        value = self._ort.OrtValue.ortvalue_from_numpy(batch, self.device, 0)
+        binding.bind_ortvalue_input(self.input_name, value)
+        for name in self.output_names:
+            binding.bind_output(name, self.device, 0)
+        return binding, value  # keep the OrtValue alive as long as the binding
+
+    def infer(self, prepared: Any) -> Any:
+        binding, _ = prepared
+        self.session.run_with_iobinding(binding)  # returns when the device is done
+        return binding
+
+    def to_numpy(self, outputs: Any) -> list[np.ndarray]:
+        return list(outputs.copy_outputs_to_cpu())
+
+    def close(self) -> None:
+        self.session = None

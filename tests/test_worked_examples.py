@@ -1,0 +1,68 @@
+"""The seeds' worked examples, with their exact numbers, through eager, TorchScript and ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.export import ExportOptions, export_models
+from exporter.zoo import resolve_model
+from runtimes.base import Artifact, open_runtime, run_batch
+
+FIVE_BY_FIVE = np.array(
+    [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]], dtype=np.float32
+).reshape(1, 1, 5, 5)
+TWO_BY_TWO = np.array([[1, -0.5], [-1, 3]], dtype=np.float32).reshape(1, 1, 2, 2)
+FOUR_BY_FOUR = np.array(
+    [[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]], dtype=np.float32
+).reshape(1, 1, 4, 4)
+
+EXAMPLES = [
+    ("maxpool_ceil", FIVE_BY_FIVE, [[2, 3], [5, 1]], 0),
+    ("maxpool_floor", FIVE_BY_FIVE, [[2]], 0),
+    ("relu", TWO_BY_TWO, [[1, 0], [0, 3]], 0),
+    ("sigmoid", TWO_BY_TWO, [[0.7311, 0.3775], [0.2689, 0.9526]], 4),
+    ("maxpool_2x2", FOUR_BY_FOUR, [[6, 4], [7, 9]], 0),
+]
+RUNTIMES = [("eager", "onnx"), ("torchscript", "torchscript"), ("onnxruntime", "onnx")]
+
+
+@pytest.fixture(scope="module")
+def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo models exported for the seeds' small single-channel inputs."""
+    out = tmp_path_factory.mktemp("worked")
+    for name, x, _, _ in EXAMPLES:
+        options = ExportOptions(input_shape=tuple(x.shape[1:]))
+        run = export_models([resolve_model(name)], out, options)
+        assert not run.failed
+    return out
+
+
+@pytest.mark.parametrize(("runtime", "fmt"), RUNTIMES)
+@pytest.mark.parametrize(("name", "x", "expected", "decimals"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_worked_example(examples_dir, name, x, expected, decimals, runtime, fmt) -> None:
+    from exporter.manifest import load_manifest
+
+    record = next(r for r in load_manifest(examples_dir) if r.name == name and r.format == fmt)
+    rt = open_runtime(runtime, Artifact(record, examples_dir), "cpu")
+    (out,) = run_batch(rt, x)
+    assert out.shape == (1, 1, len(expected), len(expected[0]))
+    got = np.round(out[0, 0], decimals) if decimals else out[0, 0]
+    np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
+
+
+def test_conv_on_a_cifar_sized_batch(zoo_dir) -> None:
+    """Conv2d(3, 6, 3) on 64x3x32x32 gives 64x6x30x30, in all three runtimes, with equal numbers."""
+    from tests.conftest import records_by_key
+
+    records = records_by_key(zoo_dir)
+    x = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
+    outs = {}
+    for runtime, fmt in RUNTIMES:
+        rt = open_runtime(runtime, Artifact(records[("conv", fmt)], zoo_dir), "cpu")
+        (outs[runtime],) = run_batch(rt, x)
+        assert outs[runtime].shape == (64, 6, 30, 30)
+    np.testing.assert_allclose(outs["torchscript"], outs["eager"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs["onnxruntime"], outs["eager"], rtol=1e-5, atol=1e-5)
