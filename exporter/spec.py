@@ -195,7 +195,9 @@ class LayerSpec:
         lk = self.layer_kind
         given = dict(self.args)
         parts = [
-            _render_py(given[p.name]) if p.default is REQUIRED else f"{p.name}={_render_py(given.get(p.name, p.default))}"
+            _render_py(given[p.name])
+            if p.default is REQUIRED
+            else f"{p.name}={_render_py(given.get(p.name, p.default))}"
             for p in lk.params
             if p.name in given or p.explicit
         ]
@@ -236,8 +238,10 @@ def _render_py(value: Any) -> str:
 
 def _literal(node: ast.AST) -> Any:
     """A spec value: numbers, tuples, and bare words (same, reflect, true) as strings."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)) or (
-        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float, str, bool))
+        or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub))
     ):
         return ast.literal_eval(node)
     if isinstance(node, ast.Name):

@@ -7,6 +7,7 @@ provider when CUDA cannot load; we check `session.get_providers()` and refuse in
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from poolkit.capture import captured_output
@@ -37,11 +38,9 @@ def preload_cuda_libraries() -> None:
     import onnxruntime as ort
 
     if hasattr(ort, "preload_dlls"):
-        with captured_output():
-            try:
-                ort.preload_dlls()
-            except Exception:  # noqa: BLE001 - a missing library shows up as a provider that did not load
-                pass
+        # A missing library shows up later as a provider that did not load, with its reason.
+        with captured_output(), contextlib.suppress(Exception):
+            ort.preload_dlls()
 
 
 def create_session(path: str, device: str, threads: int | None, tensorrt: bool = False) -> Any:

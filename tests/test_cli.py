@@ -72,7 +72,9 @@ def test_export_exit_1_when_any_artifact_failed(tmp_path: Path) -> None:
 
 
 def test_export_says_torchscript_is_deprecated_once(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", "--format", "torchscript", "-m", "relu", "-m", "tanh", "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["export", "--format", "torchscript", "-m", "relu", "-m", "tanh", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0
     assert result.stderr.count("deprecated") == 1
     assert "torch.jit (TorchScript) as deprecated" in result.stderr

@@ -15,9 +15,7 @@ FIVE_BY_FIVE = np.array(
     [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]], dtype=np.float32
 ).reshape(1, 1, 5, 5)
 TWO_BY_TWO = np.array([[1, -0.5], [-1, 3]], dtype=np.float32).reshape(1, 1, 2, 2)
-FOUR_BY_FOUR = np.array(
-    [[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]], dtype=np.float32
-).reshape(1, 1, 4, 4)
+FOUR_BY_FOUR = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]], dtype=np.float32).reshape(1, 1, 4, 4)
 
 EXAMPLES = [
     ("maxpool_ceil", FIVE_BY_FIVE, [[2, 3], [5, 1]], 0),
