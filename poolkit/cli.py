@@ -160,6 +160,126 @@ def export(
     return EXIT_FAILED if run.failed else EXIT_OK
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    all = "all"
+
+
+class DataKind(str, Enum):
+    cifar10 = "cifar10"
+    synthetic = "synthetic"
+
+
+def devices_for(device: Device) -> tuple[str, ...]:
+    return ("cpu", "cuda") if device is Device.all else (device.value,)
+
+
+def parse_batches(text: str) -> int | None:
+    if text.lower() == "all":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
+
+
+DataOpt = Annotated[DataKind, typer.Option(help="Real CIFAR10 test images, or seeded random ones.")]
+DataRootOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder holding cifar-10-batches-py/ (else $POOLKIT_DATA, else the 1,000 shipped images)."),
+]
+DownloadOpt = Annotated[bool, typer.Option(help="Ask torchvision to fetch the whole test set into --data-root.")]
+
+
+def load_data(data: DataKind, data_root: Path | None, download: bool) -> Any:
+    from poolkit.cifar10 import load_images
+
+    if download and not data_root:
+        raise PoolkitError("--download needs --data-root: the folder to download CIFAR10 into")
+    return load_images(data.value, data_root, download)
+
+
+@app.command()
+@handles_errors
+def verify(
+    models: Annotated[Path, typer.Option(help="Folder with manifest.json and the artifacts.")] = Path("models"),
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeat).")] = None,
+    data: DataOpt = DataKind.cifar10,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (the seeds use 64).")] = 64,
+    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
+    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
+    device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = (
+        Device.cpu
+    ),
+    report: Annotated[Path | None, typer.Option(help="JSON report path (default results/verify.json).")] = None,
+    results: Annotated[Path, typer.Option(help="Folder for reports and failing batches.")] = Path("results"),
+    replay: Annotated[Path | None, typer.Option(help="Re-run a failing batch saved by an earlier verify.")] = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch."""
+    from poolkit.output import console, err_console, print_json
+
+    if replay is not None:
+        return _replay(replay, json_out)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from poolkit.envinfo import environment
+    from poolkit.files import write_json_atomic
+    from poolkit.render import verify_table
+    from poolkit.verify import VerifyOptions
+    from poolkit.verify import verify as run_verify
+    from runtimes.base import cuda_problem
+
+    options = VerifyOptions(atol, rtol, batch_size, parse_batches(batches), devices_for(device), results)
+    if device is Device.cuda:
+        problem = cuda_problem(["eager", "torchscript", "onnxruntime"])
+        if problem:
+            from poolkit.errors import DeviceError
+
+            raise DeviceError(f"--device cuda: {problem}")
+    images = load_data(data, data_root, download)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("verify", total=None)
+        verdict = run_verify(
+            models,
+            images,
+            options,
+            names=model,
+            environment=environment(),
+            on_batch=lambda label: progress.update(task, advance=1, description=label),
+            on_rows=lambda total: progress.update(task, total=total),
+        )
+    path = write_json_atomic(report or results / "verify.json", verdict)
+    if json_out:
+        print_json(verdict)
+    else:
+        console.print(verify_table(verdict))
+        console.print(f"[dim]report: {path}[/dim]")
+    return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+def _replay(path: Path, json_out: bool) -> int:
+    from poolkit.output import console, print_json
+    from poolkit.verify import replay
+
+    meta, results = replay(path)
+    if json_out:
+        print_json({"replayed": meta, "outputs": results})
+    else:
+        for i, c in enumerate(results):
+            verdict = "[green]passed[/green]" if c else "[bold red]FAILED[/bold red]"
+            console.print(
+                f"{meta['model']} {meta['format']} {meta['runtime']} {meta['device']} output {i}: {verdict} — "
+                f"max abs {c.max_abs:.3g}, {c.mismatched:,} of {c.elements:,} elements out of tolerance, "
+                f"worst at {tuple(c.worst_location)}"
+            )
+    return EXIT_OK if all(results) else EXIT_FAILED
+
+
 def main() -> None:  # pragma: no cover - console-script entry point alternative
     app()
 

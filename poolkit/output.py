@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from rich.console import Console
 
+from poolkit.files import to_plain
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-
-def to_plain(obj: Any) -> Any:
-    """Dataclasses (and lists of them) as JSON-ready dicts."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_plain(v) for k, v in asdict(obj).items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    return obj
 
 
 def print_json(data: Any) -> None:

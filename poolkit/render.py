@@ -10,6 +10,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from exporter.manifest import ExportRecord
+    from poolkit.verify import VerifyReport
     from poolkit.zoo_info import ZooRow
 
 
@@ -61,3 +62,85 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
             (r.sha256 or "")[:12] if r.ok else "[red]see below[/red]",
         )
     return Group(table, failure_lines([(f"{r.name} {r.format}", r.error or "") for r in records if not r.ok]))
+
+
+def unavailable_lines(rows: list[tuple[str, str]]) -> Text:
+    """Each distinct 'cannot run here' reason once, with how many rows it covers."""
+    text = Text()
+    counts: dict[tuple[str, str], int] = {}
+    for key in rows:
+        counts[key] = counts.get(key, 0) + 1
+    for (what, reason), n in counts.items():
+        text.append("• ", style="yellow").append(f"{what} unavailable", style="bold")
+        text.append(f" ({n} row{'s' * (n != 1)}): {reason}\n")
+    return text
+
+
+def _sci(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return "0" if value == 0 else f"{value:.1e}"
+
+
+def verify_table(report: VerifyReport) -> Group:
+    src = report.data
+    title = (
+        f"poolkit verify — {src.images:,} {src.kind} images ({src.origin}), batch {report.batch_size}, "
+        f"atol {report.atol:g}, rtol {report.rtol:g}"
+    )
+    table = Table(title=title)
+    table.add_column("model", no_wrap=True, min_width=8)
+    table.add_column("runtime")
+    table.add_column("device")
+    table.add_column("max abs", justify="right", no_wrap=True)
+    table.add_column("max rel", justify="right", no_wrap=True)
+    table.add_column("worst at")
+    table.add_column("verdict", no_wrap=True)
+    verdicts = {
+        "passed": "[green]passed[/green]",
+        "failed": "[bold red]FAILED[/bold red]",
+        "unavailable": "[yellow]unavailable[/yellow]",
+    }
+    for r in report.rows:
+        worst = r.worst
+        where = "—"
+        if worst is not None and worst.worst_location and not r.passed:
+            where = "(" + ",".join(map(str, worst.worst_location)) + ")"
+        table.add_row(
+            r.model,
+            r.runtime,
+            r.device,
+            _sci(worst.max_abs) if worst else "—",
+            _sci(worst.max_rel) if worst else "—",
+            where,
+            verdicts[r.status],
+        )
+    notes = unavailable_lines(
+        [(f"{r.runtime} {r.device}", r.reason or "") for r in report.rows if r.status == "unavailable"]
+    )
+    for r in report.rows:
+        if r.status != "failed":
+            continue
+        notes.append("✗ ", style="bold red")
+        notes.append(f"{r.model} {r.format} {r.runtime} {r.device}", style="bold").append(f": {r.reason}\n")
+        worst = r.worst
+        if worst is not None and worst.worst_location and r.status == "failed":
+            notes.append(
+                f"    worst element at {tuple(worst.worst_location)}: eager {worst.worst_expected!r}, "
+                f"artifact {worst.worst_actual!r}; cosine {worst.cosine:.6f}"
+                + (f"; top-1 agreement {worst.top1_agreement:.1%}" if worst.top1_agreement is not None else "")
+                + "\n"
+            )
+        if r.diverging_layer:
+            notes.append(f"    first diverging layer: {r.diverging_layer}\n")
+        if r.replay:
+            notes.append(f"    reproduce: {r.replay}\n")
+    s = report.summary
+    summary = Text(
+        f"{s['passed']} passed, {s['failed']} failed"
+        + (f", {s['unavailable']} unavailable" if s["unavailable"] else ""),
+        style="bold green" if report.passed else "bold red",
+    )
+    return Group(table, notes, summary) if notes else Group(table, summary)

@@ -121,3 +121,37 @@ def set_torch_threads(threads: int | None) -> int:
     if threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def layer_outputs(name: str, artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+    """Each top-level layer's output as `name` computes it (CPU): what the divergence finder compares."""
+    if name == "eager":
+        from runtimes.eager import eager_layer_outputs
+
+        return eager_layer_outputs(artifact, batch)
+    if name == "torchscript":
+        from runtimes.torchscript import torchscript_layer_outputs
+
+        return torchscript_layer_outputs(artifact, batch)
+    if name in ("onnxruntime", "tensorrt"):
+        from runtimes.onnxruntime import onnx_layer_outputs
+
+        return onnx_layer_outputs(artifact, batch)
+    raise PoolkitError(f"runtime '{name}' cannot report layer outputs")
+
+
+def cuda_problem(runtimes: list[str] | tuple[str, ...]) -> str | None:
+    """Why CUDA rows cannot run for these runtimes, or None: torch's CUDA and/or ORT's CUDA provider."""
+    problems = []
+    if any(r in ("eager", "torchscript", "compile") for r in runtimes):
+        try:
+            require_torch_cuda()
+        except DeviceError as exc:
+            problems.append(str(exc).removeprefix("--device cuda: "))
+    if any(r in ("onnxruntime", "tensorrt") for r in runtimes):
+        from runtimes.onnxruntime import cuda_provider_problem
+
+        problem = cuda_provider_problem()
+        if problem:
+            problems.append(problem)
+    return "; ".join(problems) or None

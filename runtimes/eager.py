@@ -65,3 +65,21 @@ class EagerRuntime(TorchModuleRuntime):
 
     def __init__(self, artifact: Artifact, device: str, threads: int | None = None) -> None:
         super().__init__(rebuild_eager(artifact), device, threads)
+
+
+def module_layer_outputs(module: Any, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+    """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU."""
+    import torch
+
+    results = []
+    x: Any = torch.from_numpy(batch)
+    with torch.inference_mode():
+        for name, layer in module.named_children():
+            x = layer(x)
+            outs = x if isinstance(x, tuple) else (x,)
+            results.append((name, [o.detach().cpu().numpy() for o in outs]))
+    return results
+
+
+def eager_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+    return module_layer_outputs(rebuild_eager(artifact), batch)

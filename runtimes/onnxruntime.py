@@ -43,7 +43,7 @@ def preload_cuda_libraries() -> None:
             ort.preload_dlls()
 
 
-def create_session(path: str, device: str, threads: int | None, tensorrt: bool = False) -> Any:
+def create_session(path: str | bytes, device: str, threads: int | None, tensorrt: bool = False) -> Any:
     """An InferenceSession that really runs on `device`, or a DeviceError saying why not."""
     import onnxruntime as ort
 
@@ -62,7 +62,8 @@ def create_session(path: str, device: str, threads: int | None, tensorrt: bool =
         except Exception as exc:  # noqa: BLE001
             from poolkit.errors import one_line
 
-            raise PoolkitError(f"onnxruntime cannot load {path}: {one_line(exc)}", exit_code=1) from None
+            what = path if isinstance(path, str) else "the model"
+            raise PoolkitError(f"onnxruntime cannot load {what}: {one_line(exc)}", exit_code=1) from None
     active = session.get_providers()
     if wanted not in active:
         said = _provider_reason(out.text, wanted)
@@ -83,6 +84,7 @@ def _provider_reason(log: str, provider: str) -> str:
         return ""
     text = hits[-1]
     text = text.split("] ", 1)[-1] if text.startswith(("[E", "[W", "20")) else text
+    text = text.split(" Please install", 1)[0]  # the rest is a link to the requirements page
     return text if len(text) <= 240 else text[:239] + "…"
 
 
@@ -125,3 +127,74 @@ class OnnxRuntime:
 
     def close(self) -> None:
         self.session = None
+
+
+def _node_layer(node: Any) -> str | None:
+    """The top-level module a node came from: dynamo's name_scopes metadata, or legacy's `/conv1/Conv`."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return scopes[1] if len(scopes) > 1 and scopes[1] else None
+    if node.name.startswith("/") and node.name.count("/") >= 2:
+        return node.name.split("/")[1]
+    return None
+
+
+def onnx_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+    """Expose each layer's output tensor as a graph output and run the file once on the CPU.
+
+    A layer's output is what its nodes produce for a node of another layer (or the graph output).
+    Layers the exporter folded away have no nodes and are left out.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(artifact.path))
+    graph = proto.graph
+    layer_of = {out: _node_layer(n) for n in graph.node for out in n.output}
+    graph_outputs = {o.name for o in graph.output}
+    boundaries: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            src = layer_of.get(name)
+            if src and src != _node_layer(node) and name not in boundaries.setdefault(src, []):
+                boundaries[src].append(name)
+    for name in graph_outputs:
+        src = layer_of.get(name)
+        if src and name not in boundaries.setdefault(src, []):
+            boundaries[src].append(name)
+    order = []
+    for node in graph.node:
+        layer = _node_layer(node)
+        if layer and layer not in order:
+            order.append(layer)
+    exposed = [t for layer in order for t in boundaries.get(layer, []) if t not in graph_outputs]
+    for tensor in exposed:
+        graph.output.append(onnx.ValueInfoProto(name=tensor))
+    session = ort.InferenceSession(proto.SerializeToString(), session_options(None), providers=[PROVIDERS["cpu"]])
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(names, {session.get_inputs()[0].name: batch}), strict=True))
+    return [(layer, [values[t] for t in boundaries[layer]]) for layer in order if boundaries.get(layer)]
+
+
+def cuda_provider_problem() -> str | None:
+    """Why ONNX Runtime's CUDA provider cannot run here (None when it can), checked on a tiny model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = min(model.ir_version, 9)
+    onnx.checker.check_model(model)
+    try:
+        create_session(model.SerializeToString(), "cuda", None)
+    except PoolkitError as exc:
+        return str(exc)
+    return None

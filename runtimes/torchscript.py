@@ -23,3 +23,15 @@ class TorchScriptRuntime(TorchModuleRuntime):
             module = torch.jit.freeze(module)
         super().__init__(module, device, threads)
         self.provider = f"torchscript-frozen-{device}"
+
+
+def torchscript_layer_outputs(artifact: Artifact, batch):  # -> list[tuple[str, list[np.ndarray]]]
+    """Layer by layer through the artifact's own submodules (unfrozen, so they still exist)."""
+    import torch
+
+    from runtimes.eager import module_layer_outputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
+    return module_layer_outputs(module, batch)

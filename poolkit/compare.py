@@ -1,0 +1,132 @@
+"""Compare an artifact's outputs with eager PyTorch's: every metric a field, the verdict `bool()`.
+
+An element passes when |actual - expected| <= atol + rtol * |expected| (numpy's allclose).
+NaN never passes, on either side. Infinities pass only where both sides have the same one.
+Batches are folded into one `Comparison` with `Accumulator`, so the worst element is found over
+the whole data set and its location names the image, not the position inside a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_ATOL = 1e-5  # Polygraphy's and Optimum's fp32 default
+DEFAULT_RTOL = 1e-5
+
+
+@dataclass
+class Comparison:
+    """One output of one artifact against eager, over every batch seen."""
+
+    atol: float
+    rtol: float
+    shape_expected: list[int] = field(default_factory=list)  # per batch, the last one seen
+    shape_actual: list[int] = field(default_factory=list)
+    elements: int = 0
+    mismatched: int = 0  # elements out of tolerance (NaN included)
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mean_abs: float = 0.0
+    cosine: float = 1.0
+    nan_expected: int = 0
+    nan_actual: int = 0
+    inf_expected: int = 0
+    inf_actual: int = 0
+    worst_location: list[int] = field(default_factory=list)  # (image, channel, y, x) or (image, class)
+    worst_expected: float | None = None
+    worst_actual: float | None = None
+    top1_agreement: float | None = None  # classifier outputs (N, classes) only
+    shape_mismatch: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.shape_mismatch and self.elements > 0 and self.mismatched == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def min_passing_atol(self) -> float:
+        """The smallest atol that would have passed with rtol=0 (Polygraphy prints the same hint)."""
+        return self.max_abs
+
+
+class Accumulator:
+    """Folds batch after batch into one Comparison."""
+
+    def __init__(self, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> None:
+        self.result = Comparison(atol=atol, rtol=rtol)
+        self._sum_abs = 0.0
+        self._dot = 0.0
+        self._norm_e = 0.0
+        self._norm_a = 0.0
+        self._top1_same = 0
+        self._top1_total = 0
+
+    def add(self, expected: np.ndarray, actual: np.ndarray, first_image: int = 0) -> bool:
+        """Compare one batch; returns whether this batch passed."""
+        r = self.result
+        r.shape_expected, r.shape_actual = list(expected.shape), list(actual.shape)
+        if expected.shape != actual.shape:
+            r.shape_mismatch = True
+            return False
+        e = expected.astype(np.float64, copy=False)
+        a = actual.astype(np.float64, copy=False)
+        nan_e, nan_a = np.isnan(e), np.isnan(a)
+        inf_e, inf_a = np.isinf(e), np.isinf(a)
+        r.nan_expected += int(nan_e.sum())
+        r.nan_actual += int(nan_a.sum())
+        r.inf_expected += int(inf_e.sum())
+        r.inf_actual += int(inf_a.sum())
+
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(a - e)
+        same_inf = inf_e & inf_a & (e == a)
+        diff = np.where(same_inf, 0.0, diff)
+        diff = np.where(nan_e | nan_a, np.inf, diff)  # NaN never passes and always ranks worst
+        diff = np.where((inf_e | inf_a) & ~same_inf, np.inf, diff)
+        finite_e = np.where(np.isfinite(e), np.abs(e), 0.0)
+        bad = diff > r.atol + r.rtol * finite_e
+        r.mismatched += int(bad.sum())
+        r.elements += int(e.size)
+
+        if e.size:
+            flat = int(np.argmax(diff))
+            worst = float(diff.flat[flat])
+            if worst > r.max_abs or r.worst_expected is None:
+                idx = list(np.unravel_index(flat, e.shape))
+                idx[0] += first_image
+                r.max_abs = worst
+                r.worst_location = [int(i) for i in idx]
+                r.worst_expected, r.worst_actual = float(expected.flat[flat]), float(actual.flat[flat])
+            finite = np.isfinite(diff)
+            rel = diff[finite] / (finite_e[finite] + 1e-12)
+            if rel.size:
+                r.max_rel = max(r.max_rel, float(rel.max()))
+            if not finite.all():
+                r.max_rel = math.inf
+            self._sum_abs += float(diff[finite].sum())
+            ok = np.isfinite(e) & np.isfinite(a)
+            self._dot += float((e[ok] * a[ok]).sum())
+            self._norm_e += float((e[ok] ** 2).sum())
+            self._norm_a += float((a[ok] ** 2).sum())
+            r.mean_abs = self._sum_abs / r.elements if r.max_abs != math.inf else math.inf
+            denominator = math.sqrt(self._norm_e) * math.sqrt(self._norm_a)
+            r.cosine = self._dot / denominator if denominator else (1.0 if self._norm_e == self._norm_a else 0.0)
+        if e.ndim == 2 and e.shape[1] > 1:
+            self._top1_same += int((np.argmax(expected, axis=1) == np.argmax(actual, axis=1)).sum())
+            self._top1_total += e.shape[0]
+            r.top1_agreement = self._top1_same / self._top1_total
+        return not bad.any()
+
+
+def compare(
+    expected: np.ndarray, actual: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL
+) -> Comparison:
+    """Compare one pair of arrays; `if not compare(...)` reads as 'they differ'."""
+    acc = Accumulator(atol, rtol)
+    acc.add(expected, actual)
+    return acc.result
