@@ -280,6 +280,120 @@ def _replay(path: Path, json_out: bool) -> int:
     return EXIT_OK if all(results) else EXIT_FAILED
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s <= 0 for s in sizes):
+        raise PoolkitError(f"bad --batch-sizes '{text}': positive numbers separated by commas, like 1,16,64,256")
+    return sizes
+
+
+@app.command()
+@handles_errors
+def bench(
+    device: Annotated[Device, typer.Option(help="cpu, cuda, or all (CUDA rows say 'unavailable' and why).")] = (
+        Device.cpu
+    ),
+    model: ModelOpt = None,
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(help="eager, torchscript, onnxruntime (default: these three); also compile, tensorrt."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
+    batch_sizes: Annotated[str | None, typer.Option(help="Several batch sizes, e.g. 1,16,64,256.")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Uncounted runs after the first.")] = 10,
+    iters: Annotated[int | None, typer.Option(min=1, help="Counted runs (default 100).")] = None,
+    min_time: Annotated[float | None, typer.Option(min=0.0, help="Instead: run at least this many seconds.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Threads for every runtime (default: usable cores).")
+    ] = None,
+    models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
+        "models"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
+    compare: Annotated[Path | None, typer.Option(help="An earlier bench.json to compare with.")] = None,
+    self_check: Annotated[bool, typer.Option(help="Compare poolkit's eager p50 with torch.utils.benchmark.")] = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from exporter.export import ExportOptions, export_models
+    from exporter.manifest import load_manifest
+    from exporter.zoo import resolve_models
+    from poolkit.bench import BenchSettings, run_bench
+    from poolkit.bench_report import compare_runs, load_report, write_reports
+    from poolkit.cifar10 import load_cifar10
+    from poolkit.envinfo import environment
+    from poolkit.errors import DeviceError
+    from poolkit.output import console, err_console, note, print_json
+    from poolkit.render import bench_table, compare_table
+    from runtimes.base import DEFAULT_RUNTIMES, check_runtime_names, cuda_problem
+
+    runtimes = tuple(runtime or DEFAULT_RUNTIMES)
+    check_runtime_names(runtimes)
+    settings = BenchSettings(
+        devices=devices_for(device),
+        runtimes=runtimes,
+        batch_sizes=parse_sizes(batch_sizes) if batch_sizes else (batch_size,),
+        warmup=warmup,
+        iters=iters if iters is not None or min_time is not None else 100,
+        min_time_s=min_time,
+        threads=threads,
+    )
+    old = load_report(compare) if compare else None
+    if device is Device.cuda:
+        problem = cuda_problem(runtimes)
+        if problem:
+            raise DeviceError(f"--device cuda: {problem}")
+    refs = resolve_models(model)
+    have = {(r.name, r.format) for r in load_manifest(models) if r.ok}
+    missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]
+    if missing:
+        note(f"exporting {', '.join(r.name for r in missing)} into {models}/ first")
+        export_models(missing, models, ExportOptions())
+    if self_check:
+        from poolkit.bench import self_check as run_self_check
+
+        check = run_self_check(models, refs[0].name, threads, settings.batch_sizes[0])
+        if json_out:
+            print_json(check)
+        else:
+            console.print(
+                f"self-check on {check['model']} (batch {check['batch_size']}, {check['threads']} threads): "
+                f"poolkit eager p50 {check['poolkit_p50_ms']:.3f} ms, torch.utils.benchmark median "
+                f"{check['torch_benchmark_median_ms']:.3f} ms, ratio {check['ratio']:.3f} — "
+                + ("[green]within 10%[/green]" if check["within_10_percent"] else "[red]NOT within 10%[/red]")
+            )
+        return EXIT_OK if check["within_10_percent"] else EXIT_FAILED
+    images = load_cifar10()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total = len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(runtimes)
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("bench", total=total)
+        report = run_bench(
+            models,
+            [r.name for r in refs],
+            settings,
+            images.images,
+            environment=environment(),
+            data_label=images.source.note,
+            on_step=lambda label: progress.update(task, advance=1, description=label),
+        )
+    paths = write_reports(report, out)
+    changes = compare_runs(old, report.measurements) if old is not None else None
+    if json_out:
+        print_json({"report": report, "files": {k: str(v) for k, v in paths.items()}, "compare": changes})
+    else:
+        console.print(bench_table(report))
+        if changes is not None:
+            console.print(compare_table(changes, str(compare)))
+        console.print(f"[dim]written: {', '.join(str(p) for p in paths.values())}[/dim]")
+    return EXIT_FAILED if any(m.status == "failed" for m in report.measurements) else EXIT_OK
+
+
 def main() -> None:  # pragma: no cover - console-script entry point alternative
     app()
 

@@ -12,6 +12,10 @@ from poolkit.files import to_plain
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+if not console.is_terminal and not console.size.width > 80:
+    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables.
+    console.width = 120
+    err_console.width = 120
 
 
 def print_json(data: Any) -> None:

@@ -71,6 +71,12 @@ RUNTIME_FORMATS: dict[str, str | None] = {
 DEFAULT_RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
 
+def check_runtime_names(names: tuple[str, ...] | list[str]) -> None:
+    for name in names:
+        if name not in RUNTIME_FORMATS:
+            raise PoolkitError(f"unknown runtime '{name}' (known: {', '.join(RUNTIME_FORMATS)})")
+
+
 def _opener(name: str) -> Callable[..., Runtime]:
     if name == "eager":
         from runtimes.eager import EagerRuntime
@@ -90,7 +96,8 @@ def _opener(name: str) -> Callable[..., Runtime]:
         return lambda artifact, device, threads=None: OnnxRuntime(
             artifact, device, threads, tensorrt=name == "tensorrt"
         )
-    raise PoolkitError(f"unknown runtime '{name}' (known: {', '.join(RUNTIME_FORMATS)})")
+    check_runtime_names([name])
+    raise AssertionError(name)
 
 
 def open_runtime(name: str, artifact: Artifact, device: str, threads: int | None = None) -> Runtime:

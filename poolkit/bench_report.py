@@ -1,0 +1,131 @@
+"""Bench results on disk (JSON, CSV, PNG chart, written atomically) and `--compare` against an old run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from poolkit.bench import BenchReport, Measurement
+from poolkit.errors import DataError
+from poolkit.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
+from poolkit.stats import Stats
+
+CSV_COLUMNS = [
+    "model", "runtime", "device", "batch_size", "status", "provider", "threads", "first_run_ms",
+    "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms", "iters",
+    "e2e_p50_ms", "images_per_s", "speedup_vs_eager", "gflops_per_s", "gb_per_s", "flops", "bytes_moved", "reason",
+]  # fmt: skip
+
+
+def csv_row(m: Measurement) -> dict[str, Any]:
+    s, e = m.latency_ms, m.end_to_end_ms
+    row = {k: getattr(m, k, None) for k in CSV_COLUMNS if hasattr(m, k)}
+    if s:
+        row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min, mean_ms=s.mean, std_ms=s.std)
+        row.update(ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, iters=s.n)
+    if e:
+        row["e2e_p50_ms"] = e.p50
+    return row
+
+
+def write_reports(report: BenchReport, out_dir: Path, stem: str = "bench") -> dict[str, Path]:
+    """results/bench.json, .csv and .png; each appears whole or not at all."""
+    out_dir = Path(out_dir)
+    paths = {"json": write_json_atomic(out_dir / f"{stem}.json", report)}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for m in report.measurements:
+        writer.writerow(csv_row(m))
+    paths["csv"] = write_text_atomic(out_dir / f"{stem}.csv", buf.getvalue())
+    chart = write_chart(report, out_dir / f"{stem}.png")
+    if chart:
+        paths["png"] = chart
+    return paths
+
+
+def write_chart(report: BenchReport, path: Path) -> Path | None:
+    """p50 latency per runtime and device, one group of bars per model (log scale: models differ 100x)."""
+    rows = [m for m in report.measurements if m.latency_ms]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(f"{m.model} b{m.batch_size}" for m in rows))
+    series = list(dict.fromkeys(f"{m.runtime} {m.device}" for m in rows))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(models) + 3), 5))
+    for i, name in enumerate(series):
+        values = {f"{m.model} b{m.batch_size}": m.latency_ms.p50 for m in rows if f"{m.runtime} {m.device}" == name}
+        xs = [j + i * width for j, model in enumerate(models) if model in values]
+        ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(models))], models, rotation=45, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("p50 latency per batch (ms, log scale)")
+    env = report.environment
+    ax.set_title(f"poolkit bench — {env.get('cpu', '?')}" + (f" / {env['gpu']}" if env.get("gpu") else ""), fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def load_report(path: Path) -> list[Measurement]:
+    """Measurements of a saved bench JSON (for --compare)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = data["measurements"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"--compare {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
+    known = {f.name for f in fields(Measurement)}
+    out = []
+    for row in rows:
+        m = Measurement(**{k: v for k, v in row.items() if k in known})
+        for name in ("latency_ms", "end_to_end_ms"):
+            value = getattr(m, name)
+            if isinstance(value, dict):
+                setattr(m, name, Stats(**value))
+        out.append(m)
+    return out
+
+
+@dataclass
+class Change:
+    model: str
+    runtime: str
+    device: str
+    batch_size: int
+    old_p50_ms: float
+    new_p50_ms: float
+    change_pct: float
+    verdict: str  # regression | improvement | within noise
+
+
+def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]:
+    """Rows present in both runs; a change counts only when the 95% intervals of the medians do not overlap."""
+    previous = {m.key: m for m in old if m.latency_ms}
+    changes = []
+    for m in new:
+        before = previous.get(m.key)
+        if before is None or m.latency_ms is None:
+            continue
+        a, b = before.latency_ms, m.latency_ms
+        if b.ci95_low > a.ci95_high:
+            verdict = "regression"
+        elif b.ci95_high < a.ci95_low:
+            verdict = "improvement"
+        else:
+            verdict = "within noise"
+        changes.append(Change(*m.key, a.p50, b.p50, (b.p50 / a.p50 - 1) * 100 if a.p50 else 0.0, verdict))
+    return changes
+
+
+__all__ = ["write_reports", "load_report", "compare_runs", "Change", "to_plain"]

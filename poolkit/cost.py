@@ -1,0 +1,84 @@
+"""FLOPs and bytes a model needs for one batch, so a timing can be read against the machine's limits.
+
+Counting rules (fp32, no fusion assumed):
+- Conv2d: 2 * (C_in / groups) * kH * kW multiply-adds per output element, plus 1 for the bias.
+- Linear: 2 * in_features per output element, plus 1 for the bias.
+- Pools: one operation per window element per output (max or add); adaptive pools: one per input.
+- Activations: one operation per element (ReLU, LeakyReLU, PReLU); four for Sigmoid, Tanh, ELU;
+  five for Softmax / LogSoftmax (max, subtract, exp, sum, divide). These are conventions, stated.
+- Bytes: each layer reads its input and its parameters and writes its output once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+ELEMENTWISE_OPS = {
+    "ReLU": 1,
+    "LeakyReLU": 1,
+    "PReLU": 1,
+    "Sigmoid": 4,
+    "Tanh": 4,
+    "ELU": 4,
+    "Softmax": 5,
+    "LogSoftmax": 5,
+}
+
+
+@dataclass
+class Cost:
+    flops: int
+    bytes: int
+
+
+def _numel(shape: Any) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def layer_flops(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    kind = type(module).__name__
+    out = _numel(out_shape)
+    if kind == "Conv2d":
+        kh, kw = _pair(module.kernel_size)
+        per_output = 2 * (module.in_channels // module.groups) * kh * kw
+        return out * (per_output + (1 if module.bias is not None else 0))
+    if kind == "Linear":
+        return out * (2 * module.in_features + (1 if module.bias is not None else 0))
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        kh, kw = _pair(module.kernel_size)
+        return out * kh * kw
+    if kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        return _numel(in_shape)
+    return out * ELEMENTWISE_OPS.get(kind, 0)
+
+
+def model_cost(model: nn.Module, sample_shape: tuple[int, ...], batch: int) -> Cost:
+    """Run one batch of zeros through the layers, recording each one's shapes."""
+    import torch
+
+    flops = 0
+    moved = 0
+    x: Any = torch.zeros((batch, *sample_shape))
+    with torch.inference_mode():
+        for layer in model.children():
+            in_shape = tuple(x.shape)
+            x = layer(x)
+            first = x[0] if isinstance(x, tuple) else x
+            outs = x if isinstance(x, tuple) else (x,)
+            out_bytes = sum(o.numel() * o.element_size() for o in outs)
+            param_bytes = sum(p.numel() * p.element_size() for p in layer.parameters())
+            flops += layer_flops(layer, in_shape, tuple(first.shape))
+            moved += _numel(in_shape) * 4 + param_bytes + out_bytes
+            x = first
+    return Cost(flops=flops, bytes=moved)

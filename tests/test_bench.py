@@ -1,0 +1,156 @@
+"""bench: the Runtime interface on every CPU backend, no silent fallback, reports and --compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from exporter.build import build_model
+from exporter.spec import parse_spec
+from exporter.zoo import ZOO
+from poolkit.bench import BenchSettings, run_bench
+from poolkit.bench_report import compare_runs, load_report, write_reports
+from poolkit.cli import app
+from poolkit.cost import model_cost
+from runtimes.base import Artifact, Runtime, open_runtime, run_batch
+from tests.conftest import records_by_key
+
+runner = CliRunner()
+FAST = BenchSettings(warmup=1, iters=5)
+
+
+@pytest.mark.parametrize("name", ["eager", "torchscript", "onnxruntime"])
+def test_runtime_interface_on_cpu(zoo_dir: Path, name: str) -> None:
+    records = records_by_key(zoo_dir)
+    record = records[("tudui", "torchscript" if name == "torchscript" else "onnx")]
+    rt = open_runtime(name, Artifact(record, zoo_dir), "cpu", threads=1)
+    assert isinstance(rt, Runtime)
+    assert (rt.name, rt.device, rt.threads) == (name, "cpu", 1)
+    assert rt.provider == {"eager": "torch-cpu", "torchscript": "torchscript-frozen-cpu"}.get(
+        name, "CPUExecutionProvider"
+    )
+    x = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)
+    prepared = rt.prepare(x)
+    first = rt.to_numpy(rt.infer(prepared))
+    again = rt.to_numpy(rt.infer(prepared))  # a prepared batch can be run many times (the timed call)
+    assert first[0].shape == (8, 10) and np.array_equal(first[0], again[0])
+    np.testing.assert_array_equal(run_batch(rt, x)[0], first[0])
+    rt.close()
+
+
+def test_cost_of_tudui_by_hand() -> None:
+    model = build_model(parse_spec(ZOO["tudui"].spec), (3, 32, 32))
+    cost = model_cost(model, (3, 32, 32), 64)
+    conv = 64 * 6 * 30 * 30 * (2 * 3 * 9 + 1)
+    pool = 64 * 6 * 10 * 10 * 9
+    relu = 64 * 600
+    linear = 64 * 10 * (2 * 600 + 1)
+    assert cost.flops == conv + pool + relu + linear
+    conv_bytes = 4 * (64 * 3 * 32 * 32 + 6 * 3 * 9 + 6 + 64 * 6 * 30 * 30)
+    assert cost.bytes > conv_bytes
+
+
+def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path: Path) -> None:
+    images = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
+    report = run_bench(zoo_dir, ["tudui"], FAST, images, environment={"cpu": "test"})
+    assert [m.runtime for m in report.measurements] == ["eager", "torchscript", "onnxruntime"]
+    for m in report.measurements:
+        assert m.status == "ok" and m.device == "cpu" and m.threads >= 1
+        assert m.latency_ms.n == 5 and m.latency_ms.p50 > 0 and m.first_run_ms > 0
+        assert m.images_per_s == pytest.approx(64 / (m.latency_ms.p50 / 1e3))
+        assert m.gflops_per_s == pytest.approx(m.flops / (m.latency_ms.p50 / 1e3) / 1e9)
+        assert m.end_to_end_ms.n == 5
+    assert report.measurements[0].speedup_vs_eager == 1.0
+    paths = write_reports(report, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["schema"] == 1 and data["environment"] == {"cpu": "test"}
+    assert set(data["settings"]) == {"devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads"}
+    row = data["measurements"][2]
+    for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
+                "end_to_end_ms", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
+                "gb_per_s", "samples_ms"):  # fmt: skip
+        assert key in row, key
+    assert set(row["latency_ms"]) == {
+        "n",
+        "min",
+        "max",
+        "mean",
+        "std",
+        "p50",
+        "p90",
+        "p99",
+        "ci95_low",
+        "ci95_high",
+        "cv",
+    }
+    assert row["provider"] == "CPUExecutionProvider" and len(row["samples_ms"]) == 5
+    header = paths["csv"].read_text().splitlines()[0]
+    assert header.startswith("model,runtime,device,batch_size,status,provider,threads")
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cuda_rows_are_unavailable_never_relabelled(zoo_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    settings = BenchSettings(devices=("cpu", "cuda"), warmup=0, iters=3)
+    report = run_bench(zoo_dir, ["relu"], settings, np.zeros((2, 3, 32, 32), dtype=np.float32))
+    cuda = [m for m in report.measurements if m.device == "cuda"]
+    assert len(cuda) == 3 and all(m.status == "unavailable" and m.latency_ms is None for m in cuda)
+    assert "CUDAExecutionProvider did not load" in next(m for m in cuda if m.runtime == "onnxruntime").reason
+    assert "no GPU" in next(m for m in cuda if m.runtime == "eager").reason
+
+
+def test_bench_cuda_without_gpu_is_exit_2(zoo_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "relu", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --device cuda:")
+    assert "CUDAExecutionProvider did not load" in result.stderr and "no GPU" in result.stderr
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "--runtime", "onnxruntime", "--device", "cuda"])
+    assert result.exit_code == 2 and "torch" not in result.stderr.split("did not load")[0]
+
+
+def test_compare_two_saved_runs(zoo_dir: Path, tmp_path: Path) -> None:
+    args = ["bench", "--models", str(zoo_dir), "-m", "relu", "--iters", "5", "--warmup", "1"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
+    old = load_report(tmp_path / "a" / "bench.json")
+    # a much slower copy: every figure times 100, so the intervals cannot overlap
+    slow = json.loads((tmp_path / "a" / "bench.json").read_text())
+    for m in slow["measurements"]:
+        for k in ("min", "max", "mean", "p50", "p90", "p99", "ci95_low", "ci95_high"):
+            m["latency_ms"][k] *= 100
+    (tmp_path / "slow.json").write_text(json.dumps(slow))
+    changes = compare_runs(old, load_report(tmp_path / "slow.json"))
+    assert [c.verdict for c in changes] == ["regression"] * 3
+    assert changes[0].change_pct == pytest.approx(9900.0)
+    assert [c.verdict for c in compare_runs(load_report(tmp_path / "slow.json"), old)] == ["improvement"] * 3
+    result = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "b"), "--compare", str(tmp_path / "slow.json"), "--json"]
+    )
+    assert result.exit_code == 0
+    assert {c["verdict"] for c in json.loads(result.stdout)["compare"]} == {"improvement"}
+
+
+def test_bench_usage_errors(zoo_dir: Path) -> None:
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "--runtime", "tflite"])
+    assert result.exit_code == 2 and "unknown runtime 'tflite'" in result.stderr
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "--batch-sizes", "1,x"])
+    assert result.exit_code == 2 and "bad --batch-sizes '1,x'" in result.stderr
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "--compare", str(zoo_dir / "relu.onnx")])
+    assert result.exit_code == 2 and "not a poolkit bench JSON" in result.stderr
+
+
+def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "conv", "--self-check", "--json"])
+    check = json.loads(result.stdout)
+    assert check["poolkit_p50_ms"] > 0 and check["torch_benchmark_median_ms"] > 0
+    assert result.exit_code == (0 if check["within_10_percent"] else 1)
