@@ -19,7 +19,8 @@ demo: $(STAMP)
 	$(BIN)/poolkit zoo
 	$(BIN)/poolkit export --format all
 	$(BIN)/poolkit verify
-	$(BIN)/poolkit bench --device cpu --iters 50 --warmup 5
+	$(BIN)/poolkit show
+	$(BIN)/poolkit bench --device cpu
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -179,3 +179,14 @@ def _export_one(
         record.size_bytes = path.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record
+
+
+def ensure_exported(refs: list[ModelRef], out_dir: Path) -> list[str]:
+    """Export (both formats) the models the manifest in `out_dir` lacks; returns their names."""
+    from exporter.manifest import load_manifest
+
+    have = {(r.name, r.format) for r in load_manifest(out_dir) if r.ok}
+    missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]
+    if missing:
+        export_models(missing, out_dir, ExportOptions())
+    return [r.name for r in missing]

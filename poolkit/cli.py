@@ -320,8 +320,7 @@ def bench(
     """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from exporter.export import ExportOptions, export_models
-    from exporter.manifest import load_manifest
+    from exporter.export import ensure_exported
     from exporter.zoo import resolve_models
     from poolkit.bench import BenchSettings, run_bench
     from poolkit.bench_report import compare_runs, load_report, write_reports
@@ -349,11 +348,9 @@ def bench(
         if problem:
             raise DeviceError(f"--device cuda: {problem}")
     refs = resolve_models(model)
-    have = {(r.name, r.format) for r in load_manifest(models) if r.ok}
-    missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]
-    if missing:
-        note(f"exporting {', '.join(r.name for r in missing)} into {models}/ first")
-        export_models(missing, models, ExportOptions())
+    exported = ensure_exported(refs, models)
+    if exported:
+        note(f"exported {', '.join(exported)} into {models}/ first")
     if self_check:
         from poolkit.bench import self_check as run_self_check
 
@@ -392,6 +389,82 @@ def bench(
             console.print(compare_table(changes, str(compare)))
         console.print(f"[dim]written: {', '.join(str(p) for p in paths.values())}[/dim]")
     return EXIT_FAILED if any(m.status == "failed" for m in report.measurements) else EXIT_OK
+
+
+class ShowRuntime(str, Enum):
+    eager = "eager"
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+class Channels(str, Enum):
+    gray = "gray"
+    rgb = "rgb"
+
+
+@app.command()
+@handles_errors
+def show(
+    model: ModelOpt = None,
+    batches: Annotated[str, typer.Option(help="Batches of 64 to log per model, or 'all'.")] = "2",
+    logdir: Annotated[Path, typer.Option(help="TensorBoard log folder (one run per model and runtime).")] = Path(
+        "logs"
+    ),
+    png: Annotated[Path, typer.Option(help="Folder for one PNG per model.")] = Path("results/show"),
+    runtime: Annotated[ShowRuntime, typer.Option(help="Which runtime computes the outputs.")] = ShowRuntime.eager,
+    channels: Annotated[
+        Channels,
+        typer.Option(help="Outputs with other than 1 or 3 channels: each channel gray, or the first 3 as RGB."),
+    ] = Channels.gray,
+    data: DataOpt = DataKind.cifar10,
+    data_root: DataRootOpt = None,
+    models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
+        "models"
+    ),
+    json_out: JsonOpt = False,
+) -> int:
+    """Log input and output images of each model to TensorBoard and draw them as PNG pictures."""
+    from exporter.export import ensure_exported
+    from exporter.manifest import load_manifest
+    from exporter.zoo import resolve_models
+    from poolkit.output import console, note, print_json
+    from poolkit.show import show_model
+    from runtimes.base import Artifact, open_runtime
+
+    refs = resolve_models(model)
+    limit = parse_batches(batches)
+    images = load_data(data, data_root, False)
+    exported = ensure_exported(refs, models)
+    if exported:
+        note(f"exported {', '.join(exported)} into {models}/ first")
+    records = {r.key: r for r in load_manifest(models) if r.ok}
+    runtime_name = "onnxruntime" if runtime is ShowRuntime.onnx else runtime.value
+    fmt = "torchscript" if runtime is ShowRuntime.torchscript else "onnx"
+    results = []
+    for ref in refs:
+        record = records.get((ref.name, fmt)) or records.get((ref.name, "torchscript"))
+        if record is None:
+            raise PoolkitError(f"'{ref.name}' has no {fmt} artifact in {models}/ (its export failed)", exit_code=1)
+        if record.sample_shape != tuple(images.images.shape[1:]):
+            raise PoolkitError(
+                f"'{ref.name}' takes {'x'.join(map(str, record.sample_shape))} inputs, not CIFAR10 images "
+                "(use --data synthetic)"
+            )
+        rt = open_runtime(runtime_name, Artifact(record, models), "cpu")
+        try:
+            results.append(show_model(ref.name, ref.spec_text, rt, images, logdir, png, limit, channels=channels.value))
+        finally:
+            rt.close()
+    if json_out:
+        print_json({"data": images.source, "results": results})
+    else:
+        for r in results:
+            console.print(
+                f"[bold]{r.model}[/bold] \\[{r.runtime}] output {'x'.join(map(str, r.output_shape))}: {r.display}"
+            )
+            console.print(f"    picture: {r.png}")
+        console.print(f"TensorBoard: tensorboard --logdir {logdir}")
+    return EXIT_OK
 
 
 def main() -> None:  # pragma: no cover - console-script entry point alternative
