@@ -467,6 +467,121 @@ def show(
     return EXIT_OK
 
 
+def split_list(text: str | None, known: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in items if t not in known]
+    if bad or not items:
+        raise PoolkitError(f"bad {option} '{text}': choose from {', '.join(known)}")
+    return items
+
+
+@app.command()
+@handles_errors
+def sweep(
+    layer: Annotated[
+        str, typer.Option(help="conv, maxpool, avgpool, adaptive, activation, or all (comma-separated).")
+    ] = "all",
+    exporters: Annotated[
+        str | None,
+        typer.Option(help="Export paths: torchscript-script, torchscript-trace, onnx-dynamo, onnx-legacy."),
+    ] = None,
+    opsets: Annotated[str, typer.Option(help="ONNX opsets, comma-separated.")] = "17,20",
+    runtimes: Annotated[
+        str | None,
+        typer.Option(help="ONNX runtimes: onnxruntime-cpu, onnxruntime-cuda (default: cpu, + cuda if it works)."),
+    ] = None,
+    input_size: Annotated[list[str] | None, typer.Option(help="HxW, repeatable (default 32x32 and 31x31).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds a cell may take before it is recorded as timeout.")
+    ] = 120.0,
+    out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
+        "results/conformance"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Ignore the journal and run every cell again.")] = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from poolkit.bench import usable_cores
+    from poolkit.envinfo import environment
+    from poolkit.output import console, err_console, note, print_json
+    from poolkit.render import sweep_table
+    from poolkit.sweep import Journal, run_sweep
+    from poolkit.sweep_grid import EXPORT_PATHS, LAYER_GROUPS, build_grid
+    from poolkit.sweep_report import summary, write_json, write_markdown
+
+    groups = LAYER_GROUPS if layer == "all" else split_list(layer, LAYER_GROUPS, "--layer")
+    exports = split_list(exporters, EXPORT_PATHS, "--exporters") or EXPORT_PATHS
+    try:
+        opset_list = tuple(int(o) for o in opsets.split(","))
+    except ValueError:
+        raise PoolkitError(f"bad --opsets '{opsets}': numbers like 17,20") from None
+    sizes = tuple(parse_shape(s) for s in (input_size or ["32x32", "31x31"]))
+    if any(s is None or len(s) != 2 for s in sizes):
+        raise PoolkitError("bad --input-size: give HxW, like 32x32")
+    onnx_runtimes = split_list(runtimes, ("onnxruntime-cpu", "onnxruntime-cuda"), "--runtimes")
+    if onnx_runtimes is None:
+        from runtimes.base import cuda_problem
+
+        onnx_runtimes = (
+            ("onnxruntime-cpu",) if cuda_problem(["onnxruntime"]) else ("onnxruntime-cpu", "onnxruntime-cuda")
+        )
+    elif "onnxruntime-cuda" in onnx_runtimes:
+        from runtimes.base import cuda_problem
+
+        problem = cuda_problem(["onnxruntime"])
+        if problem:
+            from poolkit.errors import DeviceError
+
+            raise DeviceError(f"--runtimes onnxruntime-cuda: {problem}")
+    cells = build_grid(groups, exports, opset_list, sizes, onnx_runtimes)  # type: ignore[arg-type]
+    journal = Journal(Path(f"{out}.jsonl"))
+    if fresh and journal.path.exists():
+        journal.path.unlink()
+    env = environment()
+    versions = {k: env[k] for k in ("torch", "onnx", "onnxruntime")}
+    stale = [r for r in journal.read().values() if r.versions and r.versions != versions]
+    if stale:
+        raise PoolkitError(
+            f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
+        )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("sweep", total=len(cells))
+        done_before = len(journal.read())
+        progress.update(task, completed=min(done_before, len(cells)))
+        results, resumed = run_sweep(
+            cells,
+            journal,
+            jobs or usable_cores(),
+            timeout,
+            on_result=lambda r: progress.update(task, advance=1, description=f"{r.cell.group} {r.outcome}"),
+            versions=versions,
+        )
+    if resumed:
+        note(f"resumed: {resumed:,} of {len(cells):,} cells came from {journal.path}")
+    settings = {
+        "groups": list(groups),
+        "exports": list(exports),
+        "opsets": list(opset_list),
+        "input_sizes": [list(s) for s in sizes],
+        "onnx_runtimes": list(onnx_runtimes),
+        "timeout_s": timeout,
+    }
+    json_path = write_json(results, Path(f"{out}.json"), env, settings)
+    md_path = write_markdown(results, Path(f"{out}.md"), env)
+    if json_out:
+        print_json({"summary": summary(results), "json": str(json_path), "markdown": str(md_path)})
+    else:
+        console.print(sweep_table(results))
+        console.print(f"[dim]written: {json_path}, {md_path}[/dim]")
+    return EXIT_OK
+
+
 def main() -> None:  # pragma: no cover - console-script entry point alternative
     app()
 

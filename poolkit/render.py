@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from exporter.manifest import ExportRecord
     from poolkit.bench import BenchReport
     from poolkit.bench_report import Change
+    from poolkit.sweep import CellResult
     from poolkit.verify import VerifyReport
     from poolkit.zoo_info import ZooRow
 
@@ -219,3 +220,24 @@ def compare_table(changes: list[Change], old_path: str) -> Table:
             f"[{styles[c.verdict]}]{c.verdict}[/{styles[c.verdict]}]",
         )
     return table
+
+
+def sweep_table(results: list[CellResult]) -> Group:
+    from poolkit.sweep import OUTCOMES
+    from poolkit.sweep_report import summary, summary_line
+
+    table = Table(title="poolkit sweep — outcomes per layer group")
+    table.add_column("layer", no_wrap=True)
+    for outcome in ("cells", *OUTCOMES):
+        table.add_column(outcome, justify="right", no_wrap=True)
+    groups = list(dict.fromkeys(r.cell.group for r in results))
+    for group in groups:
+        s = summary([r for r in results if r.cell.group == group])
+        table.add_row(
+            group,
+            *[
+                (f"[red]{s[k]}[/red]" if s[k] and k not in ("cells", "ok", "invalid") else str(s[k]))
+                for k in ("cells", *OUTCOMES)
+            ],
+        )
+    return Group(table, Text(summary_line(results)))
