@@ -10,6 +10,7 @@ Every result is appended to a journal as soon as it arrives, which is how a swee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -246,10 +247,8 @@ def run_pool(
                 feed(slots[i])
     finally:
         for slot in slots:
-            try:
+            with contextlib.suppress(OSError):  # a dead worker's pipe is already closed
                 slot.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
         for slot in slots:
             slot.process.join(5)
             if slot.process.is_alive():
