@@ -71,6 +71,28 @@ class JitMethod(str, Enum):
     trace = "trace"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    all = "all"
+
+
+class DataKind(str, Enum):
+    cifar10 = "cifar10"
+    synthetic = "synthetic"
+
+
+class ShowRuntime(str, Enum):
+    eager = "eager"
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+class Channels(str, Enum):
+    gray = "gray"
+    rgb = "rgb"
+
+
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     """`3x32x32` -> (3, 32, 32); a per-sample shape, without the batch axis."""
     if text is None:
@@ -158,17 +180,6 @@ def export(
 
         note(JIT_DEPRECATION_NOTE.format(version=torch.__version__.split("+")[0]))
     return EXIT_FAILED if run.failed else EXIT_OK
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    all = "all"
-
-
-class DataKind(str, Enum):
-    cifar10 = "cifar10"
-    synthetic = "synthetic"
 
 
 def devices_for(device: Device) -> tuple[str, ...]:
@@ -389,17 +400,6 @@ def bench(
             console.print(compare_table(changes, str(compare)))
         console.print(f"[dim]written: {', '.join(str(p) for p in paths.values())}[/dim]")
     return EXIT_FAILED if any(m.status == "failed" for m in report.measurements) else EXIT_OK
-
-
-class ShowRuntime(str, Enum):
-    eager = "eager"
-    torchscript = "torchscript"
-    onnx = "onnx"
-
-
-class Channels(str, Enum):
-    gray = "gray"
-    rgb = "rgb"
 
 
 @app.command()

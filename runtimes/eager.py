@@ -36,6 +36,9 @@ class TorchModuleRuntime:
 
         if device == "cuda":
             require_torch_cuda()
+            # Full fp32 on CUDA, as on the CPU: TF32 would change the numbers verify compares.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         self.device = device
         self.threads = set_torch_threads(threads)
         self.provider = f"torch-{device}"

@@ -34,3 +34,16 @@ def run_artifact(models_dir: Path, record: ExportRecord, x: np.ndarray, runtime:
 
 def records_by_key(models_dir: Path) -> dict[tuple[str, str], ExportRecord]:
     return {r.key: r for r in load_manifest(models_dir)}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` need torch CUDA and ONNX Runtime's CUDA provider; skip with the reason otherwise."""
+    cuda_items = [item for item in items if "cuda" in item.keywords]
+    if not cuda_items:
+        return
+    from runtimes.base import cuda_problem
+
+    problem = cuda_problem(["eager", "onnxruntime"])
+    if problem:
+        for item in cuda_items:
+            item.add_marker(pytest.mark.skip(reason=f"no working CUDA here: {problem[:160]}"))
