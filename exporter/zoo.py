@@ -6,9 +6,10 @@ needs no torch.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from exporter.spec import ModelSpec, parse_spec
+from exporter.spec import LAYER_KINDS, ModelSpec, parse_spec
 from poolkit.errors import SpecError
 
 
@@ -75,8 +76,6 @@ def resolve_model(text: str) -> ModelRef:
 
 def spec_name(spec: ModelSpec) -> str:
     """A stable, file-safe name for a spec given on the command line."""
-    import hashlib
-
     return "spec_" + hashlib.sha1(str(spec).encode()).hexdigest()[:8]
 
 
@@ -89,10 +88,4 @@ def resolve_models(texts: list[str] | None) -> list[ModelRef]:
     return list(seen.values())
 
 
-def _layer_words() -> set[str]:
-    from exporter.spec import LAYER_KINDS
-
-    return {n for k in LAYER_KINDS for n in (k.name, *k.aliases)}
-
-
-_LAYER_WORDS = _layer_words()
+_LAYER_WORDS = {n for k in LAYER_KINDS for n in (k.name, *k.aliases)}

@@ -242,15 +242,11 @@ def verify(
     from poolkit.render import verify_table
     from poolkit.verify import VerifyOptions
     from poolkit.verify import verify as run_verify
-    from runtimes.base import cuda_problem
+    from runtimes.base import require_cuda
 
     options = VerifyOptions(atol, rtol, batch_size, parse_batches(batches), devices_for(device), results)
     if device is Device.cuda:
-        problem = cuda_problem(["eager", "torchscript", "onnxruntime"])
-        if problem:
-            from poolkit.errors import DeviceError
-
-            raise DeviceError(f"--device cuda: {problem}")
+        require_cuda(["eager", "torchscript", "onnxruntime"])
     images = load_data(data, data_root, download)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
@@ -337,10 +333,9 @@ def bench(
     from poolkit.bench_report import compare_runs, load_report, write_reports
     from poolkit.cifar10 import load_cifar10
     from poolkit.envinfo import environment
-    from poolkit.errors import DeviceError
     from poolkit.output import console, err_console, note, print_json
     from poolkit.render import bench_table, compare_table
-    from runtimes.base import DEFAULT_RUNTIMES, check_runtime_names, cuda_problem
+    from runtimes.base import DEFAULT_RUNTIMES, check_runtime_names, require_cuda
 
     runtimes = tuple(runtime or DEFAULT_RUNTIMES)
     check_runtime_names(runtimes)
@@ -355,9 +350,7 @@ def bench(
     )
     old = load_report(compare) if compare else None
     if device is Device.cuda:
-        problem = cuda_problem(runtimes)
-        if problem:
-            raise DeviceError(f"--device cuda: {problem}")
+        require_cuda(runtimes)
     refs = resolve_models(model)
     exported = ensure_exported(refs, models)
     if exported:
@@ -523,21 +516,13 @@ def sweep(
     sizes = tuple(parse_shape(s) for s in (input_size or ["32x32", "31x31"]))
     if any(s is None or len(s) != 2 for s in sizes):
         raise PoolkitError("bad --input-size: give HxW, like 32x32")
+    from runtimes.base import cuda_problem, require_cuda
+
     onnx_runtimes = split_list(runtimes, ("onnxruntime-cpu", "onnxruntime-cuda"), "--runtimes")
-    if onnx_runtimes is None:
-        from runtimes.base import cuda_problem
-
-        onnx_runtimes = (
-            ("onnxruntime-cpu",) if cuda_problem(["onnxruntime"]) else ("onnxruntime-cpu", "onnxruntime-cuda")
-        )
+    if onnx_runtimes is None:  # CUDA cells only where the CUDA provider really works
+        onnx_runtimes = ("onnxruntime-cpu",) + (() if cuda_problem(["onnxruntime"]) else ("onnxruntime-cuda",))
     elif "onnxruntime-cuda" in onnx_runtimes:
-        from runtimes.base import cuda_problem
-
-        problem = cuda_problem(["onnxruntime"])
-        if problem:
-            from poolkit.errors import DeviceError
-
-            raise DeviceError(f"--runtimes onnxruntime-cuda: {problem}")
+        require_cuda(["onnxruntime"], "--runtimes onnxruntime-cuda")
     cells = build_grid(groups, exports, opset_list, sizes, onnx_runtimes)  # type: ignore[arg-type]
     journal = Journal(Path(f"{out}.jsonl"))
     if fresh and journal.path.exists():

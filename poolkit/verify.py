@@ -150,35 +150,28 @@ def verify(
     models_dir = Path(models_dir)
     records = select_records(models_dir, names)
     cuda_reasons: dict[str, str | None] = {}
-    plan = [(r, d) for r in records for d in options.devices]
     if on_rows:
-        on_rows(sum(images.count_batches(options.batch_size, options.batches) for _ in plan))
+        on_rows(len(records) * len(options.devices) * images.count_batches(options.batch_size, options.batches))
     rows = []
-    for record, device in plan:
-        row = VerifyRow(
-            record.name, record.format, FORMAT_RUNTIME.get(record.format, "?"), device, record.spec, "failed"
-        )
-        problem = check_files(record, models_dir)
-        if device == "cuda" and row.runtime not in cuda_reasons:
-            cuda_reasons[row.runtime] = cuda_problem([row.runtime])
-        if device == "cuda" and cuda_reasons[row.runtime]:
-            row.status, row.reason = "unavailable", cuda_reasons[row.runtime]
-        elif problem:
-            row.reason = problem
-        else:
-            data = images
-            if record.sample_shape != IMAGE_SHAPE:
-                if images.source.kind == "synthetic":
-                    data = synthetic_images(len(images.images), record.sample_shape)
+    for record in records:
+        problem = check_files(record, models_dir)  # hash each file once, whatever the devices
+        for device in options.devices:
+            row = VerifyRow(
+                record.name, record.format, FORMAT_RUNTIME.get(record.format, "?"), device, record.spec, "failed"
+            )
+            rows.append(row)
+            if device == "cuda" and row.runtime not in cuda_reasons:
+                cuda_reasons[row.runtime] = cuda_problem([row.runtime])
+            if device == "cuda" and cuda_reasons[row.runtime]:
+                row.status, row.reason = "unavailable", cuda_reasons[row.runtime]
+            elif problem:
+                row.reason = problem
+            else:
+                data = _data_for(record, images)
+                if isinstance(data, str):
+                    row.reason = data
                 else:
-                    row.reason = (
-                        f"input {'x'.join(map(str, record.sample_shape))} is not a 3x32x32 CIFAR10 image; "
-                        "verify it with --data synthetic"
-                    )
-                    rows.append(row)
-                    continue
-            _run_row(row, record, Artifact(record, models_dir), data, options, on_batch)
-        rows.append(row)
+                    _run_row(row, record, Artifact(record, models_dir), data, options, on_batch)
     return VerifyReport(
         data=images.source,
         atol=options.atol,
@@ -189,6 +182,16 @@ def verify(
         environment=environment or {},
         rows=rows,
     )
+
+
+def _data_for(record: ExportRecord, images: ImageSet) -> ImageSet | str:
+    """The images an artifact can take, or why it cannot take CIFAR10's."""
+    if record.sample_shape == IMAGE_SHAPE:
+        return images
+    if images.source.kind == "synthetic":
+        return synthetic_images(len(images.images), record.sample_shape)
+    shape = "x".join(map(str, record.sample_shape))
+    return f"input {shape} is not a 3x32x32 CIFAR10 image; verify it with --data synthetic"
 
 
 def _run_row(

@@ -162,3 +162,10 @@ def cuda_problem(runtimes: list[str] | tuple[str, ...]) -> str | None:
         if problem:
             problems.append(problem)
     return "; ".join(problems) or None
+
+
+def require_cuda(runtimes: list[str] | tuple[str, ...], asked_by: str = "--device cuda") -> None:
+    """No silent fallback: CUDA asked for where it cannot run is a DeviceError (exit 2) naming the missing piece."""
+    problem = cuda_problem(runtimes)
+    if problem:
+        raise DeviceError(f"{asked_by}: {problem}")
