@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.errors import DataError, PoolkitError, one_line
 from poolkit.stats import Stats, summarize
-from runtimes.base import RUNTIME_FORMATS, Artifact, Runtime, check_runtime_names, cuda_problem, open_runtime
+from runtimes.base import (
+    RUNTIME_FORMATS,
+    Artifact,
+    Runtime,
+    check_runtime_names,
+    cuda_problem,
+    open_identity,
+    open_runtime,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +66,8 @@ class Measurement:
     bytes_moved: int | None = None
     gflops_per_s: float | None = None
     gb_per_s: float | None = None
+    overhead_ms: float | None = None  # p50 of an Identity model on the same runtime, device and batch
+    warnings: list[str] = field(default_factory=list)  # overhead- or copy-dominated, as trtexec warns
     samples_ms: list[float] = field(default_factory=list)
 
     @property
@@ -250,10 +260,53 @@ def _measure_row(
             raise PoolkitError(f"asked for {m.device}, but {m.provider} ran it")
         model_only, end_to_end = measure(runtime, batch, settings, clock)
         fill(m, model_only, end_to_end, cost)
+        m.overhead_ms = measure_overhead(runtime_name, m.device, batch, settings, m.threads, clock)
+        m.warnings = diagnose(m)
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is a failed row, the rest go on
         m.status, m.reason = "failed", one_line(exc)
     finally:
         runtime.close()
+
+
+def measure_overhead(
+    runtime_name: str, device: str, batch: np.ndarray, settings: BenchSettings, threads: int | None, clock: Clock
+) -> float | None:
+    """p50 (ms) of the same runtime running an Identity on the same batch: the cost of a call itself."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="poolkit-identity-") as folder:
+        identity = open_identity(runtime_name, device, tuple(batch.shape[1:]), Path(folder), threads)
+        if identity is None:
+            return None
+        try:
+            prepared = identity.prepare(batch)
+            timing = time_calls(
+                lambda: identity.infer(prepared), settings.warmup, settings.iters, settings.min_time_s, clock
+            )
+        finally:
+            identity.close()
+    return summarize([s * 1e3 for s in timing.samples_s]).p50
+
+
+OVERHEAD_SHARE = 0.5  # an Identity costing half the figure or more: the call, not the model, is measured
+COPY_FACTOR = 2.0  # end-to-end twice the model-only figure or more: host copies dominate
+
+
+def diagnose(m: Measurement) -> list[str]:
+    """What a reader should know before trusting the figure (trtexec warns the same way)."""
+    notes = []
+    if m.latency_ms is None:
+        return notes
+    p50 = m.latency_ms.p50
+    if m.overhead_ms is not None and p50 > 0 and m.overhead_ms >= OVERHEAD_SHARE * p50:
+        notes.append(
+            f"overhead: an Identity call takes {m.overhead_ms:.3f} ms, {m.overhead_ms / p50:.0%} of this figure"
+        )
+    if m.end_to_end_ms is not None and p50 > 0 and m.end_to_end_ms.p50 >= COPY_FACTOR * p50:
+        notes.append(f"copies: end to end takes {m.end_to_end_ms.p50 / p50:.1f}x the model-only time")
+    if m.latency_ms.unstable:
+        notes.append(f"unstable: CV {m.latency_ms.cv:.0%}")
+    return notes
 
 
 def provider_matches(device: str, provider: str) -> bool:

@@ -17,7 +17,8 @@ from poolkit.stats import Stats
 CSV_COLUMNS = [
     "model", "runtime", "device", "batch_size", "status", "provider", "threads", "first_run_ms",
     "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms", "iters",
-    "e2e_p50_ms", "images_per_s", "speedup_vs_eager", "gflops_per_s", "gb_per_s", "flops", "bytes_moved", "reason",
+    "e2e_p50_ms", "overhead_ms", "images_per_s", "speedup_vs_eager", "gflops_per_s", "gb_per_s", "flops",
+    "bytes_moved", "reason",
 ]  # fmt: skip
 
 

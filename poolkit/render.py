@@ -155,6 +155,16 @@ def _ms(value: float | None) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
+def _si(value: int | None, unit: str = "") -> str:
+    """20160640 -> 20.2M: FLOPs and bytes at a glance."""
+    if value is None:
+        return "—"
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.1f}{prefix}{unit}"
+    return f"{value}{unit}"
+
+
 def bench_table(report: BenchReport) -> Group:
     env = report.environment
     where = env.get("cpu", "?") + (f" + {env['gpu']}" if env.get("gpu") else "")
@@ -167,9 +177,12 @@ def bench_table(report: BenchReport) -> Group:
     table = Table(title=f"poolkit bench — {where}, {threads} threads{batch_text}; ms per batch, model only")
     table.add_column("model", overflow="fold", min_width=6)
     table.add_column("runtime", no_wrap=True)
-    headers = (["batch"] if several_sizes else []) + ["p50", "p90", "p99", "img/s", "vs eager", "GFLOP/s", "GB/s"]
+    headers = (["batch"] if several_sizes else []) + [
+        "p50", "p90", "p99", "img/s", "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s",
+    ]  # fmt: skip
     for col in headers + (["e2e p50"] if on_gpu else []):
         table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("notes", no_wrap=True)
     last_model = None
     for m in rows:
         if last_model is not None and m.model != last_model:
@@ -180,7 +193,7 @@ def bench_table(report: BenchReport) -> Group:
         s = m.latency_ms
         if s is None:
             status = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"
-            table.add_row(*lead, status, *[""] * (len(headers) - len(lead) + 1 + on_gpu))
+            table.add_row(*lead, status, *[""] * (len(headers) + on_gpu))
             continue
         cells = [
             _ms(s.p50) + ("[yellow]~[/yellow]" if s.unstable else ""),
@@ -188,18 +201,29 @@ def bench_table(report: BenchReport) -> Group:
             _ms(s.p99),
             f"{m.images_per_s:,.0f}" if m.images_per_s else "—",
             f"{m.speedup_vs_eager:.2f}x" if m.speedup_vs_eager else "—",
+            _si(m.flops),
+            _si(m.bytes_moved, "B"),
             f"{m.gflops_per_s:.1f}" if m.gflops_per_s is not None else "—",
             f"{m.gb_per_s:.1f}" if m.gb_per_s is not None else "—",
         ]
         if on_gpu:
             cells.append(_ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None))
-        table.add_row(*lead, *cells)
+        flags = [w.split(":")[0] for w in m.warnings if not w.startswith("unstable")]
+        table.add_row(*lead, *cells, "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "")
     notes = unavailable_lines([(f"{m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "unavailable"])
     notes.append_text(
         failure_lines([(f"{m.model} {m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "failed"])
     )
     if any(m.latency_ms and m.latency_ms.unstable for m in rows):
         notes.append("~ unstable: the samples' spread (CV) is above 10 %; the p50 stands, the tail is noisy\n")
+    if any(w.startswith("overhead") for m in rows for w in m.warnings):
+        notes.append(
+            "overhead: an Identity model on the same runtime costs half this figure or more (JSON: overhead_ms)\n"
+        )
+    if any(w.startswith("copies") for m in rows for w in m.warnings):
+        notes.append(
+            "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
+        )
     return Group(table, notes)
 
 

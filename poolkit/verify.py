@@ -27,7 +27,7 @@ from runtimes.base import Artifact, cuda_problem, layer_outputs, open_runtime, r
 if TYPE_CHECKING:
     import numpy as np
 
-FORMAT_RUNTIME = {"torchscript": "torchscript", "onnx": "onnxruntime"}
+FORMAT_RUNTIME = {"torchscript": "torchscript", "onnx": "onnxruntime", "eager": "eager"}
 
 
 @dataclass
@@ -150,12 +150,15 @@ def verify(
     models_dir = Path(models_dir)
     records = select_records(models_dir, names)
     cuda_reasons: dict[str, str | None] = {}
+    # On CUDA, eager itself is checked too: eager on the GPU against eager on the CPU.
+    eager_on_cuda = [_as_eager(r) for r in _one_per_model(records)] if "cuda" in options.devices else []
     if on_rows:
-        on_rows(len(records) * len(options.devices) * images.count_batches(options.batch_size, options.batches))
+        n_rows = len(records) * len(options.devices) + len(eager_on_cuda)
+        on_rows(n_rows * images.count_batches(options.batch_size, options.batches))
     rows = []
-    for record in records:
+    for record, devices in [(r, options.devices) for r in records] + [(r, ("cuda",)) for r in eager_on_cuda]:
         problem = check_files(record, models_dir)  # hash each file once, whatever the devices
-        for device in options.devices:
+        for device in devices:
             row = VerifyRow(
                 record.name, record.format, FORMAT_RUNTIME.get(record.format, "?"), device, record.spec, "failed"
             )
@@ -182,6 +185,21 @@ def verify(
         environment=environment or {},
         rows=rows,
     )
+
+
+def _one_per_model(records: list[ExportRecord]) -> list[ExportRecord]:
+    firsts: dict[str, ExportRecord] = {}
+    for r in records:
+        if r.ok:
+            firsts.setdefault(r.name, r)
+    return list(firsts.values())
+
+
+def _as_eager(record: ExportRecord) -> ExportRecord:
+    """A pseudo-record for eager itself: same spec and weights, no artifact file of its own."""
+    from dataclasses import replace
+
+    return replace(record, format="eager", method="eager", path=None, sha256=None, opset=None)
 
 
 def _data_for(record: ExportRecord, images: ImageSet) -> ImageSet | str:

@@ -169,3 +169,41 @@ def require_cuda(runtimes: list[str] | tuple[str, ...], asked_by: str = "--devic
     problem = cuda_problem(runtimes)
     if problem:
         raise DeviceError(f"{asked_by}: {problem}")
+
+
+def open_identity(
+    name: str, device: str, sample_shape: tuple[int, ...], folder: Path, threads: int | None
+) -> Runtime | None:
+    """The same runtime around an Identity model: what a call costs when the model does nothing.
+
+    None for runtimes where that has no meaning here (torch.compile, TensorRT).
+    """
+    from exporter.manifest import ExportRecord
+
+    if name == "eager":
+        import torch
+
+        from runtimes.eager import TorchModuleRuntime
+
+        runtime = TorchModuleRuntime(torch.nn.Identity(), device, threads)
+        runtime.name = "eager"
+        return runtime
+    if name == "torchscript":
+        import warnings
+
+        import torch
+
+        path = Path(folder) / "identity.torchscript.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation, said once by export
+            torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
+        fmt = "torchscript"
+    elif name == "onnxruntime":
+        from runtimes.onnxruntime import write_identity_model
+
+        path = write_identity_model(Path(folder) / "identity.onnx", sample_shape)
+        fmt = "onnx"
+    else:
+        return None
+    record = ExportRecord("identity", "identity", fmt, "identity", "ok", ["batch", *sample_shape], path=path.name)
+    return open_runtime(name, Artifact(record, Path(folder)), device, threads)

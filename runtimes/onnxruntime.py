@@ -8,6 +8,7 @@ provider when CUDA cannot load; we check `session.get_providers()` and refuse in
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.capture import captured_output
@@ -198,3 +199,21 @@ def cuda_provider_problem() -> str | None:
     except PoolkitError as exc:
         return str(exc)
     return None
+
+
+def write_identity_model(path: Path, sample_shape: tuple[int, ...]) -> Path:
+    """An ONNX Identity with a dynamic batch: timing it measures ONNX Runtime's per-call overhead."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dims: list[int | str] = ["batch", *sample_shape]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])],
+        "identity",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = min(model.ir_version, 9)
+    onnx.save(model, str(path))
+    return path

@@ -65,13 +65,14 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
         assert m.gflops_per_s == pytest.approx(m.flops / (m.latency_ms.p50 / 1e3) / 1e9)
         assert m.end_to_end_ms.n == 5
     assert report.measurements[0].speedup_vs_eager == 1.0
+    assert all(m.overhead_ms is not None and m.overhead_ms > 0 for m in report.measurements)
     paths = write_reports(report, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["schema"] == 1 and data["environment"] == {"cpu": "test"}
     assert set(data["settings"]) == {"devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads"}
     row = data["measurements"][2]
     for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
-                "end_to_end_ms", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
+                "end_to_end_ms", "overhead_ms", "warnings", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
                 "gb_per_s", "samples_ms"):  # fmt: skip
         assert key in row, key
     assert set(row["latency_ms"]) == {
@@ -154,3 +155,20 @@ def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
     check = json.loads(result.stdout)
     assert check["poolkit_p50_ms"] > 0 and check["torch_benchmark_median_ms"] > 0
     assert result.exit_code == (0 if check["within_10_percent"] else 1)
+
+
+def test_diagnose_flags_overhead_copies_and_noise() -> None:
+    from poolkit.bench import Measurement, diagnose
+    from poolkit.stats import summarize
+
+    m = Measurement("relu", "onnxruntime", "cpu", 64)
+    m.latency_ms = summarize([0.010, 0.010, 0.011, 0.010])
+    m.end_to_end_ms = summarize([0.030, 0.031, 0.030, 0.030])
+    m.overhead_ms = 0.006
+    assert diagnose(m) == [
+        "overhead: an Identity call takes 0.006 ms, 60% of this figure",
+        "copies: end to end takes 3.0x the model-only time",
+    ]
+    m.overhead_ms, m.end_to_end_ms = 0.001, summarize([0.012] * 4)
+    m.latency_ms = summarize([0.010, 0.020, 0.010, 0.030])
+    assert diagnose(m) == ["unstable: CV 55%"]

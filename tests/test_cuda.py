@@ -31,7 +31,8 @@ def test_zoo_verifies_on_cuda(zoo_dir: Path, tmp_path: Path) -> None:
     )
     failed = [(r.model, r.format, r.reason) for r in report.rows if not r.passed]
     assert not failed
-    assert all(r.provider in ("CUDAExecutionProvider", "torchscript-frozen-cuda") for r in report.rows)
+    assert all(r.provider in ("CUDAExecutionProvider", "torchscript-frozen-cuda", "torch-cuda") for r in report.rows)
+    assert {r.runtime for r in report.rows} == {"eager", "torchscript", "onnxruntime"}
 
 
 def test_bench_cuda_rows_are_measured_on_cuda(zoo_dir: Path) -> None:

@@ -149,6 +149,9 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
         ("torchscript", "cpu"): "passed",
         ("onnxruntime", "cuda"): "unavailable",
         ("torchscript", "cuda"): "unavailable",
+        ("eager", "cuda"): "unavailable",  # eager on the GPU is checked against eager on the CPU too
     }
     ort_cuda = next(r for r in rows if (r["runtime"], r["device"]) == ("onnxruntime", "cuda"))
     assert "CUDAExecutionProvider did not load" in ort_cuda["reason"]
+    eager_cuda = next(r for r in rows if r["runtime"] == "eager")
+    assert "no GPU" in eager_cuda["reason"] and "onnxruntime" not in eager_cuda["reason"]
