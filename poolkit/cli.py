@@ -411,6 +411,7 @@ def show(
     ] = Channels.gray,
     data: DataOpt = DataKind.cifar10,
     data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
     models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
         "models"
     ),
@@ -426,7 +427,7 @@ def show(
 
     refs = resolve_models(model)
     limit = parse_batches(batches)
-    images = load_data(data, data_root, False)
+    images = load_data(data, data_root, download)
     exported = ensure_exported(refs, models)
     if exported:
         note(f"exported {', '.join(exported)} into {models}/ first")
