@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,6 +206,7 @@ def run_bench(
 
     check_runtime_names(settings.runtimes)
     threads = settings.threads or usable_cores()
+    settings = replace(settings, threads=threads)  # the report records the count really used
     records = {r.key: r for r in load_manifest(models_dir, required=True) if r.ok}
     cuda_reasons = {r: cuda_problem([r]) for r in settings.runtimes} if "cuda" in settings.devices else {}
     measurements: list[Measurement] = []

@@ -69,6 +69,7 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     paths = write_reports(report, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["schema"] == 1 and data["environment"] == {"cpu": "test"}
+    assert data["settings"]["threads"] == report.measurements[0].threads >= 1
     assert set(data["settings"]) == {"devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads"}
     row = data["measurements"][2]
     for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
