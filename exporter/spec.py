@@ -304,20 +304,15 @@ def _coerce(p: Param, raw: Any) -> Any:
     raise AssertionError(f"unknown parameter kind {p.kind}")
 
 
-def _source(token: str, node: ast.AST) -> str:
-    """The user's text for a value (positions refer to the `in_` rewrite, so undo it)."""
-    rewritten = re.sub(r"\bin\s*=(?!=)", "in_=", token)
-    return ast.get_source_segment(rewritten, node) or "?"
-
-
 def parse_layer(text: str) -> LayerSpec:
     """Parse one `name(args)` token; every error names the token."""
     token = text.strip()
     if not token:
         raise SpecError("empty layer in spec (two '|' in a row, or a '|' at an end)")
+    # `in` is a Python keyword; let `conv(in=3, out=6, ...)` through as `in_`.
+    source = re.sub(r"\bin\s*=(?!=)", "in_=", token)
     try:
-        # `in` is a Python keyword; let `conv(in=3, out=6, ...)` through as `in_`.
-        node = ast.parse(re.sub(r"\bin\s*=(?!=)", "in_=", token), mode="eval").body
+        node = ast.parse(source, mode="eval").body
     except SyntaxError:
         raise SpecError(f"cannot parse layer '{token}': expected name(arg, key=value, ...)") from None
     if isinstance(node, ast.Name):
@@ -348,7 +343,7 @@ def parse_layer(text: str) -> LayerSpec:
         try:
             given[p.name] = _coerce(p, _literal(value_node))
         except ValueError as exc:
-            shown = _source(token, value_node)
+            shown = ast.get_source_segment(source, value_node) or "?"  # values are never rewritten
             raise SpecError(f"bad value '{shown}' for {p.name} in '{token}': {exc}") from None
     missing = [p.name for p in kind.params if p.default is REQUIRED and p.name not in given]
     if missing:

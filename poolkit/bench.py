@@ -209,6 +209,8 @@ def run_bench(
     settings = replace(settings, threads=threads)  # the report records the count really used
     records = {r.key: r for r in load_manifest(models_dir, required=True) if r.ok}
     cuda_reasons = {r: cuda_problem([r]) for r in settings.runtimes} if "cuda" in settings.devices else {}
+    # An Identity's cost depends on runtime, device and batch shape, not on the model: time it once.
+    overheads: dict[tuple[str, str, tuple[int, ...]], float | None] = {}
     measurements: list[Measurement] = []
     for model in model_names:
         any_record = artifact_for("eager", records, model)
@@ -236,7 +238,8 @@ def run_bench(
                         m.status = "failed"
                         m.reason = f"the ONNX file has a static batch of {record.input_shape[0]}"
                         continue
-                    _measure_row(m, runtime_name, Artifact(record, Path(models_dir)), batch, settings, cost, clock)
+                    artifact = Artifact(record, Path(models_dir))
+                    _measure_row(m, runtime_name, artifact, batch, settings, cost, clock, overheads)
     add_speedups(measurements)
     return BenchReport(environment or {}, settings, data_label, measurements)
 
@@ -249,6 +252,7 @@ def _measure_row(
     settings: BenchSettings,
     cost: Any,
     clock: Clock,
+    overheads: dict[tuple[str, str, tuple[int, ...]], float | None],
 ) -> None:
     try:
         runtime = open_runtime(runtime_name, artifact, m.device, m.threads)
@@ -261,7 +265,10 @@ def _measure_row(
             raise PoolkitError(f"asked for {m.device}, but {m.provider} ran it")
         model_only, end_to_end = measure(runtime, batch, settings, clock)
         fill(m, model_only, end_to_end, cost)
-        m.overhead_ms = measure_overhead(runtime_name, m.device, batch, settings, m.threads, clock)
+        key = (runtime_name, m.device, tuple(batch.shape))
+        if key not in overheads:
+            overheads[key] = measure_overhead(runtime_name, m.device, batch, settings, m.threads, clock)
+        m.overhead_ms = overheads[key]
         m.warnings = diagnose(m)
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is a failed row, the rest go on
         m.status, m.reason = "failed", one_line(exc)

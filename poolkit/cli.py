@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from poolkit.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError
+from poolkit.errors import EXIT_FAILED, EXIT_OK, PoolkitError
 
 app = typer.Typer(
     name="poolkit",
@@ -182,6 +182,16 @@ def export(
     return EXIT_FAILED if run.failed else EXIT_OK
 
 
+def export_missing(refs: list[Any], models: Path) -> None:
+    """bench and show need artifacts: export the models the manifest lacks, and say so."""
+    from exporter.export import ensure_exported
+    from poolkit.output import note
+
+    exported = ensure_exported(refs, models)
+    if exported:
+        note(f"exported {', '.join(exported)} into {models}/ first")
+
+
 def devices_for(device: Device) -> tuple[str, ...]:
     return ("cpu", "cuda") if device is Device.all else (device.value,)
 
@@ -231,12 +241,10 @@ def verify(
     json_out: JsonOpt = False,
 ) -> int:
     """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch."""
-    from poolkit.output import console, err_console, print_json
+    from poolkit.output import console, print_json, progress_bar
 
     if replay is not None:
         return _replay(replay, json_out)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from poolkit.envinfo import environment
     from poolkit.files import write_json_atomic
     from poolkit.render import verify_table
@@ -248,8 +256,7 @@ def verify(
     if device is Device.cuda:
         require_cuda(["eager", "torchscript", "onnxruntime"])
     images = load_data(data, data_root, download)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("verify", total=None)
         verdict = run_verify(
             models,
@@ -325,15 +332,12 @@ def bench(
     json_out: JsonOpt = False,
 ) -> int:
     """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from exporter.export import ensure_exported
     from exporter.zoo import resolve_models
     from poolkit.bench import BenchSettings, run_bench
     from poolkit.bench_report import compare_runs, load_report, write_reports
     from poolkit.cifar10 import load_cifar10
     from poolkit.envinfo import environment
-    from poolkit.output import console, err_console, note, print_json
+    from poolkit.output import console, print_json, progress_bar
     from poolkit.render import bench_table, compare_table
     from runtimes.base import DEFAULT_RUNTIMES, check_runtime_names, require_cuda
 
@@ -352,9 +356,7 @@ def bench(
     if device is Device.cuda:
         require_cuda(runtimes)
     refs = resolve_models(model)
-    exported = ensure_exported(refs, models)
-    if exported:
-        note(f"exported {', '.join(exported)} into {models}/ first")
+    export_missing(refs, models)
     if self_check:
         from poolkit.bench import self_check as run_self_check
 
@@ -370,9 +372,8 @@ def bench(
             )
         return EXIT_OK if check["within_10_percent"] else EXIT_FAILED
     images = load_cifar10()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     total = len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(runtimes)
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("bench", total=total)
         report = run_bench(
             models,
@@ -418,19 +419,16 @@ def show(
     json_out: JsonOpt = False,
 ) -> int:
     """Log input and output images of each model to TensorBoard and draw them as PNG pictures."""
-    from exporter.export import ensure_exported
     from exporter.manifest import load_manifest
     from exporter.zoo import resolve_models
-    from poolkit.output import console, note, print_json
+    from poolkit.output import console, print_json
     from poolkit.show import show_model
     from runtimes.base import Artifact, open_runtime
 
     refs = resolve_models(model)
     limit = parse_batches(batches)
     images = load_data(data, data_root, download)
-    exported = ensure_exported(refs, models)
-    if exported:
-        note(f"exported {', '.join(exported)} into {models}/ first")
+    export_missing(refs, models)
     records = {r.key: r for r in load_manifest(models) if r.ok}
     runtime_name = "onnxruntime" if runtime is ShowRuntime.onnx else runtime.value
     fmt = "torchscript" if runtime is ShowRuntime.torchscript else "onnx"
@@ -498,11 +496,9 @@ def sweep(
     json_out: JsonOpt = False,
 ) -> int:
     """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from poolkit.bench import usable_cores
     from poolkit.envinfo import environment
-    from poolkit.output import console, err_console, note, print_json
+    from poolkit.output import console, note, print_json, progress_bar
     from poolkit.render import sweep_table
     from poolkit.sweep import Journal, run_sweep
     from poolkit.sweep_grid import EXPORT_PATHS, LAYER_GROUPS, build_grid
@@ -530,16 +526,15 @@ def sweep(
         journal.path.unlink()
     env = environment()
     versions = {k: env[k] for k in ("torch", "onnx", "onnxruntime")}
-    stale = [r for r in journal.read().values() if r.versions and r.versions != versions]
+    done = journal.read()
+    stale = [r for r in done.values() if r.versions and r.versions != versions]
     if stale:
         raise PoolkitError(
             f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
         )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("sweep", total=len(cells))
-        done_before = len(journal.read())
-        progress.update(task, completed=min(done_before, len(cells)))
+        progress.update(task, completed=sum(c.id in done for c in cells))
         results, resumed = run_sweep(
             cells,
             journal,
@@ -566,10 +561,3 @@ def sweep(
         console.print(sweep_table(results))
         console.print(f"[dim]written: {json_path}, {md_path}[/dim]")
     return EXIT_OK
-
-
-def main() -> None:  # pragma: no cover - console-script entry point alternative
-    app()
-
-
-__all__ = ["app", "EXIT_USAGE"]

@@ -31,3 +31,11 @@ def note(message: str) -> None:
 
 def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+
+
+def progress_bar():  # -> rich.progress.Progress
+    """The one progress bar every long command shows: on stderr, gone when done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err_console, transient=True)

@@ -8,6 +8,7 @@ provider when CUDA cannot load; we check `session.get_providers()` and refuse in
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,8 +181,12 @@ def onnx_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str,
     return [(layer, [values[t] for t in boundaries[layer]]) for layer in order if boundaries.get(layer)]
 
 
+@functools.cache
 def cuda_provider_problem() -> str | None:
-    """Why ONNX Runtime's CUDA provider cannot run here (None when it can), checked on a tiny model."""
+    """Why ONNX Runtime's CUDA provider cannot run here (None when it can), checked on a tiny model.
+
+    Cached: the answer cannot change within a process, and the CLI preflight, verify and bench all ask.
+    """
     import onnx
     from onnx import TensorProto, helper
 
