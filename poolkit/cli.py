@@ -93,16 +93,16 @@ class Channels(str, Enum):
     rgb = "rgb"
 
 
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
+def parse_shape(text: str | None, option: str = "--input-shape", example: str = "3x32x32") -> tuple[int, ...] | None:
     """`3x32x32` -> (3, 32, 32); a per-sample shape, without the batch axis."""
     if text is None:
         return None
     try:
         dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
     except ValueError:
-        raise PoolkitError(f"bad --input-shape '{text}': expected sizes like 3x32x32 (no batch axis)") from None
+        raise PoolkitError(f"bad {option} '{text}': expected sizes like {example} (no batch axis)") from None
     if not dims or any(d <= 0 for d in dims):
-        raise PoolkitError(f"bad --input-shape '{text}': sizes must be positive, like 3x32x32")
+        raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
     return dims
 
 
@@ -510,7 +510,7 @@ def sweep(
         opset_list = tuple(int(o) for o in opsets.split(","))
     except ValueError:
         raise PoolkitError(f"bad --opsets '{opsets}': numbers like 17,20") from None
-    sizes = tuple(parse_shape(s) for s in (input_size or ["32x32", "31x31"]))
+    sizes = tuple(parse_shape(s, "--input-size", "32x32") for s in (input_size or ["32x32", "31x31"]))
     if any(s is None or len(s) != 2 for s in sizes):
         raise PoolkitError("bad --input-size: give HxW, like 32x32")
     from runtimes.base import cuda_problem, require_cuda

@@ -344,10 +344,11 @@ def replay(path: Path) -> tuple[dict[str, Any], list[Comparison]]:
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path} is not a poolkit failing-batch file ({type(exc).__name__})") from None
     models_dir = Path(meta["models_dir"])
-    record = next(
-        (r for r in load_manifest(models_dir, required=True) if (r.name, r.format) == (meta["model"], meta["format"])),
-        None,
-    )
+    records = load_manifest(models_dir, required=True)
+    if meta["format"] == "eager":  # eager on CUDA: rebuilt from the spec + weights of any artifact of the model
+        record = next((_as_eager(r) for r in _one_per_model(records) if r.name == meta["model"]), None)
+    else:
+        record = next((r for r in records if (r.name, r.format) == (meta["model"], meta["format"])), None)
     if record is None:
         raise DataError(f"{meta['model']} {meta['format']} is no longer in {models_dir}/manifest.json")
     runtime = open_runtime(meta["runtime"], Artifact(record, models_dir), meta["device"])

@@ -88,3 +88,5 @@ def test_sweep_cli_writes_json_and_markdown_and_resumes(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "resumed: 13 of 13 cells" in again.stderr
     bad = runner.invoke(app, ["sweep", "--layer", "pooling", "--out", str(stem)])
     assert bad.exit_code == 2 and "bad --layer 'pooling'" in bad.stderr
+    bad = runner.invoke(app, ["sweep", "--input-size", "32xbig", "--out", str(stem)])
+    assert bad.exit_code == 2 and "bad --input-size '32xbig': expected sizes like 32x32" in bad.stderr

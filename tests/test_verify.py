@@ -155,3 +155,19 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
     assert "CUDAExecutionProvider did not load" in ort_cuda["reason"]
     eager_cuda = next(r for r in rows if r["runtime"] == "eager")
     assert "no GPU" in eager_cuda["reason"] and "onnxruntime" not in eager_cuda["reason"]
+
+
+def test_a_saved_eager_batch_replays(zoo_dir: Path, tmp_path: Path) -> None:
+    """Eager rows (eager on CUDA against the CPU) have no artifact file: replay rebuilds them from the manifest."""
+    from poolkit.verify import VerifyRow, _as_eager, replay, save_failure
+    from runtimes.base import Artifact
+
+    record = next(r for r in load_manifest(zoo_dir) if (r.name, r.format) == ("relu", "onnx"))
+    row = VerifyRow("relu", "eager", "eager", "cpu", record.spec, "failed")
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    expected = np.maximum(x, 0)
+    path, command = save_failure(
+        row, Artifact(_as_eager(record), zoo_dir), 0, x, [expected], [expected + 1], VerifyOptions(results_dir=tmp_path)
+    )
+    meta, results = replay(Path(path))
+    assert meta["format"] == "eager" and len(results) == 1 and results[0]  # eager on the CPU reproduces eager
