@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter.spec import LayerSpec, ModelSpec
-from poolkit.errors import SpecError, one_line
+from poolkit.exporter.spec import LayerSpec, ModelSpec
+
+from poolkit.common.errors import SpecError, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -98,3 +100,18 @@ def output_shapes(model: nn.Module, input_shape: tuple[int, ...], batch: int) ->
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def rebuild_model(spec_text: str, sample_shape: tuple[int, ...], seed: int, weights: Path | None) -> nn.Module:
+    """The exact module that was exported: same spec and seed, weights loaded from the saved file.
+
+    `weights_only=True`: a weights file is data, and must never be able to run code.
+    """
+    import torch
+    from poolkit.exporter.spec import parse_spec
+
+    model = build_model(parse_spec(spec_text), sample_shape, seed=seed)
+    if weights is not None:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model.eval()

@@ -10,18 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter.build import DEFAULT_SEED, build_model, output_shapes
-from exporter.manifest import ExportRecord, update_manifest
-from exporter.onnx_export import export_onnx
-from exporter.spec import default_input_shape
-from exporter.torchscript_export import export_torchscript
-from exporter.zoo import ModelRef
-from poolkit.errors import one_line
-from poolkit.files import sha256_file, write_atomic
+from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
+from poolkit.exporter.manifest import ExportRecord, update_manifest
+from poolkit.exporter.onnx_export import export_onnx
+from poolkit.exporter.spec import default_input_shape
+from poolkit.exporter.torchscript_export import export_torchscript
+from poolkit.exporter.zoo import ModelRef
+
+from poolkit.common.errors import one_line
+from poolkit.common.files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +51,11 @@ class ExportRun:
     @property
     def failed(self) -> list[ExportRecord]:
         return [r for r in self.records if not r.ok]
+
+    @property
+    def jit_deprecated(self) -> bool:
+        """torch said torch.jit is deprecated: the CLI says so once, not once per model."""
+        return any("torch.jit" in w and "deprecated" in w for w in self.warnings)
 
 
 @dataclass
@@ -119,6 +125,53 @@ def export_models(
     return run
 
 
+def artifact_filename(name: str, fmt: str) -> str:
+    return f"{name}.torchscript.pt" if fmt == "torchscript" else f"{name}.onnx"
+
+
+@dataclass
+class ArtifactWritten:
+    """What `export_artifact` wrote: the opset really in an ONNX file, and what the exporter said."""
+
+    opset: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def export_artifact(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    fmt: str,
+    *,
+    method: str = "script",
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    n_outputs: int = 1,
+    metadata: dict[str, str] | None = None,
+) -> ArtifactWritten:
+    """Write one artifact of `module` in `fmt` (torchscript or onnx) to `path`, atomically.
+
+    The one place that dispatches on the format: `poolkit export` and `poolkit sweep` both call it.
+    Raises whatever the exporter raises; callers turn that into a failed row or cell.
+    """
+    if fmt == "torchscript":
+        return ArtifactWritten(warnings=export_torchscript(module, example, path, method))
+    if fmt == "onnx":
+        used = export_onnx(
+            module,
+            example,
+            path,
+            opset=opset,
+            exporter=exporter,
+            dynamic_batch=dynamic_batch,
+            n_outputs=n_outputs,
+            metadata=metadata or {},
+        )
+        return ArtifactWritten(opset=used)
+    raise ValueError(f"unknown format '{fmt}' ({' or '.join(FORMATS)})")
+
+
 def _export_one(
     item: BuiltModel,
     fmt: str,
@@ -142,38 +195,38 @@ def _export_one(
         seed=options.seed,
         outputs=item.n_outputs,
         versions=dict(stamp),
-        exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    path = out_dir / (f"{name}.torchscript.pt" if fmt == "torchscript" else f"{name}.onnx")
+    path = out_dir / artifact_filename(name, fmt)
+    metadata = {
+        "poolkit.name": name,
+        "poolkit.spec": spec_text,
+        "poolkit.version": stamp["poolkit"],
+        "poolkit.seed": str(options.seed),
+        "poolkit.exporter": options.exporter,
+        "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
+        "torch.version": stamp["torch"],
+    }
     start = time.perf_counter()
     try:
-        if fmt == "torchscript":
-            warnings_seen.extend(export_torchscript(item.module, example, path, options.method))
-        elif fmt == "onnx":
-            record.opset = export_onnx(
-                item.module,
-                example,
-                path,
-                opset=options.opset,
-                exporter=options.exporter,
-                dynamic_batch=options.dynamic_batch,
-                n_outputs=item.n_outputs,
-                metadata={
-                    "poolkit.name": name,
-                    "poolkit.spec": spec_text,
-                    "poolkit.version": stamp["poolkit"],
-                    "poolkit.seed": str(options.seed),
-                    "poolkit.exporter": options.exporter,
-                    "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
-                    "torch.version": stamp["torch"],
-                },
-            )
-        else:
-            raise ValueError(f"unknown format '{fmt}'")
+        written = export_artifact(
+            item.module,
+            example,
+            path,
+            fmt,
+            method=options.method,
+            exporter=options.exporter,
+            opset=options.opset,
+            dynamic_batch=options.dynamic_batch,
+            n_outputs=item.n_outputs,
+            metadata=metadata,
+        )
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)
         path.unlink(missing_ok=True)
     else:
+        warnings_seen.extend(written.warnings)
+        record.opset = written.opset
         record.path = path.name
         record.sha256 = sha256_file(path)
         record.size_bytes = path.stat().st_size
@@ -183,7 +236,7 @@ def _export_one(
 
 def ensure_exported(refs: list[ModelRef], out_dir: Path) -> list[str]:
     """Export (both formats) the models the manifest in `out_dir` lacks; returns their names."""
-    from exporter.manifest import load_manifest
+    from poolkit.exporter.manifest import load_manifest
 
     have = {(r.name, r.format) for r in load_manifest(out_dir) if r.ok}
     missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from poolkit.errors import DataError
-from poolkit.files import write_json_atomic
+from poolkit.common.errors import DataError
+from poolkit.common.files import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolkit.errors import SpecError
+from poolkit.common.errors import SpecError
 
 REQUIRED = object()  # marks a parameter without a default
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poolkit.capture import captured_output
-from poolkit.files import write_atomic
+from poolkit.common.capture import captured_output
+from poolkit.common.files import write_atomic
 
 if TYPE_CHECKING:
     import torch

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from exporter.spec import LAYER_KINDS, ModelSpec, parse_spec
-from poolkit.errors import SpecError
+from poolkit.exporter.spec import LAYER_KINDS, ModelSpec, parse_spec
+
+from poolkit.common.errors import SpecError
 
 
 @dataclass(frozen=True)

@@ -1,42 +1,84 @@
-"""The one interface every backend implements, and the registry that opens them.
+"""The one interface every backend implements.
 
-A runtime has a short life: open it for an artifact and a device, `prepare` a batch (put it
-where the runtime reads it: device memory for CUDA), `infer` (returns when the work is really
-done, outputs left where the runtime put them), `to_numpy`. Verify and bench only see this
-protocol: they never import torch.onnx or onnxruntime themselves.
+A runtime has a short life: open it on a source (a file it reads, or a torch module) and a device,
+`prepare` a batch (put it where the runtime reads it: device memory for CUDA), `infer` (returns
+when the work is really done, outputs left where the runtime put them), `to_numpy`. It is a
+context manager: `with open_runtime("onnxruntime", path, "cpu") as rt:` frees it and restores any
+process-wide setting (torch's thread count) on exit.
+
+Each backend is one short file whose class declares, as class attributes, what the rest of
+poolkit needs to know about it: its name, the artifact format it reads, the devices it runs on,
+whether it can show per-layer outputs, and how to build its per-call overhead (Identity) model.
+`registry.py` maps names to classes. Verify and bench only see this interface: they never import
+torch.onnx or onnxruntime themselves, and a runtime never sees a manifest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from poolkit.errors import DeviceError, PoolkitError
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import numpy as np
 
-    from exporter.manifest import ExportRecord
-
 DEVICES = ("cpu", "cuda")
+Reads = Literal["module", "torchscript", "onnx"]
+LayerOutputs = list[tuple[str, list["np.ndarray"]]]
 
 
-@runtime_checkable
-class Runtime(Protocol):
-    name: str  # eager | torchscript | onnxruntime | tensorrt | compile
-    device: str  # cpu | cuda
+class Runtime:
+    """Base of every backend. Subclasses set the class attributes and implement the four calls."""
+
+    name: ClassVar[str]
+    reads: ClassVar[Reads]  # "module": an nn.Module in memory; otherwise the artifact format of the file
+    devices: ClassVar[tuple[str, ...]] = DEVICES
+    engine: ClassVar[Literal["torch", "onnxruntime"]]  # whose CUDA support decides whether cuda works
+    has_layer_outputs: ClassVar[bool] = False
+
+    device: str
     provider: str  # what really ran it, e.g. CPUExecutionProvider, torch-cuda
     threads: int | None
 
-    def prepare(self, batch: np.ndarray) -> Any: ...
+    def prepare(self, batch: np.ndarray) -> Any:
+        raise NotImplementedError
 
-    def infer(self, prepared: Any) -> Any: ...
+    def infer(self, prepared: Any) -> Any:
+        raise NotImplementedError
 
-    def to_numpy(self, outputs: Any) -> list[np.ndarray]: ...
+    def to_numpy(self, outputs: Any) -> list[np.ndarray]:
+        raise NotImplementedError
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free the session or module and restore process-wide settings; safe to call twice."""
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        """Why this runtime cannot run on CUDA here (None when it can): asked before any CUDA row."""
+        raise NotImplementedError
+
+    @classmethod
+    def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        """Each top-level layer's output on the CPU: what the divergence finder compares."""
+        from poolkit.common.errors import PoolkitError
+
+        raise PoolkitError(f"runtime '{cls.name}' cannot report layer outputs")
+
+    @classmethod
+    def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any | None:
+        """An Identity model this runtime can open (a module or a file written into `folder`).
+
+        Timing it measures what a call costs when the model does nothing; None where that has no
+        meaning (torch.compile, TensorRT).
+        """
+        return None
 
 
 def run_batch(runtime: Runtime, batch: np.ndarray) -> list[np.ndarray]:
@@ -44,72 +86,11 @@ def run_batch(runtime: Runtime, batch: np.ndarray) -> list[np.ndarray]:
     return runtime.to_numpy(runtime.infer(runtime.prepare(batch)))
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """Where a runtime finds what it runs: the manifest record and the folder it lives in."""
-
-    record: ExportRecord
-    models_dir: Path
-
-    @property
-    def path(self) -> Path:
-        return self.models_dir / (self.record.path or "")
-
-    @property
-    def weights_path(self) -> Path:
-        return self.models_dir / (self.record.weights or "")
-
-
-# Which artifact format each runtime reads; eager rebuilds from spec + weights of any record.
-RUNTIME_FORMATS: dict[str, str | None] = {
-    "eager": None,
-    "torchscript": "torchscript",
-    "onnxruntime": "onnx",
-    "tensorrt": "onnx",
-    "compile": None,
-}
-DEFAULT_RUNTIMES = ("eager", "torchscript", "onnxruntime")
-
-
-def check_runtime_names(names: tuple[str, ...] | list[str]) -> None:
-    for name in names:
-        if name not in RUNTIME_FORMATS:
-            raise PoolkitError(f"unknown runtime '{name}' (known: {', '.join(RUNTIME_FORMATS)})")
-
-
-def _opener(name: str) -> Callable[..., Runtime]:
-    if name == "eager":
-        from runtimes.eager import EagerRuntime
-
-        return EagerRuntime
-    if name == "compile":
-        from runtimes.compiled import CompiledRuntime
-
-        return CompiledRuntime
-    if name == "torchscript":
-        from runtimes.torchscript import TorchScriptRuntime
-
-        return TorchScriptRuntime
-    if name in ("onnxruntime", "tensorrt"):
-        from runtimes.onnxruntime import OnnxRuntime
-
-        return lambda artifact, device, threads=None: OnnxRuntime(
-            artifact, device, threads, tensorrt=name == "tensorrt"
-        )
-    check_runtime_names([name])
-    raise AssertionError(name)
-
-
-def open_runtime(name: str, artifact: Artifact, device: str, threads: int | None = None) -> Runtime:
-    """Open `name` on `device`; raises DeviceError when that device cannot really run it."""
-    if device not in DEVICES:
-        raise PoolkitError(f"unknown device '{device}' (cpu or cuda)")
-    return _opener(name)(artifact, device, threads)
-
-
 def require_torch_cuda() -> None:
     """No silent fallback: CUDA asked for and torch cannot see a GPU is an error, exit 2."""
     import torch
+
+    from poolkit.common.errors import DeviceError
 
     if not torch.cuda.is_available():
         built = torch.version.cuda
@@ -119,91 +100,3 @@ def require_torch_cuda() -> None:
             else f"torch {torch.__version__} is a CPU-only build"
         )
         raise DeviceError(f"--device cuda: {why}")
-
-
-def set_torch_threads(threads: int | None) -> int:
-    """Set (when given) and return torch's intra-op thread count, so every row records it."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
-def layer_outputs(name: str, artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
-    """Each top-level layer's output as `name` computes it (CPU): what the divergence finder compares."""
-    if name == "eager":
-        from runtimes.eager import eager_layer_outputs
-
-        return eager_layer_outputs(artifact, batch)
-    if name == "torchscript":
-        from runtimes.torchscript import torchscript_layer_outputs
-
-        return torchscript_layer_outputs(artifact, batch)
-    if name in ("onnxruntime", "tensorrt"):
-        from runtimes.onnxruntime import onnx_layer_outputs
-
-        return onnx_layer_outputs(artifact, batch)
-    raise PoolkitError(f"runtime '{name}' cannot report layer outputs")
-
-
-def cuda_problem(runtimes: list[str] | tuple[str, ...]) -> str | None:
-    """Why CUDA rows cannot run for these runtimes, or None: torch's CUDA and/or ORT's CUDA provider."""
-    problems = []
-    if any(r in ("eager", "torchscript", "compile") for r in runtimes):
-        try:
-            require_torch_cuda()
-        except DeviceError as exc:
-            problems.append(str(exc).removeprefix("--device cuda: "))
-    if any(r in ("onnxruntime", "tensorrt") for r in runtimes):
-        from runtimes.onnxruntime import cuda_provider_problem
-
-        problem = cuda_provider_problem()
-        if problem:
-            problems.append(problem)
-    return "; ".join(problems) or None
-
-
-def require_cuda(runtimes: list[str] | tuple[str, ...], asked_by: str = "--device cuda") -> None:
-    """No silent fallback: CUDA asked for where it cannot run is a DeviceError (exit 2) naming the missing piece."""
-    problem = cuda_problem(runtimes)
-    if problem:
-        raise DeviceError(f"{asked_by}: {problem}")
-
-
-def open_identity(
-    name: str, device: str, sample_shape: tuple[int, ...], folder: Path, threads: int | None
-) -> Runtime | None:
-    """The same runtime around an Identity model: what a call costs when the model does nothing.
-
-    None for runtimes where that has no meaning here (torch.compile, TensorRT).
-    """
-    from exporter.manifest import ExportRecord
-
-    if name == "eager":
-        import torch
-
-        from runtimes.eager import TorchModuleRuntime
-
-        runtime = TorchModuleRuntime(torch.nn.Identity(), device, threads)
-        runtime.name = "eager"
-        return runtime
-    if name == "torchscript":
-        import warnings
-
-        import torch
-
-        path = Path(folder) / "identity.torchscript.pt"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit's deprecation, said once by export
-            torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
-        fmt = "torchscript"
-    elif name == "onnxruntime":
-        from runtimes.onnxruntime import write_identity_model
-
-        path = write_identity_model(Path(folder) / "identity.onnx", sample_shape)
-        fmt = "onnx"
-    else:
-        return None
-    record = ExportRecord("identity", "identity", fmt, "identity", "ok", ["batch", *sample_shape], path=path.name)
-    return open_runtime(name, Artifact(record, Path(folder)), device, threads)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from runtimes.base import Artifact
-from runtimes.eager import TorchModuleRuntime, rebuild_eager
+from typing import Any, ClassVar
+
+from poolkit.runtimes.base import Reads
+from poolkit.runtimes.eager import TorchModuleRuntime
 
 
 class CompiledRuntime(TorchModuleRuntime):
     name = "compile"
+    reads: ClassVar[Reads] = "module"
 
-    def __init__(self, artifact: Artifact, device: str, threads: int | None = None) -> None:
+    def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
         import torch
 
-        super().__init__(rebuild_eager(artifact), device, threads)
+        super().__init__(module, device, threads)
         self.module = torch.compile(self.module, dynamic=False)
         self.provider = f"torch.compile-inductor-{device}"

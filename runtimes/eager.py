@@ -1,37 +1,26 @@
-"""Eager PyTorch: the reference every artifact is compared with, rebuilt from spec + saved weights."""
+"""Eager PyTorch: the reference every artifact is compared with, run on a module in memory."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from runtimes.base import Artifact, require_torch_cuda, set_torch_threads
+from poolkit.runtimes.base import LayerOutputs, Reads, Runtime, require_torch_cuda
 
 if TYPE_CHECKING:
     import numpy as np
-    from torch import nn
 
 
-def rebuild_eager(artifact: Artifact) -> nn.Module:
-    """The exact module that was exported: same spec, weights loaded from the saved file."""
-    import torch
+class TorchModuleRuntime(Runtime):
+    """Shared by every torch backend: a module called under inference_mode on one device.
 
-    from exporter.build import build_model
-    from exporter.spec import parse_spec
+    torch's intra-op thread count is process-wide: it is set on open and restored on close, so a
+    runtime never changes what runs after it.
+    """
 
-    record = artifact.record
-    model = build_model(parse_spec(record.spec), record.sample_shape, seed=record.seed)
-    if record.weights:
-        state = torch.load(artifact.weights_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    return model.eval()
+    engine = "torch"
 
-
-class TorchModuleRuntime:
-    """Shared by eager and TorchScript: both are torch modules called under inference_mode."""
-
-    name = "torch"
-
-    def __init__(self, module: Any, device: str, threads: int | None) -> None:
+    def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
         import torch
 
         if device == "cuda":
@@ -39,11 +28,24 @@ class TorchModuleRuntime:
             # Full fp32 on CUDA, as on the CPU: TF32 would change the numbers verify compares.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        self.device = device
-        self.threads = set_torch_threads(threads)
-        self.provider = f"torch-{device}"
         self._torch = torch
+        self._saved_threads: int | None = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
+        self.device = device
+        self.provider = f"torch-{device}"
         self.module = module.to(device) if hasattr(module, "to") else module
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        from poolkit.common.errors import DeviceError
+
+        try:
+            require_torch_cuda()
+        except DeviceError as exc:
+            return str(exc).removeprefix("--device cuda: ")
+        return None
 
     def prepare(self, batch: np.ndarray) -> Any:
         return self._torch.from_numpy(batch).to(self.device)
@@ -56,21 +58,35 @@ class TorchModuleRuntime:
         return out
 
     def to_numpy(self, outputs: Any) -> list[np.ndarray]:
-        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        outs = outputs if isinstance(outputs, tuple | list) else (outputs,)
         return [o.detach().cpu().numpy() for o in outs]
 
     def close(self) -> None:
         self.module = None
+        if self._saved_threads is not None:
+            self._torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
 
 
 class EagerRuntime(TorchModuleRuntime):
+    """The module itself, as PyTorch runs it."""
+
     name = "eager"
+    reads: ClassVar[Reads] = "module"
+    has_layer_outputs = True
 
-    def __init__(self, artifact: Artifact, device: str, threads: int | None = None) -> None:
-        super().__init__(rebuild_eager(artifact), device, threads)
+    @classmethod
+    def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        return module_layer_outputs(source, batch)
+
+    @classmethod
+    def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any:
+        import torch
+
+        return torch.nn.Identity()
 
 
-def module_layer_outputs(module: Any, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+def module_layer_outputs(module: Any, batch: np.ndarray) -> LayerOutputs:
     """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU."""
     import torch
 
@@ -82,7 +98,3 @@ def module_layer_outputs(module: Any, batch: np.ndarray) -> list[tuple[str, list
             outs = x if isinstance(x, tuple) else (x,)
             results.append((name, [o.detach().cpu().numpy() for o in outs]))
     return results
-
-
-def eager_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
-    return module_layer_outputs(rebuild_eager(artifact), batch)

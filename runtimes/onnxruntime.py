@@ -10,16 +10,17 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from poolkit.capture import captured_output
-from poolkit.errors import DeviceError, PoolkitError
-from runtimes.base import Artifact
+from poolkit.runtimes.base import LayerOutputs, Reads, Runtime
+
+from poolkit.common.capture import captured_output
+from poolkit.common.errors import DeviceError, PoolkitError
 
 if TYPE_CHECKING:
     import numpy as np
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 def session_options(threads: int | None) -> Any:
@@ -45,11 +46,11 @@ def preload_cuda_libraries() -> None:
             ort.preload_dlls()
 
 
-def create_session(path: str | bytes, device: str, threads: int | None, tensorrt: bool = False) -> Any:
-    """An InferenceSession that really runs on `device`, or a DeviceError saying why not."""
+def create_session(path: str | bytes, device: str, threads: int | None, provider: str | None = None) -> Any:
+    """An InferenceSession that really runs on `device` (with `provider` when given), or a DeviceError."""
     import onnxruntime as ort
 
-    wanted = PROVIDERS["tensorrt"] if tensorrt else PROVIDERS[device]
+    wanted = provider or PROVIDERS[device]
     if wanted not in ort.get_available_providers():
         raise DeviceError(
             f"onnxruntime {ort.__version__} has no {wanted} (installed providers: "
@@ -62,7 +63,7 @@ def create_session(path: str | bytes, device: str, threads: int | None, tensorrt
         try:
             session = ort.InferenceSession(path, sess_options=session_options(threads), providers=providers)
         except Exception as exc:  # noqa: BLE001
-            from poolkit.errors import one_line
+            from poolkit.common.errors import one_line
 
             what = path if isinstance(path, str) else "the model"
             raise PoolkitError(f"onnxruntime cannot load {what}: {one_line(exc)}", exit_code=1) from None
@@ -90,25 +91,29 @@ def _provider_reason(log: str, provider: str) -> str:
     return text if len(text) <= 240 else text[:239] + "…"
 
 
-class OnnxRuntime:
+class OnnxRuntime(Runtime):
     """One ONNX file in one session; `prepare` binds the batch on the device, `infer` runs it."""
 
     name = "onnxruntime"
+    reads: ClassVar[Reads] = "onnx"
+    engine = "onnxruntime"
+    has_layer_outputs = True
+    provider_name: ClassVar[str | None] = None  # None: the provider of the device (CPU or CUDA)
 
-    def __init__(self, artifact: Artifact, device: str, threads: int | None = None, tensorrt: bool = False) -> None:
+    def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
-        if tensorrt:
-            self.name = "tensorrt"
-            if device != "cuda":
-                raise DeviceError("the TensorRT execution provider runs on --device cuda only")
         self.device = device
-        self.session = create_session(str(artifact.path), device, threads, tensorrt=tensorrt)
+        self.session = create_session(str(path), device, threads, self.provider_name)
         self.provider = self.session.get_providers()[0]
         self.threads = self.session.get_session_options().intra_op_num_threads or None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        return cuda_provider_problem(cls.provider_name)
 
     def prepare(self, batch: np.ndarray) -> Any:
         """Copy the batch to the device once and bind it with the outputs: the timed call is the model."""
@@ -130,6 +135,14 @@ class OnnxRuntime:
     def close(self) -> None:
         self.session = None
 
+    @classmethod
+    def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        return onnx_layer_outputs(Path(source), batch)
+
+    @classmethod
+    def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Path:
+        return write_identity_model(Path(folder) / "identity.onnx", sample_shape)
+
 
 def _node_layer(node: Any) -> str | None:
     """The top-level module a node came from: dynamo's name_scopes metadata, or legacy's `/conv1/Conv`."""
@@ -144,7 +157,7 @@ def _node_layer(node: Any) -> str | None:
     return None
 
 
-def onnx_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str, list[np.ndarray]]]:
+def onnx_layer_outputs(path: Path, batch: np.ndarray) -> LayerOutputs:
     """Expose each layer's output tensor as a graph output and run the file once on the CPU.
 
     A layer's output is what its nodes produce for a node of another layer (or the graph output).
@@ -153,7 +166,7 @@ def onnx_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str,
     import onnx
     import onnxruntime as ort
 
-    proto = onnx.load(str(artifact.path))
+    proto = onnx.load(str(path))
     graph = proto.graph
     layer_of = {out: _node_layer(n) for n in graph.node for out in n.output}
     graph_outputs = {o.name for o in graph.output}
@@ -182,7 +195,7 @@ def onnx_layer_outputs(artifact: Artifact, batch: np.ndarray) -> list[tuple[str,
 
 
 @functools.cache
-def cuda_provider_problem() -> str | None:
+def cuda_provider_problem(provider: str | None = None) -> str | None:
     """Why ONNX Runtime's CUDA provider cannot run here (None when it can), checked on a tiny model.
 
     Cached: the answer cannot change within a process, and the CLI preflight, verify and bench all ask.
@@ -200,7 +213,7 @@ def cuda_provider_problem() -> str | None:
     model.ir_version = min(model.ir_version, 9)
     onnx.checker.check_model(model)
     try:
-        create_session(model.SerializeToString(), "cuda", None)
+        create_session(model.SerializeToString(), "cuda", None, provider)
     except PoolkitError as exc:
         return str(exc)
     return None

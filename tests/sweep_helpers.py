@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from poolkit.sweep import CellResult
-from poolkit.sweep_grid import Cell
+from poolkit.commands.sweep import CellResult
+from poolkit.commands.sweep_grid import Cell
 
 
 def hang_crash_or_pass(cell: Cell) -> CellResult:

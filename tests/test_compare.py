@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from poolkit.compare import Accumulator, compare
+from poolkit.commands.compare import Accumulator, compare
 
 
 def test_identical_outputs_pass() -> None:

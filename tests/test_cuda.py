@@ -6,19 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import open_runtime
 
-from poolkit.bench import BenchSettings, run_bench
-from poolkit.cifar10 import load_cifar10
-from poolkit.verify import VerifyOptions, verify
-from runtimes.base import Artifact, open_runtime, run_batch
-from tests.conftest import records_by_key
+from poolkit.commands.bench import BenchSettings, run_bench
+from poolkit.commands.cifar10 import load_cifar10
+from poolkit.commands.verify import VerifyOptions, verify
+from tests.helpers import records_by_key
 
 pytestmark = pytest.mark.cuda
 
 
 def test_onnxruntime_cuda_provider_really_runs_with_io_binding(zoo_dir: Path) -> None:
     record = records_by_key(zoo_dir)[("tudui", "onnx")]
-    rt = open_runtime("onnxruntime", Artifact(record, zoo_dir), "cuda")
+    rt = open_runtime("onnxruntime", zoo_dir / record.path, "cuda")
     assert rt.provider == "CUDAExecutionProvider"
     x = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
     (out,) = run_batch(rt, x)

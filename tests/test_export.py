@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.manifest import load_manifest
+from poolkit.exporter.onnx_export import onnx_metadata
+from poolkit.exporter.zoo import ZOO, resolve_model, resolve_models
 
-from exporter.export import ExportOptions, export_models
-from exporter.manifest import load_manifest
-from exporter.onnx_export import onnx_metadata
-from exporter.zoo import ZOO, resolve_model, resolve_models
-from poolkit.files import sha256_file
-from tests.conftest import records_by_key, run_artifact
+from poolkit.common.files import sha256_file
+from tests.helpers import records_by_key, run_artifact
 
 
 def test_manifest_lists_every_zoo_artifact(zoo_dir: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.sweep import CellResult, Journal, run_cell, run_sweep
-from poolkit.sweep_grid import Cell, build_grid, layer_variants
+from poolkit.commands.sweep import CellResult, Journal, run_cell, run_sweep
+from poolkit.commands.sweep_grid import Cell, build_grid, layer_variants
 from tests.sweep_helpers import hang_crash_or_pass, must_not_run
 
 runner = CliRunner()
@@ -25,11 +25,11 @@ def test_grid_is_base_singles_and_pairs() -> None:
 
 
 def test_cells_report_real_outcomes_in_process() -> None:
-    ok = run_cell(Cell("maxpool", "maxpool(k=3,ceil=true)", 32, 32, "onnx-legacy", 17, "onnxruntime-cpu"))
+    ok = run_cell(Cell("maxpool", "maxpool(k=3,ceil=true)", 32, 32, "onnx-legacy", 17, "onnxruntime", "cpu"))
     assert ok.outcome == "ok" and ok.max_abs == 0.0
     invalid = run_cell(Cell("maxpool", "maxpool(k=3,p=2)", 32, 32, "torchscript-script", None, "torchscript-cpu"))
     assert invalid.outcome == "invalid" and "pad should be at most half" in invalid.reason
-    failed = run_cell(Cell("adaptive", "adaptivemaxpool(5)", 32, 32, "onnx-dynamo", 20, "onnxruntime-cpu"))
+    failed = run_cell(Cell("adaptive", "adaptivemaxpool(5)", 32, 32, "onnx-dynamo", 20, "onnxruntime", "cpu"))
     assert failed.outcome == "export-failed" and "adaptive_max_pool2d" in failed.reason
 
 

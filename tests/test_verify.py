@@ -10,14 +10,14 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from poolkit.exporter.manifest import load_manifest, save_manifest
+from poolkit.exporter.zoo import ZOO
 from typer.testing import CliRunner
 
-from exporter.manifest import load_manifest, save_manifest
-from exporter.zoo import ZOO
-from poolkit.cifar10 import load_cifar10, synthetic_images
 from poolkit.cli import app
-from poolkit.files import sha256_file
-from poolkit.verify import VerifyOptions, verify
+from poolkit.commands.cifar10 import load_cifar10, synthetic_images
+from poolkit.commands.verify import VerifyOptions, verify
+from poolkit.common.files import sha256_file
 
 runner = CliRunner()
 
@@ -159,15 +159,13 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
 
 def test_a_saved_eager_batch_replays(zoo_dir: Path, tmp_path: Path) -> None:
     """Eager rows (eager on CUDA against the CPU) have no artifact file: replay rebuilds them from the manifest."""
-    from poolkit.verify import VerifyRow, _as_eager, replay, save_failure
-    from runtimes.base import Artifact
+    from poolkit.commands.artifacts import open_artifacts
+    from poolkit.commands.verify import VerifyRow, replay_batch, save_failure
 
-    record = next(r for r in load_manifest(zoo_dir) if (r.name, r.format) == ("relu", "onnx"))
-    row = VerifyRow("relu", "eager", "eager", "cpu", record.spec, "failed")
+    (model,) = open_artifacts(zoo_dir, ["relu"])
+    row = VerifyRow("relu", "module", "eager", "cpu", model.reference.spec, "failed")
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     expected = np.maximum(x, 0)
-    path, command = save_failure(
-        row, Artifact(_as_eager(record), zoo_dir), 0, x, [expected], [expected + 1], VerifyOptions(results_dir=tmp_path)
-    )
-    meta, results = replay(Path(path))
-    assert meta["format"] == "eager" and len(results) == 1 and results[0]  # eager on the CPU reproduces eager
+    path, command = save_failure(row, model, 0, x, [expected], [expected + 1], VerifyOptions(results_dir=tmp_path))
+    meta, results = replay_batch(Path(path))
+    assert meta["runtime"] == "eager" and len(results) == 1 and results[0]  # eager on the CPU reproduces eager

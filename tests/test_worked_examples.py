@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.zoo import resolve_model
+from poolkit.runtimes.base import run_batch
 
-from exporter.export import ExportOptions, export_models
-from exporter.zoo import resolve_model
-from runtimes.base import Artifact, open_runtime, run_batch
+from poolkit.commands.artifacts import open_artifacts
 
 FIVE_BY_FIVE = np.array(
     [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]], dtype=np.float32
@@ -41,11 +42,10 @@ def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("runtime", "fmt"), RUNTIMES)
 @pytest.mark.parametrize(("name", "x", "expected", "decimals"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_worked_example(examples_dir, name, x, expected, decimals, runtime, fmt) -> None:
-    from exporter.manifest import load_manifest
-
-    record = next(r for r in load_manifest(examples_dir) if r.name == name and r.format == fmt)
-    rt = open_runtime(runtime, Artifact(record, examples_dir), "cpu")
-    (out,) = run_batch(rt, x)
+    (model,) = open_artifacts(examples_dir, [name])
+    assert model.record_for(runtime).format == fmt
+    with model.open(runtime, "cpu") as rt:
+        (out,) = run_batch(rt, x)
     assert out.shape == (1, 1, len(expected), len(expected[0]))
     got = np.round(out[0, 0], decimals) if decimals else out[0, 0]
     np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
@@ -53,14 +53,12 @@ def test_worked_example(examples_dir, name, x, expected, decimals, runtime, fmt)
 
 def test_conv_on_a_cifar_sized_batch(zoo_dir) -> None:
     """Conv2d(3, 6, 3) on 64x3x32x32 gives 64x6x30x30, in all three runtimes, with equal numbers."""
-    from tests.conftest import records_by_key
-
-    records = records_by_key(zoo_dir)
+    (model,) = open_artifacts(zoo_dir, ["conv"])
     x = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
     outs = {}
-    for runtime, fmt in RUNTIMES:
-        rt = open_runtime(runtime, Artifact(records[("conv", fmt)], zoo_dir), "cpu")
-        (outs[runtime],) = run_batch(rt, x)
+    for runtime, _ in RUNTIMES:
+        with model.open(runtime, "cpu") as rt:
+            (outs[runtime],) = run_batch(rt, x)
         assert outs[runtime].shape == (64, 6, 30, 30)
     np.testing.assert_allclose(outs["torchscript"], outs["eager"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs["onnxruntime"], outs["eager"], rtol=1e-5, atol=1e-5)

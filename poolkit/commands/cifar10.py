@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poolkit.errors import DataError
+from poolkit.common.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
 
-SHIPPED_ROOT = Path(__file__).parent / "assets"
+SHIPPED_ROOT = Path(__file__).parent.parent / "assets"
 BASE_FOLDER = "cifar-10-batches-py"
 OFFICIAL_TEST_MD5 = "40351d587109b95175f43aff81a1287e"
 OFFICIAL_TEST_SIZE = 10_000
@@ -215,6 +215,8 @@ def load_images(
     data: str = "cifar10", data_root: Path | None = None, download: bool = False, shape: tuple[int, ...] = IMAGE_SHAPE
 ) -> ImageSet:
     """What `--data` asked for."""
+    if download and not data_root:
+        raise DataError("--download needs --data-root: the folder to download CIFAR10 into")
     if data == "cifar10":
         return load_cifar10(data_root, download)
     if data == "synthetic":

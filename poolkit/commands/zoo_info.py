@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.build import build_model, output_shapes, parameter_count
-from exporter.spec import default_input_shape
-from exporter.zoo import ModelRef
+from poolkit.exporter.build import build_model, output_shapes, parameter_count
+from poolkit.exporter.spec import default_input_shape
+from poolkit.exporter.zoo import ModelRef
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -130,3 +131,44 @@ def compare(
     acc = Accumulator(atol, rtol)
     acc.add(expected, actual)
     return acc.result
+
+
+def fold_batch(
+    expected: list[np.ndarray], actual: list[np.ndarray], accumulators: list[Accumulator], first_image: int = 0
+) -> str | None:
+    """Fold one batch of every output into its accumulator.
+
+    Returns why the outputs cannot be compared at all (a different number of outputs), else None;
+    shapes and values are judged by each output's Comparison. Verify and sweep both go through here.
+    """
+    if len(actual) != len(expected):
+        return f"{len(actual)} outputs, eager gives {len(expected)}"
+    while len(accumulators) < len(expected):
+        accumulators.append(Accumulator(accumulators[0].result.atol, accumulators[0].result.rtol))
+    for acc, e, a in zip(accumulators, expected, actual, strict=True):
+        acc.add(e, a, first_image)
+    return None
+
+
+def run_and_compare(
+    runtime: Any, x: np.ndarray, expected: list[np.ndarray], accumulators: list[Accumulator], first_image: int = 0
+) -> str | None:
+    """Run `x` through `runtime` (host in, host out) and fold the outputs against `expected`."""
+    from poolkit.runtimes.base import run_batch
+
+    return fold_batch(expected, run_batch(runtime, x), accumulators, first_image)
+
+
+def mismatch_reason(comparisons: list[Comparison]) -> tuple[str, str]:
+    """(kind, one line) for outputs that did not pass: `shape` or `value`, naming the first bad output."""
+    for i, c in enumerate(comparisons):
+        if c.shape_mismatch:
+            return "shape", f"output {i}: {tuple(c.shape_actual)}, eager gives {tuple(c.shape_expected)}"
+    for i, c in enumerate(comparisons):
+        if not c:
+            where = ",".join(map(str, c.worst_location))
+            return "value", (
+                f"output {i}: {c.mismatched:,} of {c.elements:,} elements differ; worst at ({where}): "
+                f"eager {c.worst_expected:.6g}, artifact {c.worst_actual:.6g}"
+            )
+    return "value", "no element was compared"

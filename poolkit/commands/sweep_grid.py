@@ -14,7 +14,7 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from exporter.spec import LayerSpec, ModelSpec, parse_spec
+from poolkit.exporter.spec import LayerSpec, ModelSpec, parse_spec
 
 LAYER_GROUPS = ("conv", "maxpool", "avgpool", "adaptive", "activation")
 EXPORT_PATHS = ("torchscript-script", "torchscript-trace", "onnx-dynamo", "onnx-legacy")
@@ -113,7 +113,8 @@ class Cell:
     width: int
     export: str  # torchscript-script | torchscript-trace | onnx-dynamo | onnx-legacy
     opset: int | None
-    runtime: str  # torchscript-cpu | onnxruntime-cpu | onnxruntime-cuda
+    runtime: str  # a registry name: torchscript, onnxruntime, ...
+    device: str = "cpu"
 
     @property
     def id(self) -> str:
@@ -124,7 +125,7 @@ class Cell:
         """Matrix column: `ts-script`, `dynamo-17 ort-cpu`, ..."""
         if self.export.startswith("torchscript"):
             return self.export.replace("torchscript", "ts")
-        return f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}"
+        return f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
 
 
 def build_grid(
@@ -132,8 +133,10 @@ def build_grid(
     exports: tuple[str, ...] = EXPORT_PATHS,
     opsets: tuple[int, ...] = DEFAULT_OPSETS,
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES,
-    onnx_runtimes: tuple[str, ...] = ("onnxruntime-cpu",),
+    onnx_runtimes: tuple[str, ...] = ("onnxruntime",),
+    devices: tuple[str, ...] = ("cpu",),
 ) -> list[Cell]:
+    """Every layer variant x input size x export path (x opset x ONNX runtime x device for ONNX)."""
     cells = []
     for group in groups:
         for kind, base, values in TABLES[group]:
@@ -142,11 +145,11 @@ def build_grid(
                 for h, w in sizes:
                     for export in exports:
                         if export.startswith("torchscript"):
-                            cells.append(Cell(group, text, h, w, export, None, "torchscript-cpu"))
+                            cells.append(Cell(group, text, h, w, export, None, "torchscript", "cpu"))
                             continue
                         for opset in opsets:
                             for rt in onnx_runtimes:
-                                cells.append(Cell(group, text, h, w, export, opset, rt))
+                                cells += [Cell(group, text, h, w, export, opset, rt, device) for device in devices]
     return cells
 
 

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from poolkit.sweep_grid import Cell
+from poolkit.commands.sweep_grid import Cell
 
 OUTCOMES = (
     "ok",
@@ -81,16 +81,13 @@ def run_cell(cell: Cell) -> CellResult:
 def _run_cell(cell: Cell) -> CellResult:
     import numpy as np
 
-    from exporter.build import build_model
-    from exporter.export import example_input
-    from exporter.manifest import ExportRecord
-    from exporter.onnx_export import export_onnx
-    from exporter.spec import parse_spec
-    from exporter.torchscript_export import export_torchscript
-    from poolkit.compare import Accumulator
-    from poolkit.errors import one_line
-    from runtimes.base import Artifact, open_runtime, run_batch
-    from runtimes.eager import TorchModuleRuntime
+    from poolkit.commands.compare import Accumulator, fold_batch, mismatch_reason
+    from poolkit.common.errors import one_line
+    from poolkit.exporter.build import build_model
+    from poolkit.exporter.export import example_input, export_artifact
+    from poolkit.exporter.spec import parse_spec
+    from poolkit.runtimes.base import run_batch
+    from poolkit.runtimes.registry import open_runtime
 
     shape = (3, cell.height, cell.width)
     try:
@@ -98,59 +95,41 @@ def _run_cell(cell: Cell) -> CellResult:
     except Exception as exc:  # noqa: BLE001 - PyTorch refusing the combination is data, not a crash
         return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
     x = np.random.default_rng(0).random((SWEEP_BATCH, *shape), dtype=np.float32)
-    expected = run_batch(TorchModuleRuntime(model, "cpu", None), x)
-    n_outputs = len(expected)
+    with open_runtime("eager", model, "cpu") as eager:
+        expected = run_batch(eager, x)
 
     with tempfile.TemporaryDirectory(prefix="poolkit-sweep-") as tmp:
-        fmt = "torchscript" if cell.export.startswith("torchscript") else "onnx"
+        fmt, how = cell.export.split("-", 1)
         path = Path(tmp) / ("model.pt" if fmt == "torchscript" else "model.onnx")
-        example = example_input(shape, 2, 0)
         try:
-            if fmt == "torchscript":
-                export_torchscript(model, example, path, cell.export.removeprefix("torchscript-"))
-            else:
-                export_onnx(
-                    model,
-                    example,
-                    path,
-                    opset=cell.opset,
-                    exporter=cell.export.removeprefix("onnx-"),
-                    dynamic_batch=True,
-                    n_outputs=n_outputs,
-                    metadata={"poolkit.spec": cell.spec},
-                )
+            export_artifact(
+                model,
+                example_input(shape, 2, 0),
+                path,
+                fmt,
+                method=how,
+                exporter=how,
+                opset=cell.opset,
+                n_outputs=len(expected),
+                metadata={"poolkit.spec": cell.spec},
+            )
         except Exception as exc:  # noqa: BLE001
             return CellResult(cell, "export-failed", one_line(exc))
-        record = ExportRecord("cell", cell.spec, fmt, cell.export, "ok", ["batch", *shape], path=path.name)
-        runtime_name, device = cell.runtime.rsplit("-", 1)
         try:
-            runtime = open_runtime(runtime_name, Artifact(record, Path(tmp)), device, threads=1)
-            try:
+            with open_runtime(cell.runtime, path, cell.device, threads=1) as runtime:
                 actual = run_batch(runtime, x)
-            finally:
-                runtime.close()
         except Exception as exc:  # noqa: BLE001
             return CellResult(cell, "runtime-failed", one_line(exc))
-    if len(actual) != n_outputs:
-        return CellResult(cell, "shape-mismatch", f"{len(actual)} outputs, eager gives {n_outputs}")
-    worst = 0.0
-    for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-        if tuple(e.shape) != tuple(a.shape):
-            return CellResult(cell, "shape-mismatch", f"output {i}: {tuple(a.shape)}, eager gives {tuple(e.shape)}")
-        acc = Accumulator(SWEEP_ATOL, SWEEP_RTOL)
-        acc.add(e, a)
-        c = acc.result
-        worst = max(worst, c.max_abs)
-        if not c:
-            where = ",".join(map(str, c.worst_location))
-            return CellResult(
-                cell,
-                "value-mismatch",
-                f"output {i}: {c.mismatched:,} of {c.elements:,} elements differ; worst at ({where}): "
-                f"eager {c.worst_expected:.6g}, artifact {c.worst_actual:.6g}",
-                c.max_abs,
-            )
-    return CellResult(cell, "ok", None, worst)
+    accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
+    structure = fold_batch(expected, actual, accumulators)
+    if structure:
+        return CellResult(cell, "shape-mismatch", structure)
+    results = [acc.result for acc in accumulators]
+    worst = max(c.max_abs for c in results)
+    if all(results):
+        return CellResult(cell, "ok", None, worst)
+    kind, reason = mismatch_reason(results)
+    return CellResult(cell, f"{kind}-mismatch", reason, worst if kind == "value" else None)
 
 
 # ---------------------------------------------------------------- worker pool
@@ -158,7 +137,7 @@ def _run_cell(cell: Cell) -> CellResult:
 
 def _worker(conn: Connection, cell_fn: Callable[[Cell], CellResult]) -> None:
     """A long-lived worker: imports torch once, then runs the cells it is sent."""
-    from poolkit.capture import captured_output
+    from poolkit.common.capture import captured_output
 
     while True:
         try:
@@ -307,3 +286,71 @@ def run_sweep(
     if todo:
         run_pool(todo, jobs, timeout_s, record, cell_fn)
     return [done[c.id] for c in cells if c.id in done], len(cells) - len(todo)
+
+
+@dataclass
+class SweepSettings:
+    """What `poolkit sweep` was asked for; recorded in the JSON report."""
+
+    groups: tuple[str, ...]
+    exports: tuple[str, ...]
+    opsets: tuple[int, ...]
+    input_sizes: tuple[tuple[int, int], ...]
+    runtimes: tuple[str, ...]  # ONNX-reading runtimes (registry names)
+    devices: tuple[str, ...]
+    timeout_s: float = 120.0
+    jobs: int | None = None
+
+
+@dataclass
+class SweepRun:
+    results: list[CellResult]
+    resumed: int
+    json_path: Path
+    markdown_path: Path
+
+
+def run_sweep_command(
+    settings: SweepSettings,
+    out: Path,
+    fresh: bool = False,
+    on_total: Callable[[int, int], None] | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+) -> SweepRun:
+    """What `poolkit sweep` does: build the grid, resume from the journal, run, write JSON and Markdown."""
+    from poolkit.commands.bench import usable_cores
+    from poolkit.commands.envinfo import environment
+    from poolkit.commands.sweep_grid import build_grid
+    from poolkit.commands.sweep_report import write_json, write_markdown
+    from poolkit.common.errors import PoolkitError
+
+    cells = build_grid(
+        settings.groups, settings.exports, settings.opsets, settings.input_sizes, settings.runtimes, settings.devices
+    )
+    journal = Journal(Path(f"{out}.jsonl"))
+    if fresh and journal.path.exists():
+        journal.path.unlink()
+    env = environment()
+    versions = {k: env[k] for k in ("torch", "onnx", "onnxruntime")}
+    done = journal.read()
+    stale = [r for r in done.values() if r.versions and r.versions != versions]
+    if stale:
+        raise PoolkitError(
+            f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
+        )
+    if on_total:
+        on_total(len(cells), sum(c.id in done for c in cells))
+    results, resumed = run_sweep(
+        cells, journal, settings.jobs or usable_cores(), settings.timeout_s, on_result, versions=versions
+    )
+    report_settings = {
+        "groups": list(settings.groups),
+        "exports": list(settings.exports),
+        "opsets": list(settings.opsets),
+        "input_sizes": [list(s) for s in settings.input_sizes],
+        "runtimes": list(settings.runtimes),
+        "devices": list(settings.devices),
+        "timeout_s": settings.timeout_s,
+    }
+    json_path = write_json(results, Path(f"{out}.json"), env, report_settings)
+    return SweepRun(results, resumed, json_path, write_markdown(results, Path(f"{out}.md"), env))

@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from poolkit.files import write_json_atomic, write_text_atomic
-from poolkit.sweep import FAILURES, OUTCOMES, CellResult
-from poolkit.sweep_grid import LAYER_GROUPS
+from poolkit.commands.sweep import FAILURES, OUTCOMES, CellResult
+from poolkit.commands.sweep_grid import LAYER_GROUPS
+from poolkit.common.files import write_json_atomic, write_text_atomic
 
 
 def summary(results: list[CellResult]) -> dict[str, int]:

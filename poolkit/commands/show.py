@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from poolkit.errors import PoolkitError
-from poolkit.files import write_atomic
+from poolkit.common.errors import DataError, PoolkitError
+from poolkit.common.files import write_atomic
 
 if TYPE_CHECKING:
-    from poolkit.cifar10 import ImageSet
+    from poolkit.commands.cifar10 import ImageSet
 
 PNG_SIZE_INCHES = (12.0, 5.5)
 PNG_DPI = 100  # so every picture is 1200 x 550 pixels
@@ -114,9 +114,68 @@ def grid(images: np.ndarray, nrow: int = 8) -> np.ndarray:
 
 
 def output_for(runtime: Any, x: np.ndarray) -> np.ndarray:
-    from runtimes.base import run_batch
+    from poolkit.runtimes.base import run_batch
 
     return run_batch(runtime, x)[0]  # a pool returning indices: show the values
+
+
+@dataclass
+class ShowRun:
+    images: ImageSet
+    results: list[ShowResult]
+    exported: list[str]  # models the manifest lacked, exported first
+
+
+@dataclass
+class ShowOptions:
+    runtimes: tuple[str, ...] = ("eager",)
+    devices: tuple[str, ...] = ("cpu",)
+    batches: int | None = 2
+    logdir: Path = Path("logs")
+    png_dir: Path = Path("results/show")
+    channels: str = "gray"
+
+
+def show_models(
+    models_dir: Path,
+    names: list[str] | None,
+    options: ShowOptions,
+    data: str = "cifar10",
+    data_root: Path | None = None,
+    download: bool = False,
+) -> ShowRun:
+    """What `poolkit show` does: export what the manifest lacks, then one run per model, runtime and device.
+
+    Each runtime reads its own artifact (hash-checked): a model whose ONNX export failed is an
+    error for `--runtime onnxruntime`, never silently shown from another file.
+    """
+    from poolkit.commands.artifacts import open_artifacts
+    from poolkit.commands.cifar10 import load_images
+    from poolkit.exporter.export import ensure_exported
+    from poolkit.exporter.zoo import resolve_models
+
+    refs = resolve_models(names)
+    images = load_images(data, data_root, download)
+    exported = ensure_exported(refs, models_dir)
+    results = []
+    for model in open_artifacts(models_dir, [r.name for r in refs]):
+        reference = model.reference
+        shape = reference.sample_shape if reference else ()
+        if shape != tuple(images.images.shape[1:]):
+            raise DataError(
+                f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not CIFAR10 images (use --data synthetic)"
+            )
+        spec = reference.spec if reference else ""
+        for runtime_name in options.runtimes:
+            for device in options.devices:
+                with model.open(runtime_name, device) as runtime:
+                    results.append(
+                        show_model(
+                            model.name, spec, runtime, images, options.logdir, options.png_dir, options.batches,
+                            channels=options.channels,
+                        )
+                    )  # fmt: skip
+    return ShowRun(images, results, exported)
 
 
 def show_model(
@@ -132,12 +191,12 @@ def show_model(
     on_batch: Callable[[], None] | None = None,
 ) -> ShowResult:
     """Write the TensorBoard run and the PNG for one model on one runtime."""
-    from poolkit.capture import captured_output
+    from poolkit.common.capture import captured_output
 
     with captured_output():  # tensorboard announces missing TensorFlow on import
         from torch.utils.tensorboard import SummaryWriter
 
-    run_name = f"{name}-{runtime.name}"
+    run_name = f"{name}-{runtime.name}" + ("" if runtime.device == "cpu" else f"-{runtime.device}")
     writer = SummaryWriter(str(Path(logdir) / run_name))
     classes = images.source.classes or [str(i) for i in range(10)]
     tags: list[str] = []

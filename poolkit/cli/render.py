@@ -9,12 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from exporter.manifest import ExportRecord
-    from poolkit.bench import BenchReport
-    from poolkit.bench_report import Change
-    from poolkit.sweep import CellResult
-    from poolkit.verify import VerifyReport
-    from poolkit.zoo_info import ZooRow
+    from poolkit.commands.bench import BenchReport
+    from poolkit.commands.bench_report import Change
+    from poolkit.commands.sweep import CellResult
+    from poolkit.commands.verify import VerifyReport
+    from poolkit.commands.zoo_info import ZooRow
+    from poolkit.exporter.manifest import ExportRecord
 
 
 def zoo_table(rows: list[ZooRow], batch: int) -> Table:
@@ -25,8 +25,8 @@ def zoo_table(rows: list[ZooRow], batch: int) -> Table:
     table.add_column("output", no_wrap=True)
     for r in rows:
         table.add_row(
-            r.name,
-            r.layers,
+            Text(r.name),
+            Text(r.layers),
             f"{r.parameters:,}",
             ", ".join("x".join(map(str, s)) for s in r.output_shapes),
         )
@@ -55,7 +55,7 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
     table.add_column("sha256")
     for r in records:
         table.add_row(
-            r.name,
+            Text(r.name),
             r.format,
             r.method,
             str(r.opset) if r.opset is not None else "—",
@@ -112,7 +112,7 @@ def verify_table(report: VerifyReport) -> Group:
         if worst is not None and worst.worst_location and not r.passed:
             where = "(" + ",".join(map(str, worst.worst_location)) + ")"
         table.add_row(
-            r.model,
+            Text(r.model),
             r.runtime,
             r.device,
             _sci(worst.max_abs) if worst else "—",
@@ -189,7 +189,7 @@ def bench_table(report: BenchReport) -> Group:
             table.add_section()
         model_cell = m.model if m.model != last_model else ""
         last_model = m.model
-        lead = [model_cell, f"{m.runtime} {m.device}"] + ([str(m.batch_size)] if several_sizes else [])
+        lead = [Text(model_cell), f"{m.runtime} {m.device}"] + ([str(m.batch_size)] if several_sizes else [])
         s = m.latency_ms
         if s is None:
             status = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"
@@ -208,7 +208,7 @@ def bench_table(report: BenchReport) -> Group:
         ]
         if on_gpu:
             cells.append(_ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None))
-        flags = [w.split(":")[0] for w in m.warnings if not w.startswith("unstable")]
+        flags = [f.kind for f in m.flags if f.kind != "unstable"]
         table.add_row(*lead, *cells, "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "")
     notes = unavailable_lines([(f"{m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "unavailable"])
     notes.append_text(
@@ -216,11 +216,11 @@ def bench_table(report: BenchReport) -> Group:
     )
     if any(m.latency_ms and m.latency_ms.unstable for m in rows):
         notes.append("~ unstable: the samples' spread (CV) is above 10 %; the p50 stands, the tail is noisy\n")
-    if any(w.startswith("overhead") for m in rows for w in m.warnings):
+    if any(f.kind == "overhead" for m in rows for f in m.flags):
         notes.append(
             "overhead: an Identity model on the same runtime costs half this figure or more (JSON: overhead_ms)\n"
         )
-    if any(w.startswith("copies") for m in rows for w in m.warnings):
+    if any(f.kind == "copies" for m in rows for f in m.flags):
         notes.append(
             "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
         )
@@ -234,7 +234,7 @@ def compare_table(changes: list[Change], old_path: str) -> Table:
     styles = {"regression": "bold red", "improvement": "green", "within noise": "dim"}
     for c in changes:
         table.add_row(
-            c.model,
+            Text(c.model),
             c.runtime,
             c.device,
             str(c.batch_size),
@@ -247,8 +247,8 @@ def compare_table(changes: list[Change], old_path: str) -> Table:
 
 
 def sweep_table(results: list[CellResult]) -> Group:
-    from poolkit.sweep import OUTCOMES
-    from poolkit.sweep_report import summary, summary_line
+    from poolkit.commands.sweep import OUTCOMES
+    from poolkit.commands.sweep_report import summary, summary_line
 
     table = Table(title="poolkit sweep — outcomes per layer group")
     table.add_column("layer", no_wrap=True)

@@ -9,10 +9,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from poolkit.bench import BenchReport, Measurement
-from poolkit.errors import DataError
-from poolkit.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
-from poolkit.stats import Stats
+from poolkit.commands.bench import BenchReport, Measurement
+from poolkit.common.errors import DataError
+from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
 
 CSV_COLUMNS = [
     "model", "runtime", "device", "batch_size", "status", "provider", "threads", "first_run_ms",
@@ -24,7 +23,7 @@ CSV_COLUMNS = [
 
 def csv_row(m: Measurement) -> dict[str, Any]:
     s, e = m.latency_ms, m.end_to_end_ms
-    row = {k: getattr(m, k, None) for k in CSV_COLUMNS if hasattr(m, k)}
+    row = {k: getattr(m, k) for k in CSV_COLUMNS if hasattr(m, k)}
     if s:
         row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min, mean_ms=s.mean, std_ms=s.std)
         row.update(ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, iters=s.n)
@@ -80,22 +79,14 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
 
 
 def load_report(path: Path) -> list[Measurement]:
-    """Measurements of a saved bench JSON (for --compare)."""
+    """Measurements of a saved bench JSON (for --compare), rebuilt from their raw samples."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         rows = data["measurements"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        known = {f.name for f in fields(Measurement)}
+        return [Measurement(**{k: v for k, v in row.items() if k in known}) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"--compare {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
-    known = {f.name for f in fields(Measurement)}
-    out = []
-    for row in rows:
-        m = Measurement(**{k: v for k, v in row.items() if k in known})
-        for name in ("latency_ms", "end_to_end_ms"):
-            value = getattr(m, name)
-            if isinstance(value, dict):
-                setattr(m, name, Stats(**value))
-        out.append(m)
-    return out
 
 
 @dataclass

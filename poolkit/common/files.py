@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,14 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 def to_plain(obj: Any) -> Any:
-    """Dataclasses (and lists of them) as JSON-ready values; inf and NaN as strings, so the JSON stays strict."""
+    """Dataclasses (and lists of them) as JSON-ready values; inf and NaN as strings, so the JSON stays strict.
+
+    An object with a `__json__()` method (a dataclass with derived figures) says itself what it holds.
+    """
+    if hasattr(obj, "__json__") and not isinstance(obj, type):
+        return to_plain(obj.__json__())
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_plain(v) for k, v in asdict(obj).items()}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     if isinstance(obj, dict):

@@ -1,0 +1,61 @@
+"""`poolkit bench`: time every runtime on every device, honestly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poolkit.cli.app import app, handles_errors
+from poolkit.cli.options import Device, JsonOpt, ModelOpt, RuntimeOpt, devices_for, parse_ints, parse_runtimes
+from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+
+
+@app.command()
+@handles_errors
+def bench(
+    device: Annotated[Device, typer.Option(help="cpu, cuda, or all (CUDA rows say 'unavailable' and why).")] = (
+        Device.cpu  # type: ignore[attr-defined]
+    ),
+    model: ModelOpt = None,
+    runtime: RuntimeOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
+    batch_sizes: Annotated[list[str] | None, typer.Option(help="Several batch sizes, e.g. 1,16,64,256.")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Uncounted runs after the first.")] = 10,
+    iters: Annotated[int | None, typer.Option(min=1, help="Counted runs (default 100).")] = None,
+    min_time: Annotated[float | None, typer.Option(min=0.0, help="Instead: run at least this many seconds.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Threads for every runtime (default: usable cores).")
+    ] = None,
+    models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
+        "models"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
+    compare: Annotated[Path | None, typer.Option(help="An earlier bench.json to compare with.")] = None,
+    self_check: Annotated[bool, typer.Option(help="Compare poolkit's eager p50 with torch.utils.benchmark.")] = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size (default runtimes:
+    eager, torchscript, onnxruntime)."""
+    from poolkit.cli.output import print_bench, print_self_check, progress_callbacks
+    from poolkit.commands.bench import BenchSettings, run_bench_command, run_self_check
+    from poolkit.runtimes.registry import DEFAULT_RUNTIMES
+
+    settings = BenchSettings(
+        devices=devices_for(device),
+        runtimes=parse_runtimes(runtime, DEFAULT_RUNTIMES),
+        batch_sizes=parse_ints(batch_sizes, "--batch-sizes", "1,16,64,256") if batch_sizes else (batch_size,),
+        warmup=warmup,
+        iters=iters if iters is not None or min_time is not None else 100,
+        min_time_s=min_time,
+        threads=threads,
+    )
+    if self_check:
+        check = run_self_check(models, model, threads, settings.batch_sizes[0])
+        print_self_check(check, json_out)
+        return EXIT_OK if check["within_10_percent"] else EXIT_FAILED
+    with progress_callbacks("bench") as (on_total, on_step):
+        run = run_bench_command(models, model, settings, out, compare, on_step, on_total)
+    print_bench(run, compare, json_out)
+    return EXIT_FAILED if run.failed else EXIT_OK

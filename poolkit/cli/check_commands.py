@@ -1,0 +1,104 @@
+"""`poolkit verify` and `poolkit show`: do the artifacts compute what eager does, and what does it look like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poolkit.cli.app import app, handles_errors
+from poolkit.cli.options import (
+    Channels,
+    DataKind,
+    DataOpt,
+    DataRootOpt,
+    Device,
+    DownloadOpt,
+    JsonOpt,
+    ModelOpt,
+    ModelsDirOpt,
+    RuntimeOpt,
+    devices_for,
+    parse_batches,
+    parse_runtimes,
+)
+from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+
+CPU = Device.cpu  # type: ignore[attr-defined]
+
+
+@app.command()
+@handles_errors
+def verify(
+    models: ModelsDirOpt = Path("models"),
+    model: ModelOpt = None,
+    runtime: RuntimeOpt = None,
+    data: DataOpt = DataKind.cifar10,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (the seeds use 64).")] = 64,
+    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
+    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
+    device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = CPU,
+    report: Annotated[Path | None, typer.Option(help="JSON report path (default results/verify.json).")] = None,
+    results: Annotated[Path, typer.Option(help="Folder for reports and failing batches.")] = Path("results"),
+    replay: Annotated[Path | None, typer.Option(help="Re-run a failing batch saved by an earlier verify.")] = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch.
+
+    Default runtimes: torchscript and onnxruntime (each reads its own artifact); with --device cuda,
+    eager on the GPU is checked against eager on the CPU too. TorchScript files are code: only files
+    whose sha256 matches the manifest poolkit wrote are loaded.
+    """
+    from poolkit.cli.output import print_replay, print_verify, progress_callbacks
+    from poolkit.commands.verify import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
+
+    if replay is not None:
+        meta, outputs = replay_batch(replay)
+        print_replay(meta, outputs, json_out)
+        return EXIT_OK if all(outputs) else EXIT_FAILED
+    options = VerifyOptions(
+        atol, rtol, batch_size, parse_batches(batches), devices_for(device), results,
+        parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES),
+    )  # fmt: skip
+    with progress_callbacks("verify") as (on_rows, on_batch):
+        verdict, path = run_verify(models, model, options, data.value, data_root, download, report, on_batch, on_rows)
+    print_verify(verdict, path, json_out)
+    return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+@app.command()
+@handles_errors
+def show(
+    model: ModelOpt = None,
+    runtime: RuntimeOpt = None,
+    device: Annotated[Device, typer.Option(help="Where the outputs are computed.")] = CPU,
+    batches: Annotated[str, typer.Option(help="Batches of 64 to log per model, or 'all'.")] = "2",
+    logdir: Annotated[Path, typer.Option(help="TensorBoard log folder (one run per model and runtime).")] = Path(
+        "logs"
+    ),
+    png: Annotated[Path, typer.Option(help="Folder for one PNG per model.")] = Path("results/show"),
+    channels: Annotated[
+        Channels,
+        typer.Option(help="Outputs with other than 1 or 3 channels: each channel gray, or the first 3 as RGB."),
+    ] = Channels.gray,
+    data: DataOpt = DataKind.cifar10,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
+        "models"
+    ),
+    json_out: JsonOpt = False,
+) -> int:
+    """Log input and output images of each model to TensorBoard and draw them as PNG pictures (default runtime: eager)."""
+    from poolkit.cli.output import print_show
+    from poolkit.commands.show import ShowOptions, show_models
+
+    options = ShowOptions(
+        parse_runtimes(runtime, ("eager",)), devices_for(device), parse_batches(batches), logdir, png, channels.value
+    )
+    print_show(show_models(models, model, options, data.value, data_root, download), logdir, json_out)
+    return EXIT_OK

@@ -1,0 +1,67 @@
+"""`poolkit zoo` and `poolkit export`: what the models are, and their artifacts on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poolkit.cli.app import app, handles_errors
+from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape
+from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+
+
+@app.command()
+@handles_errors
+def zoo(
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1)] = 64,
+    json_out: JsonOpt = False,
+) -> int:
+    """List the named models: spec, torch layers, parameter count and output shape."""
+    from poolkit.cli.output import print_zoo
+    from poolkit.commands.zoo_info import describe
+    from poolkit.exporter.zoo import resolve_models
+
+    print_zoo(describe(resolve_models(model), batch=batch_size), batch_size, json_out)
+    return EXIT_OK
+
+
+@app.command()
+@handles_errors
+def export(
+    format: Annotated[Format, typer.Option("--format", "-f", help="Which artifacts to write.")] = Format.all,  # type: ignore[attr-defined]
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for the artifacts and manifest.json.")] = Path("models"),
+    opset: Annotated[int | None, typer.Option(help="ONNX opset; default: the exporter's own.", min=7)] = None,
+    exporter: Annotated[OnnxExporter, typer.Option(help="ONNX exporter.")] = OnnxExporter.dynamo,  # type: ignore[attr-defined]
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
+    method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights.")] = 0,
+    json_out: JsonOpt = False,
+) -> int:
+    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed."""
+    from poolkit.cli.output import print_export, print_export_progress
+    from poolkit.exporter.export import FORMATS, ExportOptions, export_models
+    from poolkit.exporter.zoo import resolve_models
+
+    options = ExportOptions(
+        formats=FORMATS if format.value == "all" else (format.value,),
+        opset=opset,
+        exporter=exporter.value,
+        method=method.value,
+        dynamic_batch=dynamic_batch,
+        static_batch_size=batch_size,
+        input_shape=parse_shape(input_shape),
+        seed=seed,
+    )
+    run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
+    print_export(run, out, json_out)
+    return EXIT_FAILED if run.failed else EXIT_OK

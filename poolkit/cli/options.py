@@ -1,0 +1,121 @@
+"""Options and parsers shared by every command, built from the constants the logic already has.
+
+One vocabulary everywhere: runtime names come from the runtime registry, devices from
+`runtimes.base.DEVICES` plus `all`, formats and exporters from the exporter. Every multi-value
+option behaves the same: repeat it, or separate values with commas (`--runtime eager,onnxruntime`).
+`--model` is the one exception: spec strings contain commas, so it is repeated only.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poolkit.common.errors import PoolkitError
+from poolkit.exporter.export import FORMATS
+from poolkit.exporter.onnx_export import EXPORTERS
+from poolkit.runtimes.base import DEVICES
+from poolkit.runtimes.registry import RUNTIMES, canonical_runtime
+
+# Enums for Typer, derived from the constants: adding a device or format updates every command.
+Device = StrEnum("Device", {name: name for name in (*DEVICES, "all")})  # type: ignore[misc]
+Format = StrEnum("Format", {name: name for name in (*FORMATS, "all")})  # type: ignore[misc]
+OnnxExporter = StrEnum("OnnxExporter", {name: name for name in EXPORTERS})  # type: ignore[misc]
+
+
+class JitMethod(StrEnum):
+    script = "script"
+    trace = "trace"
+
+
+class DataKind(StrEnum):
+    cifar10 = "cifar10"
+    synthetic = "synthetic"
+
+
+class Channels(StrEnum):
+    gray = "gray"
+    rgb = "rgb"
+
+
+RUNTIME_HELP = f"Runtime(s): {', '.join(RUNTIMES)}. Repeat or separate with commas."
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Zoo name or spec string; repeat for several. Default: the whole zoo."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
+ModelsDirOpt = Annotated[Path, typer.Option("--models", help="Folder with manifest.json and the artifacts.")]
+RuntimeOpt = Annotated[list[str] | None, typer.Option("--runtime", "-r", help=RUNTIME_HELP)]
+DataOpt = Annotated[DataKind, typer.Option(help="Real CIFAR10 test images, or seeded random ones.")]
+DataRootOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder holding cifar-10-batches-py/ (else $POOLKIT_DATA, else the 1,000 shipped images)."),
+]
+DownloadOpt = Annotated[bool, typer.Option(help="Ask torchvision to fetch the whole test set into --data-root.")]
+
+
+def split_values(values: list[str] | str | None) -> list[str]:
+    """Repeated options and comma-separated values, flattened, order kept, blanks dropped."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else values
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def choose(values: list[str] | str | None, known: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """The values of a multi-value option, each one of `known`; an unknown one is a usage error."""
+    items = split_values(values)
+    bad = [v for v in items if v not in known]
+    if bad or (values is not None and not items):
+        shown = bad[0] if bad else ""
+        raise PoolkitError(f"bad {option} '{shown}': choose from {', '.join(known)}")
+    return tuple(dict.fromkeys(items))
+
+
+def parse_runtimes(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Registry names (old spellings accepted), duplicates dropped; `default` when none given."""
+    items = split_values(values)
+    if values is not None and not items:
+        raise PoolkitError(f"bad --runtime: give one or more of {', '.join(RUNTIMES)}")
+    return tuple(dict.fromkeys(canonical_runtime(v) for v in items)) or default
+
+
+def devices_for(device: Enum) -> tuple[str, ...]:
+    return DEVICES if device.value == "all" else (str(device.value),)
+
+
+def parse_shape(text: str | None, option: str = "--input-shape", example: str = "3x32x32") -> tuple[int, ...] | None:
+    """`3x32x32` -> (3, 32, 32); a per-sample shape, without the batch axis."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise PoolkitError(f"bad {option} '{text}': expected sizes like {example} (no batch axis)") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
+    return dims
+
+
+def parse_batches(text: str) -> int | None:
+    if text.lower() == "all":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
+
+
+def parse_ints(values: list[str] | str | None, option: str, example: str) -> tuple[int, ...]:
+    """Positive integers from a multi-value option (`--batch-sizes 1,16,64`)."""
+    items = split_values(values)
+    try:
+        numbers = tuple(int(t) for t in items)
+    except ValueError:
+        numbers = ()
+    if not numbers or any(n <= 0 for n in numbers):
+        shown = values if isinstance(values, str) else ",".join(values or [])
+        raise PoolkitError(f"bad {option} '{shown}': positive numbers separated by commas, like {example}")
+    return numbers

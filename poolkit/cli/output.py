@@ -1,0 +1,182 @@
+"""What each command prints: a rich table for people, `--json` for machines, notes and errors on stderr.
+
+One output switch for every command. Computing never prints; the commands' logic returns dataclasses
+and the functions here render them (tables come from `render.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from poolkit.common.files import to_plain
+
+if TYPE_CHECKING:
+    from poolkit.commands.bench import BenchRun
+    from poolkit.commands.compare import Comparison
+    from poolkit.commands.show import ShowRun
+    from poolkit.commands.sweep import SweepRun
+    from poolkit.commands.verify import VerifyReport
+    from poolkit.commands.zoo_info import ZooRow
+    from poolkit.exporter.export import ExportRun
+    from poolkit.exporter.manifest import ExportRecord
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+if not console.is_terminal and not console.size.width > 80:
+    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables.
+    console.width = 120
+    err_console.width = 120
+
+
+def print_json(data: Any) -> None:
+    """Machine output on stdout, nothing else mixed in."""
+    sys.stdout.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def note(message: str) -> None:
+    """A one-line remark on stderr, so it never pollutes `--json` on stdout. The text is shown literally."""
+    err_console.print(f"[dim]note:[/dim] {escape(message)}")
+
+
+def error(message: str) -> None:
+    """The one line a failed command prints; user text inside it is never read as markup."""
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_callbacks(label: str) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+    """A progress bar on stderr, gone when done: yields (set_total(n[, done]), advance(description)).
+
+    The bar appears only once work starts, so a preflight error stays one clean line.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    progress = Progress(*columns, console=err_console, transient=True)
+    task = progress.add_task(label, total=None)
+    started: list[bool] = []
+
+    def start() -> None:
+        if not started:
+            progress.start()
+            started.append(True)
+
+    def set_total(total: int, completed: int = 0) -> None:
+        start()
+        progress.update(task, total=total, completed=completed)
+
+    def advance(description: str) -> None:
+        start()
+        progress.update(task, advance=1, description=escape(description))
+
+    try:
+        yield set_total, advance
+    finally:
+        if started:
+            progress.stop()
+
+
+def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
+    from poolkit.cli.render import zoo_table
+
+    print_json(rows) if json_out else console.print(zoo_table(rows, batch))
+
+
+def print_export_progress(record: ExportRecord) -> None:
+    mark = "[green]✓[/green]" if record.ok else "[red]✗[/red]"
+    console.print(f"{mark} {escape(record.name)} {record.format}")
+
+
+def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
+    from poolkit.cli.render import export_table
+    from poolkit.exporter.torchscript_export import JIT_DEPRECATION_NOTE
+
+    print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
+    if run.jit_deprecated:
+        import torch
+
+        note(JIT_DEPRECATION_NOTE.format(version=torch.__version__.split("+")[0]))
+
+
+def print_verify(report: VerifyReport, path: Path, json_out: bool) -> None:
+    from poolkit.cli.render import verify_table
+
+    if json_out:
+        print_json(report)
+        return
+    console.print(verify_table(report))
+    console.print(f"[dim]report: {escape(str(path))}[/dim]")
+
+
+def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool) -> None:
+    if json_out:
+        print_json({"replayed": meta, "outputs": results})
+        return
+    for i, c in enumerate(results):
+        verdict = "[green]passed[/green]" if c else "[bold red]FAILED[/bold red]"
+        what = escape(f"{meta['model']} {meta['format']} {meta['runtime']} {meta['device']}")
+        console.print(
+            f"{what} output {i}: {verdict} — max abs {c.max_abs:.3g}, {c.mismatched:,} of {c.elements:,} elements "
+            f"out of tolerance, worst at {tuple(c.worst_location)}"
+        )
+
+
+def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
+    from poolkit.cli.render import bench_table, compare_table
+
+    if run.exported:
+        note(f"exported {', '.join(run.exported)} first")
+    if json_out:
+        print_json({"report": run.report, "files": {k: str(v) for k, v in run.files.items()}, "compare": run.compare})
+        return
+    console.print(bench_table(run.report))
+    if run.compare is not None:
+        console.print(compare_table(run.compare, str(compare)))
+    console.print(f"[dim]written: {escape(', '.join(str(p) for p in run.files.values()))}[/dim]")
+
+
+def print_self_check(check: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(check)
+        return
+    console.print(
+        f"self-check on {escape(check['model'])} (batch {check['batch_size']}, {check['threads']} threads): "
+        f"poolkit eager p50 {check['poolkit_p50_ms']:.3f} ms, torch.utils.benchmark median "
+        f"{check['torch_benchmark_median_ms']:.3f} ms, ratio {check['ratio']:.3f} — "
+        + ("[green]within 10%[/green]" if check["within_10_percent"] else "[red]NOT within 10%[/red]")
+    )
+
+
+def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
+    if run.exported:
+        note(f"exported {', '.join(run.exported)} first")
+    if json_out:
+        print_json({"data": run.images.source, "results": run.results})
+        return
+    for r in run.results:
+        shape = "x".join(map(str, r.output_shape))
+        console.print(f"[bold]{escape(r.model)}[/bold] {escape(f'[{r.runtime}]')} output {shape}: {escape(r.display)}")
+        console.print(f"    picture: {escape(r.png)}")
+    console.print(f"TensorBoard: tensorboard --logdir {escape(str(logdir))}")
+
+
+def print_sweep(run: SweepRun, json_out: bool) -> None:
+    from poolkit.cli.render import sweep_table
+    from poolkit.commands.sweep_report import summary
+
+    if run.resumed:
+        note(f"resumed: {run.resumed:,} of {len(run.results):,} cells came from the journal")
+    if json_out:
+        print_json({"summary": summary(run.results), "json": str(run.json_path), "markdown": str(run.markdown_path)})
+        return
+    console.print(sweep_table(run.results))
+    console.print(f"[dim]written: {escape(f'{run.json_path}, {run.markdown_path}')}[/dim]")

@@ -1,0 +1,106 @@
+"""`poolkit sweep`: the conformance matrix of conv/pool/activation parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poolkit.cli.app import app, handles_errors
+from poolkit.cli.options import (
+    Device,
+    JsonOpt,
+    RuntimeOpt,
+    choose,
+    parse_ints,
+    parse_runtimes,
+    parse_shape,
+    split_values,
+)
+from poolkit.common.errors import EXIT_OK, PoolkitError
+
+LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda": ("onnxruntime", "cuda")}
+
+
+@app.command()
+@handles_errors
+def sweep(
+    layer: Annotated[
+        list[str] | None, typer.Option(help="conv, maxpool, avgpool, adaptive, activation (default: all).")
+    ] = None,
+    exporters: Annotated[
+        list[str] | None,
+        typer.Option(help="Export paths: torchscript-script, torchscript-trace, onnx-dynamo, onnx-legacy."),
+    ] = None,
+    opsets: Annotated[list[str] | None, typer.Option(help="ONNX opsets (default 17,20).")] = None,
+    runtime: RuntimeOpt = None,
+    device: Annotated[
+        Device | None, typer.Option(help="Where ONNX files run (default: cpu, plus cuda where it works).")
+    ] = None,
+    runtimes: Annotated[
+        list[str] | None, typer.Option(hidden=True, help="Old spelling: onnxruntime-cpu,onnxruntime-cuda.")
+    ] = None,
+    input_size: Annotated[list[str] | None, typer.Option(help="HxW, repeatable (default 32x32 and 31x31).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds a cell may take before it is recorded as timeout.")
+    ] = 120.0,
+    out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
+        "results/conformance"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Ignore the journal and run every cell again.")] = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
+    from poolkit.cli.output import print_sweep, progress_callbacks
+    from poolkit.commands.sweep import SweepSettings, run_sweep_command
+    from poolkit.commands.sweep_grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
+
+    onnx_runtimes, devices = sweep_targets(runtime, device, runtimes)
+    sizes = tuple(parse_shape(s, "--input-size", "32x32") for s in split_values(input_size) or ["32x32", "31x31"])
+    if any(s is None or len(s) != 2 for s in sizes):
+        raise PoolkitError("bad --input-size: give HxW, like 32x32")
+    settings = SweepSettings(
+        groups=choose(layer, LAYER_GROUPS, "--layer") if layer and layer != ["all"] else LAYER_GROUPS,
+        exports=choose(exporters, EXPORT_PATHS, "--exporters") if exporters else EXPORT_PATHS,
+        opsets=parse_ints(opsets, "--opsets", "17,20") if opsets else DEFAULT_OPSETS,
+        input_sizes=sizes,  # type: ignore[arg-type]
+        runtimes=onnx_runtimes,
+        devices=devices,
+        timeout_s=timeout,
+        jobs=jobs,
+    )
+    with progress_callbacks("sweep") as (on_total, on_step):
+        run = run_sweep_command(settings, out, fresh, on_total, lambda r: on_step(f"{r.cell.group} {r.outcome}"))
+    print_sweep(run, json_out)
+    return EXIT_OK
+
+
+def sweep_targets(
+    runtime: list[str] | None, device: Device | None, legacy: list[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """ONNX runtimes and devices: `--runtime`/`--device` (or the old `--runtimes onnxruntime-cpu,...`).
+
+    Without `--device`, CUDA cells run only where CUDA really works; asking for cuda where it does not
+    is a usage error, never a silent CPU run.
+    """
+    from poolkit.runtimes.base import DEVICES
+    from poolkit.runtimes.registry import RUNTIMES, cuda_problem, require_cuda
+
+    onnx_readers = tuple(n for n, cls in RUNTIMES.items() if cls.reads == "onnx")
+    if legacy:
+        pairs = [LEGACY_RUNTIMES[v] for v in choose(legacy, tuple(LEGACY_RUNTIMES), "--runtimes")]
+        names, devices = tuple(dict.fromkeys(p[0] for p in pairs)), tuple(dict.fromkeys(p[1] for p in pairs))
+    else:
+        names = parse_runtimes(runtime, ("onnxruntime",))
+        bad = [n for n in names if n not in onnx_readers]
+        if bad:
+            raise PoolkitError(f"bad --runtime '{bad[0]}': the sweep runs ONNX files on {', '.join(onnx_readers)}")
+        if device is None:
+            devices = ("cpu",) + (() if cuda_problem(list(names)) else ("cuda",))
+        else:
+            devices = DEVICES if device.value == "all" else (str(device.value),)
+    if "cuda" in devices:
+        require_cuda(list(names), "--device cuda")
+    return names, devices

@@ -1,0 +1,154 @@
+"""Open the exported artifacts of a model: resolve the manifest, check every hash, rebuild eager.
+
+verify, bench and show all start here. A runtime is then opened on a file or a module, never on a
+manifest record: this module is the only bridge between the two. Every file is checked against
+the sha256 poolkit wrote before anything reads it (a TorchScript file is code), paths from the
+manifest must stay inside the models folder, and each file is hashed once per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poolkit.common.errors import DataError, PoolkitError
+from poolkit.common.files import sha256_file
+from poolkit.exporter.manifest import ExportRecord, load_manifest
+from poolkit.runtimes.registry import open_runtime, runtime_class
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from poolkit.runtimes.base import Runtime
+
+FORMAT_PREFERENCE = ("onnx", "torchscript")  # the record eager is rebuilt from when a model has both
+
+
+class ArtifactProblem(PoolkitError):
+    """An artifact that cannot be trusted or opened: a failed check (exit 1), not a usage error."""
+
+    exit_code = 1
+
+
+def inside(models_dir: Path, name: str) -> Path:
+    """`models_dir / name`, refusing absolute paths and `..`: a manifest never points outside its folder."""
+    candidate = Path(name)
+    if candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
+        raise DataError(f"manifest path {name!r} leaves the models folder {models_dir}: refused before reading it")
+    return Path(models_dir) / candidate
+
+
+@dataclass
+class ModelArtifacts:
+    """Every record of one model in one models folder, and the files behind them, checked once."""
+
+    name: str
+    models_dir: Path
+    records: dict[str, ExportRecord]  # by format, failed exports included
+    _checked: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _eager: Any = field(default=None, repr=False)
+
+    @property
+    def reference(self) -> ExportRecord | None:
+        """The record whose spec, seed and weights rebuild the eager module (any successful one)."""
+        for fmt in FORMAT_PREFERENCE:
+            record = self.records.get(fmt)
+            if record is not None and record.ok:
+                return record
+        return next((r for r in self.records.values() if r.ok), None)
+
+    def record_for(self, runtime: str) -> ExportRecord | None:
+        reads = runtime_class(runtime).reads
+        return self.reference if reads == "module" else self.records.get(reads)
+
+    def _check(self, label: str, name: str | None, digest: str | None) -> str | None:
+        """Why the file cannot be trusted, or None; a missing or null hash is a failure, never a skip."""
+        if not name:
+            return f"the manifest names no {label} file"
+        key = f"{name}:{digest}"
+        if key not in self._checked:
+            path = inside(self.models_dir, name)
+            if not path.is_file():
+                self._checked[key] = f"{label} file missing: {path}"
+            elif not digest:
+                self._checked[key] = f"the manifest has no sha256 for {path}: it cannot be trusted"
+            else:
+                actual = sha256_file(path)
+                self._checked[key] = (
+                    None
+                    if actual == digest
+                    else f"sha256 mismatch for {path}: manifest says {digest[:12]}…, file is {actual[:12]}… "
+                    "(changed after export)"
+                )
+        return self._checked[key]
+
+    def problem(self, runtime: str) -> str | None:
+        """Why `runtime` cannot run this model's artifact, or None: missing, failed export, changed file."""
+        cls = runtime_class(runtime)
+        record = self.record_for(runtime)
+        if record is None:
+            return f"no {cls.reads if cls.reads != 'module' else 'exported'} artifact for '{self.name}'"
+        if not record.ok:
+            return f"export failed: {record.error}"
+        weights = self._check("weights", record.weights, record.weights_sha256)
+        if cls.reads == "module":
+            return weights
+        return self._check("artifact", record.path, record.sha256) or weights
+
+    def eager_module(self) -> nn.Module:
+        """The exact module that was exported, rebuilt once from spec, seed and the checked weights."""
+        from poolkit.exporter.build import rebuild_model
+
+        if self._eager is None:
+            record = self.reference
+            if record is None:
+                raise ArtifactProblem(f"'{self.name}' has no successful export in {self.models_dir}")
+            problem = self._check("weights", record.weights, record.weights_sha256)
+            if problem:
+                raise ArtifactProblem(problem)
+            self._eager = rebuild_model(
+                record.spec, record.sample_shape, record.seed, inside(self.models_dir, record.weights or "")
+            )
+        return self._eager
+
+    def source(self, runtime: str) -> Any:
+        """What `runtime` is opened on: the checked file it reads, or the rebuilt module."""
+        problem = self.problem(runtime)
+        if problem:
+            raise ArtifactProblem(problem)
+        if runtime_class(runtime).reads == "module":
+            return self.eager_module()
+        record = self.record_for(runtime)
+        assert record is not None and record.path  # problem() said so
+        return inside(self.models_dir, record.path)
+
+    def open(self, runtime: str, device: str, threads: int | None = None) -> Runtime:
+        return open_runtime(runtime, self.source(runtime), device, threads)
+
+
+def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[ModelArtifacts]:
+    """The models of a manifest (all, or those named by zoo name, artifact name or spec string)."""
+    models_dir = Path(models_dir)
+    records = load_manifest(models_dir, required=True)
+    by_model: dict[str, dict[str, ExportRecord]] = {}
+    for r in records:
+        by_model.setdefault(r.name, {})[r.format] = r
+    if not by_model:
+        raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
+    wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
+    return [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+
+
+def _artifact_name(name: str, known: dict[str, Any], models_dir: Path) -> str:
+    if name in known:
+        return name
+    from poolkit.exporter.zoo import resolve_model  # a spec string names its spec_<hash> artifacts
+
+    try:
+        resolved = resolve_model(name).name
+    except PoolkitError:
+        resolved = None
+    if resolved not in known:
+        raise DataError(f"no artifact named '{name}' in {models_dir}/manifest.json (has: {', '.join(sorted(known))})")
+    return resolved

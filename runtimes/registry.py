@@ -1,0 +1,68 @@
+"""The one place that knows which runtimes exist: a name -> class dict, and how to open one.
+
+Adding a runtime is one new file beside this one plus one line in `RUNTIMES`. Every command
+(verify, bench, show, sweep) and the CLI's option parsing read names, formats and devices from here.
+Backend modules import nothing heavy at the top, so importing this costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poolkit.runtimes.base import DEVICES, Runtime
+from poolkit.runtimes.compiled import CompiledRuntime
+from poolkit.runtimes.eager import EagerRuntime
+from poolkit.runtimes.onnxruntime import OnnxRuntime
+from poolkit.runtimes.tensorrt import TensorRTRuntime
+from poolkit.runtimes.torchscript import TorchScriptRuntime
+
+from poolkit.common.errors import DeviceError, PoolkitError
+
+RUNTIMES: dict[str, type[Runtime]] = {
+    cls.name: cls for cls in (EagerRuntime, TorchScriptRuntime, OnnxRuntime, CompiledRuntime, TensorRTRuntime)
+}
+DEFAULT_RUNTIMES = ("eager", "torchscript", "onnxruntime")
+# Spellings of earlier releases, accepted (and not shown in --help) for one release.
+ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "ts": "torchscript", "trt": "tensorrt"}
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The class registered under `name` (or one of its old spellings); unknown names are a usage error."""
+    cls = RUNTIMES.get(ALIASES.get(name, name))
+    if cls is None:
+        raise PoolkitError(f"unknown runtime '{name}' (known: {', '.join(RUNTIMES)})")
+    return cls
+
+
+def canonical_runtime(name: str) -> str:
+    return runtime_class(name).name
+
+
+def open_runtime(name: str, source: Any, device: str, threads: int | None = None) -> Runtime:
+    """Open runtime `name` on `source` (a module or a file, as the class `reads`) on `device`.
+
+    Use it as a context manager. Raises DeviceError when that device cannot really run it.
+    """
+    cls = runtime_class(name)
+    if device not in DEVICES:
+        raise PoolkitError(f"unknown device '{device}' ({' or '.join(DEVICES)})")
+    if device not in cls.devices:
+        raise DeviceError(f"the {cls.name} runtime runs on --device {' or '.join(cls.devices)} only")
+    return cls(source, device, threads)  # type: ignore[call-arg]
+
+
+def cuda_problem(names: list[str] | tuple[str, ...]) -> str | None:
+    """Why CUDA rows cannot run for these runtimes, or None: torch's CUDA and/or ORT's CUDA provider."""
+    problems: list[str] = []
+    for name in names:
+        problem = runtime_class(name).cuda_problem()
+        if problem and problem not in problems:
+            problems.append(problem)
+    return "; ".join(problems) or None
+
+
+def require_cuda(names: list[str] | tuple[str, ...], asked_by: str = "--device cuda") -> None:
+    """No silent fallback: CUDA asked for where it cannot run is a DeviceError (exit 2) naming the missing piece."""
+    problem = cuda_problem(names)
+    if problem:
+        raise DeviceError(f"{asked_by}: {problem}")

@@ -1,0 +1,34 @@
+"""Helpers the tests share (fixtures stay in conftest.py): run artifacts, index a manifest, fake measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from poolkit.exporter.manifest import ExportRecord, load_manifest
+from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import open_runtime
+
+from poolkit.commands.artifacts import open_artifacts
+from poolkit.commands.bench import Measurement
+
+
+def run_artifact(models_dir: Path, record: ExportRecord, x: np.ndarray, runtime: str | None = None) -> list[np.ndarray]:
+    """Run one artifact on the CPU through the runtime that reads its format (or `runtime`: eager rebuilds)."""
+    name = runtime or ("torchscript" if record.format == "torchscript" else "onnxruntime")
+    source = (
+        open_artifacts(models_dir, [record.name])[0].eager_module()
+        if name == "eager"
+        else models_dir / str(record.path)
+    )
+    with open_runtime(name, source, "cpu") as rt:
+        return run_batch(rt, x)
+
+
+def records_by_key(models_dir: Path) -> dict[tuple[str, str], ExportRecord]:
+    return {r.key: r for r in load_manifest(models_dir)}
+
+
+def measurement(samples_ms: list[float], model: str = "relu", runtime: str = "onnxruntime", **fields) -> Measurement:
+    """A Measurement with scripted samples: statistics, flags and comparisons are then exact."""
+    return Measurement(model, runtime, "cpu", 64, samples_ms=list(samples_ms), **fields)
