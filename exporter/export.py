@@ -7,12 +7,13 @@ still export, and the manifest keeps whatever was there for other models.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, update_manifest
@@ -85,6 +86,12 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
     return built
 
 
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    import torch
+
+    torch.save(state, path)
+
+
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
     import torch
 
@@ -99,7 +106,6 @@ def export_models(
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
     """Export every model in every requested format into `out_dir`, updating its manifest."""
-    import torch
 
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -109,7 +115,7 @@ def export_models(
     for item in build_all(refs, options):
         name = item.ref.name
         weights = out_dir / f"{name}.weights.pt"
-        write_atomic(weights, lambda tmp, m=item.module: torch.save(m.state_dict(), tmp))
+        write_atomic(weights, functools.partial(_save_state, item.module.state_dict()))
         # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
         batch = 2 if options.dynamic_batch else options.static_batch_size
         example = example_input(item.input_shape, batch, options.seed)

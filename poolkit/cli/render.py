@@ -189,7 +189,8 @@ def bench_table(report: BenchReport) -> Group:
             table.add_section()
         model_cell = m.model if m.model != last_model else ""
         last_model = m.model
-        lead = [Text(model_cell), f"{m.runtime} {m.device}"] + ([str(m.batch_size)] if several_sizes else [])
+        lead: list[Text | str] = [Text(model_cell), f"{m.runtime} {m.device}"]
+        lead += [str(m.batch_size)] if several_sizes else []
         s = m.latency_ms
         if s is None:
             status = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"

@@ -63,7 +63,11 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(models) + 3), 5))
     for i, name in enumerate(series):
-        values = {f"{m.model} b{m.batch_size}": m.latency_ms.p50 for m in rows if f"{m.runtime} {m.device}" == name}
+        values = {
+            f"{m.model} b{m.batch_size}": m.latency_ms.p50
+            for m in rows
+            if f"{m.runtime} {m.device}" == name and m.latency_ms is not None
+        }
         xs = [j + i * width for j, model in enumerate(models) if model in values]
         ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(models))], models, rotation=45, ha="right")
@@ -103,13 +107,12 @@ class Change:
 
 def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]:
     """Rows present in both runs; a change counts only when the 95% intervals of the medians do not overlap."""
-    previous = {m.key: m for m in old if m.latency_ms}
+    previous = {m.key: m.latency_ms for m in old if m.latency_ms is not None}
     changes = []
     for m in new:
-        before = previous.get(m.key)
-        if before is None or m.latency_ms is None:
+        a, b = previous.get(m.key), m.latency_ms
+        if a is None or b is None:
             continue
-        a, b = before.latency_ms, m.latency_ms
         if b.ci95_low > a.ci95_high:
             verdict = "regression"
         elif b.ci95_high < a.ci95_low:

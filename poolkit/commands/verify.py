@@ -352,7 +352,7 @@ def save_failure(
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
+            np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
 
     write_atomic(path, write)
     return str(path), f"poolkit verify --replay {path}"

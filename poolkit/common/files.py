@@ -33,7 +33,10 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    return write_atomic(path, write)
 
 
 def to_plain(obj: Any) -> Any:

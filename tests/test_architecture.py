@@ -1,0 +1,145 @@
+"""The shape of the code: one runtime registry, runtimes as context managers, thin CLI, one installed package."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from poolkit.cli.app import app
+from poolkit.cli.options import parse_runtimes, split_values
+from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.runtimes.base import DEVICES, Runtime, run_batch
+from poolkit.runtimes.registry import RUNTIMES, canonical_runtime, open_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_registry_declares_what_every_backend_is() -> None:
+    assert list(RUNTIMES) == ["eager", "torchscript", "onnxruntime", "compile", "tensorrt"]
+    reads = {name: cls.reads for name, cls in RUNTIMES.items()}
+    assert reads == {
+        "eager": "module",
+        "torchscript": "torchscript",
+        "onnxruntime": "onnx",
+        "compile": "module",
+        "tensorrt": "onnx",
+    }
+    assert {name: cls.devices for name, cls in RUNTIMES.items() if cls.devices != DEVICES} == {"tensorrt": ("cuda",)}
+    assert {n for n, cls in RUNTIMES.items() if cls.has_layer_outputs} == {"eager", "torchscript", "onnxruntime"}
+    assert all(issubclass(cls, Runtime) and cls.name == name for name, cls in RUNTIMES.items())
+
+
+def test_unknown_runtime_device_and_old_spellings() -> None:
+    with pytest.raises(PoolkitError, match="unknown runtime 'tflite' \\(known: eager, torchscript, onnxruntime"):
+        open_runtime("tflite", None, "cpu")
+    with pytest.raises(PoolkitError, match="unknown device 'tpu'"):
+        open_runtime("eager", torch.nn.Identity(), "tpu")
+    with pytest.raises(DeviceError, match="the tensorrt runtime runs on --device cuda only"):
+        open_runtime("tensorrt", Path("x.onnx"), "cpu")
+    assert canonical_runtime("onnx") == "onnxruntime"  # show --runtime onnx, one more release
+    assert parse_runtimes(["eager,onnx", "torchscript", "eager"], ()) == ("eager", "onnxruntime", "torchscript")
+    assert parse_runtimes(None, ("eager",)) == ("eager",)
+    assert split_values(["17, 20", "21"]) == ["17", "20", "21"]
+
+
+def test_runtime_is_a_context_manager_that_restores_threads() -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    x = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2) - 4
+    with open_runtime("eager", torch.nn.ReLU(), "cpu", threads=wanted) as rt:
+        assert rt.threads == wanted == torch.get_num_threads()
+        (out,) = run_batch(rt, x)
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+
+
+def test_identity_sources_open_on_their_runtime(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).random((3, 3, 4, 4), dtype=np.float32)
+    for name in ("eager", "torchscript", "onnxruntime"):
+        source = RUNTIMES[name].identity_source(tmp_path, (3, 4, 4))
+        with open_runtime(name, source, "cpu") as rt:
+            np.testing.assert_array_equal(run_batch(rt, x)[0], x)
+    assert RUNTIMES["compile"].identity_source(tmp_path, (3, 4, 4)) is None
+
+
+def test_every_command_speaks_the_same_runtime_and_device_options() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name in ("verify", "bench", "show", "sweep"):
+        options = {opt for p in group.commands[name].params for opt in p.opts}  # type: ignore[attr-defined]
+        assert {"--runtime", "--device", "--json"} <= options, name
+
+
+def test_cli_is_thin() -> None:
+    """No command body (after its docstring) over 40 lines, no CLI module over 300 lines."""
+    bodies = {}
+    for path in sorted((ROOT / "poolkit" / "cli").glob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) < 300, path.name
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef) and any(
+                ast.unparse(d).startswith("app.command") for d in node.decorator_list
+            ):
+                start = node.body[1 if ast.get_docstring(node) else 0].lineno
+                bodies[node.name] = (node.end_lineno or start) - start + 1
+    assert set(bodies) == {"zoo", "export", "verify", "show", "bench", "sweep"}
+    assert all(lines <= 40 for lines in bodies.values()), bodies
+
+
+@pytest.mark.slow
+def test_wheel_installs_only_poolkit_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("poolkit-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        top = next(n for n in zf.namelist() if n.endswith(".dist-info/top_level.txt"))
+        assert zf.read(top).decode().split() == ["poolkit"]
+        names = zf.namelist()
+    assert "poolkit/exporter/spec.py" in names and "poolkit/runtimes/registry.py" in names
+    assert not any(n.startswith(("exporter/", "runtimes/")) for n in names)
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    code = "import poolkit.cli, sys; sys.argv = ['poolkit', 'zoo', '-m', 'conv', '--json']; poolkit.cli.app()"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"output_shapes": [\n      [\n        64,\n        6,\n        30,\n        30' in out.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import poolkit.exporter as e; print(e.__file__)"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip() == str(target / "poolkit" / "exporter" / "__init__.py")
