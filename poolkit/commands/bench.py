@@ -402,6 +402,10 @@ def run_bench_command(
     from poolkit.runtimes.registry import require_cuda
 
     old = load_report(compare) if compare else None  # a bad --compare file fails before any timing
+    for name in settings.runtimes:
+        cls = runtime_class(name)
+        if not set(settings.devices) & set(cls.devices):
+            raise PoolkitError(f"--runtime {name} runs on --device {' or '.join(cls.devices)} only")
     if settings.devices == ("cuda",):
         require_cuda(settings.runtimes)
     refs = resolve_models(names)
