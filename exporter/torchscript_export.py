@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+METHODS = ("script", "trace")  # torch.jit.script, or torch.jit.trace on an example batch
+
 JIT_DEPRECATION_NOTE = (
     "torch {version} marks torch.jit (TorchScript) as deprecated; the artifacts still save and load "
     "with torch.jit.load, and ONNX is the format to move to."

@@ -34,7 +34,7 @@ def verify(
     models: ModelsDirOpt = Path("models"),
     model: ModelOpt = None,
     runtime: RuntimeOpt = None,
-    data: DataOpt = DataKind.cifar10,
+    data: DataOpt = DataKind.cifar10,  # type: ignore[attr-defined]
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
@@ -85,7 +85,7 @@ def show(
         Channels,
         typer.Option(help="Outputs with other than 1 or 3 channels: each channel gray, or the first 3 as RGB."),
     ] = Channels.gray,
-    data: DataOpt = DataKind.cifar10,
+    data: DataOpt = DataKind.cifar10,  # type: ignore[attr-defined]
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(

@@ -40,7 +40,7 @@ def export(
         bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
     ] = True,
     batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
-    method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,
+    method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,  # type: ignore[attr-defined]
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
     ] = None,

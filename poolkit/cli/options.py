@@ -14,9 +14,11 @@ from typing import Annotated
 
 import typer
 
+from poolkit.commands.cifar10 import DATA_KINDS
 from poolkit.common.errors import PoolkitError
 from poolkit.exporter.export import FORMATS
 from poolkit.exporter.onnx_export import EXPORTERS
+from poolkit.exporter.torchscript_export import METHODS
 from poolkit.runtimes.base import DEVICES
 from poolkit.runtimes.registry import RUNTIMES, canonical_runtime
 
@@ -26,17 +28,13 @@ Format = StrEnum("Format", {name: name for name in (*FORMATS, "all")})  # type: 
 OnnxExporter = StrEnum("OnnxExporter", {name: name for name in EXPORTERS})  # type: ignore[misc]
 
 
-class JitMethod(StrEnum):
-    script = "script"
-    trace = "trace"
-
-
-class DataKind(StrEnum):
-    cifar10 = "cifar10"
-    synthetic = "synthetic"
+JitMethod = StrEnum("JitMethod", {name: name for name in METHODS})  # type: ignore[misc]
+DataKind = StrEnum("DataKind", {name: name for name in DATA_KINDS})  # type: ignore[misc]
 
 
 class Channels(StrEnum):
+    """How `show` draws outputs with other than 1 or 3 channels."""
+
     gray = "gray"
     rgb = "rgb"
 

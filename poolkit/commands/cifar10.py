@@ -32,6 +32,7 @@ OFFICIAL_TEST_SIZE = 10_000
 IMAGE_SHAPE = (3, 32, 32)
 SYNTHETIC_SEED = 0
 SYNTHETIC_IMAGES = 1_000
+DATA_KINDS = ("cifar10", "synthetic")  # what --data accepts
 
 
 @dataclass
