@@ -1,10 +1,12 @@
 """The `poolkit` command line: thin Typer commands that parse, call one function, render.
 
-`app` lives in `app.py`; each module below registers its commands on it. The logic is in
-`poolkit.commands`, the tables in `render.py`, what goes to the terminal in `output.py`.
+`app` lives in `app.py`; each module below registers its commands on it, in the order `--help`
+lists them (the order of the main job: zoo, export, verify, show, bench, then sweep). The logic is
+in `poolkit.commands`, the tables in `render.py`, what goes to the terminal in `output.py`.
 """
 
-from poolkit.cli import bench_command, check_commands, model_commands, sweep_command  # noqa: F401 - they register
+# ruff: noqa: I001 - the import order is the order of the commands in --help
 from poolkit.cli.app import app
+from poolkit.cli import model_commands, check_commands, bench_command, sweep_command  # noqa: F401 - they register
 
 __all__ = ["app"]
