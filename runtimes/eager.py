@@ -47,12 +47,14 @@ class TorchModuleRuntime(Runtime):
             return str(exc).removeprefix("--device cuda: ")
         return None
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
+        if isinstance(batch, tuple):
+            return tuple(self._torch.from_numpy(b).to(self.device) for b in batch)
         return self._torch.from_numpy(batch).to(self.device)
 
     def infer(self, prepared: Any) -> Any:
         with self._torch.inference_mode():
-            out = self.module(prepared)
+            out = self.module(*prepared) if isinstance(prepared, tuple) else self.module(prepared)
         if self.device == "cuda":
             self._torch.cuda.synchronize()
         return out
@@ -87,8 +89,17 @@ class EagerRuntime(TorchModuleRuntime):
 
 
 def module_layer_outputs(module: Any, batch: np.ndarray) -> LayerOutputs:
-    """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU."""
+    """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU.
+
+    Only a chain of layers (an nn.Sequential, as every spec builds) can be run one layer at a time;
+    a module with its own forward() (a user's model) may do anything between its layers.
+    """
     import torch
+
+    from poolkit.common.errors import PoolkitError
+
+    if isinstance(module, torch.nn.Module) and not isinstance(module, torch.nn.Sequential):
+        raise PoolkitError(f"{type(module).__name__} has its own forward(): its layers are not a chain to run one by one")
 
     results = []
     x: Any = torch.from_numpy(batch)
