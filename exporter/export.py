@@ -129,7 +129,7 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
             f"'{ref.spec_text}' needs an input shape: give 'poolkit export' --input-shape (like 3x32x32; several"
             f" inputs: 3x32x32+10), or define example_input() beside {user.object_name}"
         )
-    outputs = check_forward(model, shapes, f"{user.object_name}")
+    outputs = check_forward(model, shapes, f"{Path(user.import_path).name}:{user.object_name}")
     return BuiltModel(ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest)
 
 

@@ -94,10 +94,17 @@ def source_sha256(ref: UserModelRef) -> str:
 
 def _where_in(exc: BaseException, path: Path) -> str:
     """`net.py line 7`: the deepest line of the user's file in the traceback (or a SyntaxError's own)."""
-    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == path.resolve():
-        return f"{path.name} line {exc.lineno}"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{Path(exc.filename).name} line {exc.lineno}"
     lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
     return f"{path.name} line {lines[-1]}" if lines else path.name
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception in one line; a SyntaxError without its `(file, line n)` tail, said once by the caller."""
+    if isinstance(exc, SyntaxError) and exc.msg:
+        return f"{type(exc).__name__}: {exc.msg}"
+    return one_line(exc)
 
 
 def import_user_module(ref: UserModelRef) -> Any:
@@ -107,7 +114,7 @@ def import_user_module(ref: UserModelRef) -> Any:
         try:
             return importlib.import_module(ref.import_path)
         except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
-            raise SpecError(f"importing {ref.import_path} failed: {one_line(exc)} ({_where_in(exc, path)})") from None
+            raise SpecError(f"importing {ref.import_path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     module_name = f"poolkit_user_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -122,7 +129,7 @@ def import_user_module(ref: UserModelRef) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
         sys.modules.pop(module_name, None)
-        raise SpecError(f"importing {path} failed: {one_line(exc)} ({_where_in(exc, path)})") from None
+        raise SpecError(f"importing {path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     finally:
         sys.path.remove(str(path.parent))
     return module
@@ -142,7 +149,7 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
         hint = f" (modules defined there: {', '.join(found)})" if found else ""
         raise SpecError(f"'{ref.object_name}' is not defined in {where}{hint}")
     if not callable(obj):
-        raise SpecError(f"'{ref.object_name}' in {where} is a {type(obj).__name__}, not an nn.Module class or a function")
+        raise SpecError(f"'{ref.object_name}' in {where} is not an nn.Module class or a function (it is {_kind(obj)})")
     try:
         required = [
             p.name
@@ -161,8 +168,12 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
         raise SpecError(f"{ref.object_name}() in {where} failed: {one_line(exc)} ({_where_in(exc, source_file(ref))})") from None
     if not isinstance(model, nn.Module):
-        raise SpecError(f"'{ref.object_name}' in {where} gives a {type(model).__name__}, not an nn.Module")
+        raise SpecError(f"'{ref.object_name}()' in {where} gives {_kind(model)}, not an nn.Module")
     return model.eval()  # BatchNorm uses its running statistics, Dropout does nothing
+
+
+def _kind(obj: Any) -> str:
+    return f"a value of type {type(obj).__name__}"
 
 
 def example_shapes(ref: UserModelRef, module: Any) -> list[tuple[int, ...]] | None:
@@ -205,10 +216,18 @@ def load_weights(model: nn.Module, weights: Path, what: str) -> None:
         raise DataError(f"cannot read weights {weights}: {one_line(exc)}") from None
     if not isinstance(state, dict):
         raise DataError(f"weights {weights} hold a {type(state).__name__}, not a state dict")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise DataError(f"weights {weights} do not fit {what}: {one_line(exc).split(': ', 2)[-1]}") from None
+    own = model.state_dict()
+    problems = [
+        f"{k} is {tuple(state[k].shape)}, the model's is {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems += [f"missing {k}" for k in own if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(f"weights {weights} do not fit {what}: {'; '.join(problems[:3])}{more}")
+    model.load_state_dict(state)
 
 
 def example_batch(shapes: list[tuple[int, ...]], batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -234,10 +253,8 @@ def check_forward(model: nn.Module, shapes: list[tuple[int, ...]], what: str, ba
     return [tuple(o.shape) for o in outs]
 
 
-def rebuild_user_model(
-    ref: UserModelRef, recorded_sha256: str | None, weights: Path, rerun_hint: str = ""
-) -> nn.Module:
-    """The module that was exported: the same source (sha256 checked first), its class, the saved weights."""
+def check_source_unchanged(ref: UserModelRef, recorded_sha256: str | None, rerun_hint: str = "") -> None:
+    """Refuse (exit 2) a source file that is gone or not the one exported: it would build another model."""
     path = source_file(ref)
     actual = sha256_file(path)
     if not recorded_sha256 or actual != recorded_sha256:
@@ -245,6 +262,13 @@ def rebuild_user_model(
         raise DataError(
             f"{path} changed since export (sha256 was {was}…, is {actual[:12]}…): re-export it{rerun_hint}"
         )
+
+
+def rebuild_user_model(
+    ref: UserModelRef, recorded_sha256: str | None, weights: Path, rerun_hint: str = ""
+) -> nn.Module:
+    """The module that was exported: the same source (sha256 checked first), its class, the saved weights."""
+    check_source_unchanged(ref, recorded_sha256, rerun_hint)
     model = construct(ref)
     load_weights(model, weights, ref.object_name)
     return model.eval()

@@ -115,11 +115,22 @@ class ModelArtifacts:
             weights = inside(self.models_dir, record.weights or "")
             if record.import_path and record.object_name:
                 user = UserModelRef(record.import_path, record.object_name)
-                hint = f": poolkit export --model {user.text} --out {self.models_dir}"
-                self._eager = rebuild_user_model(user, record.source_sha256, weights, hint)
+                self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
             else:
                 self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
         return self._eager
+
+    def _rerun_hint(self, user: Any) -> str:
+        return f": poolkit export --model {user.text} --out {self.models_dir}"
+
+    def check_source(self) -> None:
+        """A user's model whose .py file changed since export is refused (exit 2) before any work starts."""
+        from poolkit.exporter.user_model import UserModelRef, check_source_unchanged
+
+        record = self.reference
+        if record is not None and record.import_path and record.object_name:
+            user = UserModelRef(record.import_path, record.object_name)
+            check_source_unchanged(user, record.source_sha256, self._rerun_hint(user))
 
     def source(self, runtime: str) -> Any:
         """What `runtime` is opened on: the checked file it reads, or the rebuilt module."""
@@ -195,7 +206,10 @@ def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[Mod
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
     wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
-    return [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+    models = [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+    for model in models:
+        model.check_source()
+    return models
 
 
 def _artifact_name(name: str, known: dict[str, Any], models_dir: Path) -> str:
