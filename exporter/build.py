@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from poolkit.exporter.spec import LayerSpec, ModelSpec
 
@@ -65,9 +65,9 @@ def check_chain(spec: ModelSpec, model: nn.Module, input_shape: tuple[int, ...])
     """Run one zero sample through the layers one by one; the first that refuses is named."""
     import torch
 
-    x: torch.Tensor | tuple = torch.zeros((1, *input_shape))
+    x: Any = torch.zeros((1, *input_shape))
     with torch.inference_mode():
-        for layer, module in zip(spec.layers, model, strict=True):
+        for layer, module in zip(spec.layers, model.children(), strict=True):
             shape = tuple(x.shape)
             kw = layer.kwargs()
             if layer.kind == "conv" and (len(shape) != 4 or shape[1] != kw["in_channels"]):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -147,7 +148,6 @@ def export_models(
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
     """Export every model in every requested format into `out_dir`, updating its manifest."""
-    import torch
 
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -157,7 +157,7 @@ def export_models(
     for item in build_all(refs, options):
         name = item.ref.name
         weights = out_dir / f"{name}.weights.pt"
-        write_atomic(weights, lambda tmp, m=item.module: torch.save(m.state_dict(), tmp))
+        write_atomic(weights, partial(_save_state, item.module))
         # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
         batch = 2 if options.dynamic_batch else options.static_batch_size
         example = (
@@ -175,6 +175,12 @@ def export_models(
                 on_record(record)
         update_manifest(out_dir, new)
     return run
+
+
+def _save_state(module: nn.Module, path: Path) -> None:
+    import torch
+
+    torch.save(module.state_dict(), path)
 
 
 def artifact_filename(name: str, fmt: str) -> str:

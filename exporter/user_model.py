@@ -144,7 +144,9 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
     obj = getattr(module, ref.object_name, None)
     if obj is None:
         found = sorted(
-            k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+            k
+            for k, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
         )
         hint = f" (modules defined there: {', '.join(found)})" if found else ""
         raise SpecError(f"'{ref.object_name}' is not defined in {where}{hint}")
@@ -166,7 +168,9 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
     try:
         model = obj()
     except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
-        raise SpecError(f"{ref.object_name}() in {where} failed: {one_line(exc)} ({_where_in(exc, source_file(ref))})") from None
+        raise SpecError(
+            f"{ref.object_name}() in {where} failed: {one_line(exc)} ({_where_in(exc, source_file(ref))})"
+        ) from None
     if not isinstance(model, nn.Module):
         raise SpecError(f"'{ref.object_name}()' in {where} gives {_kind(model)}, not an nn.Module")
     return model.eval()  # BatchNorm uses its running statistics, Dropout does nothing
@@ -259,9 +263,7 @@ def check_source_unchanged(ref: UserModelRef, recorded_sha256: str | None, rerun
     actual = sha256_file(path)
     if not recorded_sha256 or actual != recorded_sha256:
         was = (recorded_sha256 or "none")[:12]
-        raise DataError(
-            f"{path} changed since export (sha256 was {was}…, is {actual[:12]}…): re-export it{rerun_hint}"
-        )
+        raise DataError(f"{path} changed since export (sha256 was {was}…, is {actual[:12]}…): re-export it{rerun_hint}")
 
 
 def rebuild_user_model(

@@ -99,7 +99,9 @@ def module_layer_outputs(module: Any, batch: np.ndarray) -> LayerOutputs:
     from poolkit.common.errors import PoolkitError
 
     if isinstance(module, torch.nn.Module) and not isinstance(module, torch.nn.Sequential):
-        raise PoolkitError(f"{type(module).__name__} has its own forward(): its layers are not a chain to run one by one")
+        raise PoolkitError(
+            f"{type(module).__name__} has its own forward(): its layers are not a chain to run one by one"
+        )
 
     results = []
     x: Any = torch.from_numpy(batch)

@@ -8,22 +8,21 @@ one with two inputs.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from poolkit.exporter.manifest import load_manifest
+from poolkit.exporter.user_model import construct, parse_user_model
+from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import open_runtime
 from typer.testing import CliRunner
 
 from poolkit.cli import app
 from poolkit.commands.artifacts import open_artifacts
 from poolkit.commands.cost import model_cost
 from poolkit.common.files import sha256_file
-from poolkit.exporter.manifest import load_manifest
-from poolkit.exporter.user_model import construct, parse_user_model
-from poolkit.runtimes.base import run_batch
-from poolkit.runtimes.registry import open_runtime
 
 runner = CliRunner()
 
@@ -55,7 +54,7 @@ class SmallCNN(nn.Module):
         return self.fc(self.drop(torch.flatten(x, 1)))
 '''
 
-TWO = '''
+TWO = """
 from typing import Tuple
 
 import torch
@@ -85,7 +84,7 @@ class TwoInputs(nn.Module):
 
 def example_input() -> torch.Tensor:
     return torch.zeros(1, 3, 32, 32)
-'''
+"""
 
 
 def invoke(*args: str | Path) -> object:
@@ -152,14 +151,21 @@ def test_verify_bench_show_and_zoo_take_your_own_models(user_dir: Path) -> None:
                     "--batch-size", "8", "--out", results)  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads((results / "bench.json").read_text())["measurements"]
-    assert [(r["runtime"], r["status"]) for r in rows] == [("eager", "ok"), ("torchscript", "ok"), ("onnxruntime", "ok")]
+    assert [(r["runtime"], r["status"]) for r in rows] == [
+        ("eager", "ok"),
+        ("torchscript", "ok"),
+        ("onnxruntime", "ok"),
+    ]
     conv = 8 * 4 * 32 * 32 * (2 * 3 * 9 + 1)
     assert rows[0]["flops"] > conv  # counted through forward(), flatten and all
 
     result = invoke("show", "--models", models, "--model", two, "--runtime", "eager,onnxruntime", "--batches", "1",
                     "--png", results / "show", "--logdir", results / "logs")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (results / "show").iterdir()) == ["two_TwoHeads-eager.png", "two_TwoHeads-onnxruntime.png"]
+    assert sorted(p.name for p in (results / "show").iterdir()) == [
+        "two_TwoHeads-eager.png",
+        "two_TwoHeads-onnxruntime.png",
+    ]
 
     result = invoke("zoo", "--model", two, "--json")
     assert result.exit_code == 0, result.output
@@ -231,7 +237,7 @@ def test_package_module_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert record.source_sha256 == sha256_file(package / "cnn.py")
 
 
-BAD = '''
+BAD = """
 import torch
 from torch import nn
 
@@ -254,7 +260,7 @@ class Small(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
-'''
+"""
 
 ERRORS = [
     ("missing.py:Net", "3x32x32", "error: model file not found: {tmp}/missing.py"),

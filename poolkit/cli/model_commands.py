@@ -11,7 +11,6 @@ from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 
-
 InputShapeOpt = Annotated[
     str | None,
     typer.Option(

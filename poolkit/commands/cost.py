@@ -46,7 +46,8 @@ def _pair(v: Any) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def layer_flops(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+def layer_flops(module: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Operations of one leaf layer (a torch module, read through its attributes) for one call."""
     kind = type(module).__name__
     out = _numel(out_shape)
     if kind == "Conv2d":
