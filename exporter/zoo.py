@@ -99,7 +99,12 @@ def resolve_models(texts: list[str] | None) -> list[ModelRef]:
     refs = [resolve_model(t) for t in (texts or list(ZOO))]
     seen: dict[str, ModelRef] = {}
     for ref in refs:
-        seen.setdefault(ref.name, ref)
+        other = seen.setdefault(ref.name, ref)
+        if other.spec_text != ref.spec_text:
+            raise SpecError(
+                f"'{other.spec_text}' and '{ref.spec_text}' would both be named '{ref.name}': export them to"
+                " different --out folders"
+            )
     return list(seen.values())
 
 

@@ -292,3 +292,23 @@ def test_mistakes_are_one_line_naming_the_culprit(tmp_path: Path, model: str, sh
 def test_help_says_loading_your_file_runs_it() -> None:
     result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert "PATH.py:NAME" in result.stdout and "runs its code" in " ".join(result.stdout.split())
+
+
+def test_two_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "cnn.py").write_text(CNN)
+    result = invoke("zoo", "--model", tmp_path / "a/cnn.py:SmallCNN", "--model", tmp_path / "b/cnn.py:SmallCNN")
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("would both be named 'cnn_SmallCNN': export them to different --out folders")
+
+
+def test_divergence_finder_says_why_it_cannot_split_your_forward(user_dir: Path) -> None:
+    from poolkit.commands.verify import first_diverging_layer
+
+    (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"])
+    x = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    assert first_diverging_layer("onnxruntime", model, x, 1e-5, 1e-5) == (
+        "unknown (layer outputs unavailable: PoolkitError: SmallCNN has its own forward(): its layers are not a"
+        " chain to run one by one)"
+    )
