@@ -11,6 +11,7 @@ Every mistake a user makes here is a one-line `SpecError` naming the file, the n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -131,7 +132,8 @@ def import_user_module(ref: UserModelRef) -> Any:
         sys.modules.pop(module_name, None)
         raise SpecError(f"importing {path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     finally:
-        sys.path.remove(str(path.parent))
+        with contextlib.suppress(ValueError):  # the user's code may have taken it out itself
+            sys.path.remove(str(path.parent))
     return module
 
 

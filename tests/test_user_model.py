@@ -312,3 +312,10 @@ def test_divergence_finder_says_why_it_cannot_split_your_forward(user_dir: Path)
         "unknown (layer outputs unavailable: PoolkitError: SmallCNN has its own forward(): its layers are not a"
         " chain to run one by one)"
     )
+
+
+def test_zoo_table_says_which_input_each_row_was_given() -> None:
+    result = runner.invoke(app, ["zoo", "--model", "conv", "--input-shape", "3x8x8"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "output shapes for a batch of 64" in result.stdout
+    assert "64x3x8x8" in result.stdout and "64x6x6x6" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from poolkit.common.errors import SpecError
 from poolkit.exporter.build import build_model, output_shapes, parameter_count
 from poolkit.exporter.export import ExportOptions, build_user_model
 from poolkit.exporter.spec import default_input_shape
@@ -23,14 +24,16 @@ class ZooRow:
 def describe(
     refs: list[ModelRef], batch: int = 64, input_shapes: tuple[tuple[int, ...], ...] | None = None
 ) -> list[ZooRow]:
-    """One row per model; `input_shapes` (from --input-shape) is for models of your own only."""
+    """One row per model, for the spec's default input or `input_shapes` (from --input-shape)."""
     rows = []
     for ref in refs:
         if ref.user is not None:
             rows.append(describe_user_model(ref, batch, input_shapes))
             continue
         assert ref.spec is not None
-        shape = default_input_shape(ref.spec)
+        if input_shapes and len(input_shapes) > 1:
+            raise SpecError("several --input-shape inputs (joined by '+') apply to your own models only")
+        shape = input_shapes[0] if input_shapes else default_input_shape(ref.spec)
         model = build_model(ref.spec, shape)
         rows.append(
             ZooRow(
