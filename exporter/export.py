@@ -148,7 +148,6 @@ def export_models(
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
     """Export every model in every requested format into `out_dir`, updating its manifest."""
-
     options = options or ExportOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
