@@ -101,6 +101,11 @@ def _where_in(exc: BaseException, path: Path) -> str:
     return f"{path.name} line {lines[-1]}" if lines else path.name
 
 
+def _user_code() -> contextlib.AbstractContextManager[Any]:
+    """What the user's code prints goes to stderr: stdout stays poolkit's own (`--json` stays JSON)."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def _reason(exc: BaseException) -> str:
     """The exception in one line; a SyntaxError without its `(file, line n)` tail, said once by the caller."""
     if isinstance(exc, SyntaxError) and exc.msg:
@@ -113,7 +118,8 @@ def import_user_module(ref: UserModelRef) -> Any:
     path = source_file(ref)
     if not ref.is_file:
         try:
-            return importlib.import_module(ref.import_path)
+            with _user_code():
+                return importlib.import_module(ref.import_path)
         except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
             raise SpecError(f"importing {ref.import_path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
@@ -127,7 +133,8 @@ def import_user_module(ref: UserModelRef) -> Any:
     sys.modules[module_name] = module
     sys.path.insert(0, str(path.parent))
     try:
-        spec.loader.exec_module(module)
+        with _user_code():
+            spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
         sys.modules.pop(module_name, None)
         raise SpecError(f"importing {path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
@@ -168,7 +175,8 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
             " give defaults, or a function that returns the module built as you want it"
         )
     try:
-        model = obj()
+        with _user_code():
+            model = obj()
     except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
         raise SpecError(
             f"{ref.object_name}() in {where} failed: {one_line(exc)} ({_where_in(exc, source_file(ref))})"
@@ -197,7 +205,8 @@ def example_shapes(ref: UserModelRef, module: Any) -> list[tuple[int, ...]] | No
         return None
     if callable(found):
         try:
-            found = found()
+            with _user_code():
+                found = found()
         except Exception as exc:  # noqa: BLE001 - the user's function may raise anything
             raise SpecError(f"{EXAMPLE_INPUT}() for {ref.object_name} failed: {one_line(exc)}") from None
     inputs = tuple(found) if isinstance(found, tuple | list) else (found,)
@@ -249,7 +258,7 @@ def check_forward(model: nn.Module, shapes: list[tuple[int, ...]], what: str, ba
 
     shown = " and ".join("x".join(map(str, s)) for s in shapes)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _user_code():
             out = model(*example_batch(shapes, batch))
     except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
         raise SpecError(f"{what} cannot run on input {shown}: {one_line(exc)}") from None

@@ -319,3 +319,11 @@ def test_zoo_table_says_which_input_each_row_was_given() -> None:
     assert result.exit_code == 0
     assert "output shapes for a batch of 64" in result.stdout
     assert "64x3x8x8" in result.stdout and "64x6x6x6" in result.stdout
+
+
+def test_what_your_file_prints_keeps_json_clean(tmp_path: Path) -> None:
+    (tmp_path / "loud.py").write_text("print('hello from loud.py')\n" + CNN)
+    result = invoke("zoo", "--model", tmp_path / "loud.py:SmallCNN", "--input-shape", "3x32x32", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)[0]["output_shapes"] == [[64, 10]]
+    assert "hello from loud.py" in result.stderr
