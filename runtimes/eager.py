@@ -79,6 +79,16 @@ class EagerRuntime(TorchModuleRuntime):
 
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        """Only a chain of layers (an nn.Sequential, as every spec builds) can be run one layer at a
+        time; a module with its own forward() (a user's model) may do anything between its layers."""
+        import torch
+
+        from poolkit.common.errors import PoolkitError
+
+        if not isinstance(source, torch.nn.Sequential):
+            raise PoolkitError(
+                f"{type(source).__name__} has its own forward(): its layers are not a chain to run one by one"
+            )
         return module_layer_outputs(source, batch)
 
     @classmethod
@@ -89,19 +99,8 @@ class EagerRuntime(TorchModuleRuntime):
 
 
 def module_layer_outputs(module: Any, batch: np.ndarray) -> LayerOutputs:
-    """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU.
-
-    Only a chain of layers (an nn.Sequential, as every spec builds) can be run one layer at a time;
-    a module with its own forward() (a user's model) may do anything between its layers.
-    """
+    """Each top-level layer's output (conv1, maxpool1, ...), run in order on the CPU."""
     import torch
-
-    from poolkit.common.errors import PoolkitError
-
-    if isinstance(module, torch.nn.Module) and not isinstance(module, torch.nn.Sequential):
-        raise PoolkitError(
-            f"{type(module).__name__} has its own forward(): its layers are not a chain to run one by one"
-        )
 
     results = []
     x: Any = torch.from_numpy(batch)

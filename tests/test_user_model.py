@@ -327,3 +327,14 @@ def test_what_your_file_prints_keeps_json_clean(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout)[0]["output_shapes"] == [[64, 10]]
     assert "hello from loud.py" in result.stderr
+
+
+def test_a_scripted_spec_still_gives_layer_outputs(tmp_path: Path) -> None:
+    """Refusing your own forward() must not refuse a TorchScript chain (a ScriptModule is no nn.Sequential)."""
+    from poolkit.runtimes.registry import runtime_class
+
+    result = invoke("export", "--model", "tudui", "--format", "torchscript", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    x = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    layers = runtime_class("torchscript").layer_outputs(tmp_path / "tudui.torchscript.pt", x)
+    assert [name for name, _ in layers] == ["conv1", "maxpool1", "relu1", "flatten1", "linear1"]
