@@ -287,6 +287,8 @@ def _export_one(
         )
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)
+        if fmt == "torchscript" and options.method == "script" and item.ref.user is not None:
+            record.error += " (torch.jit.script cannot compile this code: try --method trace)"
         path.unlink(missing_ok=True)
     else:
         warnings_seen.extend(written.warnings)

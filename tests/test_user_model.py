@@ -338,3 +338,31 @@ def test_a_scripted_spec_still_gives_layer_outputs(tmp_path: Path) -> None:
     x = np.zeros((2, 3, 32, 32), dtype=np.float32)
     layers = runtime_class("torchscript").layer_outputs(tmp_path / "tudui.torchscript.pt", x)
     assert [name for name, _ in layers] == ["conv1", "maxpool1", "relu1", "flatten1", "linear1"]
+
+
+NOT_SCRIPTABLE = """
+import torch
+from torch import nn
+
+
+class Dyn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        outs = {k: v for k, v in zip("ab", (x, x))}
+        return self.conv(outs["a"]) * len(outs)
+"""
+
+
+def test_unscriptable_code_is_a_failed_row_that_suggests_trace(tmp_path: Path) -> None:
+    (tmp_path / "dyn.py").write_text(NOT_SCRIPTABLE)
+    args = ["export", "--model", f"{tmp_path}/dyn.py:Dyn", "--input-shape", "3x32x32", "--format", "torchscript"]
+    result = invoke(*args, "--out", tmp_path / "models", "--json")
+    assert result.exit_code == 1
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "failed" and row["error"].endswith(
+        "(torch.jit.script cannot compile this code: try --method trace)"
+    )
+    assert invoke(*args, "--out", tmp_path / "models", "--method", "trace").exit_code == 0
