@@ -1,19 +1,20 @@
-"""Export zoo models or specs to TorchScript and/or ONNX, one record per artifact.
+"""Export zoo models, specs or a user's own modules to TorchScript and/or ONNX, one record per artifact.
 
-Specs are parsed and built before anything is written, so a bad `--model` fails fast (exit 2).
+Specs are parsed and built (a user's module imported, constructed and run once on its input shape)
+before anything is written, so a bad `--model` fails fast (exit 2).
 An artifact that fails to export becomes a failed record with the exporter's reason; the others
 still export, and the manifest keeps whatever was there for other models.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, update_manifest
@@ -22,7 +23,7 @@ from poolkit.exporter.spec import default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
 
-from poolkit.common.errors import one_line
+from poolkit.common.errors import SpecError, one_line
 from poolkit.common.files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class ExportOptions:
     static_batch_size: int = 64  # the batch a static-batch artifact is fixed to (CIFAR10 batches of 64)
     input_shape: tuple[int, ...] | None = None  # per sample; None: inferred from the spec
     seed: int = DEFAULT_SEED
+    # A user's model with several inputs: every input's per-sample shape (input_shape is the first).
+    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    weights: Path | None = None  # a state dict for a user's model (loaded with weights_only=True)
 
 
 @dataclass
@@ -65,6 +69,12 @@ class BuiltModel:
     module: nn.Module
     input_shape: tuple[int, ...]
     n_outputs: int
+    input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # several inputs: each one's shape
+    source_sha256: str | None = None  # a user's model: its file at the moment it was imported
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return self.input_shapes or [self.input_shape]
 
 
 def versions() -> dict[str, str]:
@@ -78,18 +88,50 @@ def versions() -> dict[str, str]:
 
 def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
     """Build every model first: a spec whose layers do not chain stops the run before any file."""
+    users = [r for r in refs if r.user is not None]
+    if options.weights is not None and (len(refs) != 1 or not users):
+        raise SpecError("--weights loads a state dict into one model of your own: give one --model PATH.py:NAME")
+    if options.input_shapes and len(options.input_shapes) > 1 and len(users) != len(refs):
+        raise SpecError("several --input-shape inputs (joined by '+') apply to your own models only")
     built = []
     for ref in refs:
+        if ref.user is not None:
+            built.append(build_user_model(ref, options))
+            continue
+        assert ref.spec is not None
         shape = options.input_shape or default_input_shape(ref.spec)
         module = build_model(ref.spec, shape, seed=options.seed)
         built.append(BuiltModel(ref, module, shape, len(output_shapes(module, shape, batch=1))))
     return built
 
 
-def _save_state(state: dict[str, Any], path: Path) -> None:
-    import torch
+def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
+    """A user's module as it is (eval mode, its own or `--weights` weights), checked on its input shape."""
+    from poolkit.exporter.user_model import (
+        check_forward,
+        construct,
+        example_shapes,
+        import_user_module,
+        load_weights,
+        source_sha256,
+    )
 
-    torch.save(state, path)
+    user = ref.user
+    assert user is not None
+    digest = source_sha256(user)  # before running it: what was hashed is what was imported
+    module = import_user_module(user)
+    model = construct(user, module)
+    if options.weights is not None:
+        load_weights(model, options.weights, user.object_name)
+    given = list(options.input_shapes or ()) or ([options.input_shape] if options.input_shape else [])
+    shapes = given or example_shapes(user, module)
+    if not shapes:
+        raise SpecError(
+            f"'{ref.spec_text}' needs an input shape: give 'poolkit export' --input-shape (like 3x32x32; several"
+            f" inputs: 3x32x32+10), or define example_input() beside {user.object_name}"
+        )
+    outputs = check_forward(model, shapes, f"{Path(user.import_path).name}:{user.object_name}")
+    return BuiltModel(ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest)
 
 
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
@@ -106,7 +148,6 @@ def export_models(
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
     """Export every model in every requested format into `out_dir`, updating its manifest."""
-
     options = options or ExportOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,10 +156,14 @@ def export_models(
     for item in build_all(refs, options):
         name = item.ref.name
         weights = out_dir / f"{name}.weights.pt"
-        write_atomic(weights, functools.partial(_save_state, item.module.state_dict()))
+        write_atomic(weights, partial(_save_state, item.module))
         # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
         batch = 2 if options.dynamic_batch else options.static_batch_size
-        example = example_input(item.input_shape, batch, options.seed)
+        example = (
+            example_input(item.input_shape, batch, options.seed)
+            if len(item.shapes) == 1
+            else tuple(example_input(s, batch, options.seed + i) for i, s in enumerate(item.shapes))
+        )
         new = []
         for fmt in options.formats:
             record = _export_one(item, fmt, out_dir, example, options, stamp, run.warnings)
@@ -129,6 +174,12 @@ def export_models(
                 on_record(record)
         update_manifest(out_dir, new)
     return run
+
+
+def _save_state(module: nn.Module, path: Path) -> None:
+    import torch
+
+    torch.save(module.state_dict(), path)
 
 
 def artifact_filename(name: str, fmt: str) -> str:
@@ -145,7 +196,7 @@ class ArtifactWritten:
 
 def export_artifact(
     module: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     path: Path,
     fmt: str,
     *,
@@ -159,6 +210,7 @@ def export_artifact(
     """Write one artifact of `module` in `fmt` (torchscript or onnx) to `path`, atomically.
 
     The one place that dispatches on the format: `poolkit export` and `poolkit sweep` both call it.
+    `example` is one tensor, or a tuple of them for a model with several inputs (batch axis first).
     Raises whatever the exporter raises; callers turn that into a failed row or cell.
     """
     if fmt == "torchscript":
@@ -182,7 +234,7 @@ def _export_one(
     item: BuiltModel,
     fmt: str,
     out_dir: Path,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     options: ExportOptions,
     stamp: dict[str, str],
     warnings_seen: list[str],
@@ -202,7 +254,11 @@ def _export_one(
         outputs=item.n_outputs,
         versions=dict(stamp),
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        input_shapes=[batch_axis + list(s) for s in item.input_shapes] or None,
     )
+    if item.ref.user is not None:
+        record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
+        record.source_sha256 = item.source_sha256
     path = out_dir / artifact_filename(name, fmt)
     metadata = {
         "poolkit.name": name,
@@ -213,6 +269,8 @@ def _export_one(
         "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
         "torch.version": stamp["torch"],
     }
+    if item.source_sha256:
+        metadata["poolkit.source_sha256"] = item.source_sha256
     start = time.perf_counter()
     try:
         written = export_artifact(
@@ -229,6 +287,8 @@ def _export_one(
         )
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)
+        if fmt == "torchscript" and options.method == "script" and item.ref.user is not None:
+            record.error += " (torch.jit.script cannot compile this code: try --method trace)"
         path.unlink(missing_ok=True)
     else:
         warnings_seen.extend(written.warnings)

@@ -36,6 +36,12 @@ class ExportRecord:
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     exported_at: str = ""
+    # A user's own model (`--model PATH.py:NAME`): where its code is, the sha256 of that file at
+    # export, and the class or function; eager is rebuilt from these plus `weights`.
+    import_path: str | None = None  # absolute path of the .py file, or a dotted module name
+    object_name: str | None = None
+    source_sha256: str | None = None
+    input_shapes: list[list[Any]] | None = None  # every input, batch axis first, when there are several
 
     @property
     def ok(self) -> bool:
@@ -51,7 +57,19 @@ class ExportRecord:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """The first (usually only) input's shape, without the batch axis."""
         return tuple(int(d) for d in self.input_shape[1:])
+
+    @property
+    def sample_shapes(self) -> list[tuple[int, ...]]:
+        """Every input's shape, without the batch axis."""
+        if not self.input_shapes:
+            return [self.sample_shape]
+        return [tuple(int(d) for d in shape[1:]) for shape in self.input_shapes]
+
+    @property
+    def is_user_model(self) -> bool:
+        return bool(self.import_path)
 
 
 def manifest_path(models_dir: Path) -> Path:

@@ -23,9 +23,13 @@ def output_names(n_outputs: int) -> list[str]:
     return ["output"] if n_outputs == 1 else [f"output_{i}" for i in range(n_outputs)]
 
 
+def input_names(n_inputs: int) -> list[str]:
+    return ["input"] if n_inputs == 1 else [f"input_{i}" for i in range(n_inputs)]
+
+
 def export_onnx(
     model: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     path: Path,
     *,
     opset: int | None,
@@ -34,38 +38,44 @@ def export_onnx(
     n_outputs: int,
     metadata: dict[str, str],
 ) -> int:
-    """Export, check and stamp one ONNX file; returns the opset it really has."""
+    """Export, check and stamp one ONNX file; returns the opset it really has.
+
+    Several inputs (a tuple `example`) are named input_0, input_1...; all share the batch axis.
+    """
     import onnx
     import torch
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown ONNX exporter '{exporter}' ({' or '.join(EXPORTERS)})")
     outputs = output_names(n_outputs)
+    args = example if isinstance(example, tuple) else (example,)
+    inputs = input_names(len(args))
 
     def write(tmp: Path) -> None:
         with captured_output():
             if exporter == "dynamo":
-                dynamic = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+                batch = torch.export.Dim("batch")
+                dynamic = tuple({0: batch} for _ in args) if dynamic_batch else None
                 torch.onnx.export(
                     model,
-                    (example,),
+                    args,
                     str(tmp),
                     dynamo=True,
                     external_data=False,
                     dynamic_shapes=dynamic,
-                    input_names=["input"],
+                    input_names=inputs,
                     output_names=outputs,
                     opset_version=opset,
                 )
             else:
-                axes = {name: {0: "batch"} for name in ["input", *outputs]} if dynamic_batch else None
+                axes = {name: {0: "batch"} for name in [*inputs, *outputs]} if dynamic_batch else None
                 torch.onnx.export(
                     model,
-                    (example,),
+                    args,
                     str(tmp),
                     dynamo=False,
                     dynamic_axes=axes,
-                    input_names=["input"],
+                    input_names=inputs,
                     output_names=outputs,
                     opset_version=opset,
                 )

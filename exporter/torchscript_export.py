@@ -20,11 +20,13 @@ JIT_DEPRECATION_NOTE = (
 )
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, method: str = "script") -> list[str]:
+def export_torchscript(
+    model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path, method: str = "script"
+) -> list[str]:
     """Write the scripted or traced model to `path` and load it back once to prove it loads.
 
     Returns the warnings torch raised (its deprecation of torch.jit among them) so the caller can
-    say it once instead of flooding the terminal.
+    say it once instead of flooding the terminal. `example` (traced only) is a tuple for several inputs.
     """
     import torch
 

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from poolkit.exporter.spec import LAYER_KINDS, ModelSpec, parse_spec
+from poolkit.exporter.user_model import UserModelRef, is_user_model, parse_user_model
 
 from poolkit.common.errors import SpecError
 
@@ -55,22 +56,35 @@ ZOO: dict[str, ZooEntry] = {
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What `--model` resolved to: a zoo name or a spec string, with the name artifacts get."""
+    """What `--model` resolved to: a zoo name, a spec string or a user's model, with the name artifacts get.
+
+    A user's model has no spec (`spec` is None); `user` says where it lives, and nothing of it is
+    imported until it is built.
+    """
 
     name: str
-    spec: ModelSpec
+    spec: ModelSpec | None
     spec_text: str
+    user: UserModelRef | None = None
 
 
 def resolve_model(text: str) -> ModelRef:
-    """`maxpool_ceil` -> the zoo entry; anything else is parsed as a spec and named by its hash."""
+    """`maxpool_ceil` -> the zoo entry; `net.py:Net` -> a user's model; anything else is parsed as a spec
+    and named by its hash."""
     text = text.strip()
+    if is_user_model(text):
+        user = parse_user_model(text)
+        return ModelRef(user.artifact_name, None, user.text, user)
+    if text.endswith(".py") or text.endswith(":"):
+        raise SpecError(f"--model '{text}': name the module class or function in it, like {text.rstrip(':')}:Net")
     if text in ZOO:
         entry = ZOO[text]
         spec = parse_spec(entry.spec)
         return ModelRef(entry.name, spec, str(spec))
     if "(" not in text and "|" not in text and text.isidentifier() and text.lower() not in _LAYER_WORDS:
-        raise SpecError(f"unknown model '{text}' (zoo: {', '.join(ZOO)}; or give a spec like 'conv(3,6,k=3) | relu')")
+        raise SpecError(
+            f"unknown model '{text}' (zoo: {', '.join(ZOO)}; or a spec like 'conv(3,6,k=3) | relu'; or your own PATH.py:NAME)"
+        )
     spec = parse_spec(text)
     return ModelRef(spec_name(spec), spec, str(spec))
 
@@ -85,7 +99,12 @@ def resolve_models(texts: list[str] | None) -> list[ModelRef]:
     refs = [resolve_model(t) for t in (texts or list(ZOO))]
     seen: dict[str, ModelRef] = {}
     for ref in refs:
-        seen.setdefault(ref.name, ref)
+        other = seen.setdefault(ref.name, ref)
+        if other.spec_text != ref.spec_text:
+            raise SpecError(
+                f"'{other.spec_text}' and '{ref.spec_text}' would both be named '{ref.name}': export them to"
+                " different --out folders"
+            )
     return list(seen.values())
 
 

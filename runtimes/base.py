@@ -41,7 +41,8 @@ class Runtime:
     provider: str  # what really ran it, e.g. CPUExecutionProvider, torch-cuda
     threads: int | None
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
+        """Put the batch where the runtime reads it; a tuple feeds a model with several inputs, in order."""
         raise NotImplementedError
 
     def infer(self, prepared: Any) -> Any:
@@ -81,8 +82,8 @@ class Runtime:
         return None
 
 
-def run_batch(runtime: Runtime, batch: np.ndarray) -> list[np.ndarray]:
-    """The end-to-end path: host batch in, host arrays out (copies included)."""
+def run_batch(runtime: Runtime, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """The end-to-end path: host batch in (a tuple of arrays for several inputs), host arrays out."""
     return runtime.to_numpy(runtime.infer(runtime.prepare(batch)))
 
 

@@ -47,12 +47,14 @@ class TorchModuleRuntime(Runtime):
             return str(exc).removeprefix("--device cuda: ")
         return None
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
+        if isinstance(batch, tuple):
+            return tuple(self._torch.from_numpy(b).to(self.device) for b in batch)
         return self._torch.from_numpy(batch).to(self.device)
 
     def infer(self, prepared: Any) -> Any:
         with self._torch.inference_mode():
-            out = self.module(prepared)
+            out = self.module(*prepared) if isinstance(prepared, tuple) else self.module(prepared)
         if self.device == "cuda":
             self._torch.cuda.synchronize()
         return out
@@ -77,6 +79,16 @@ class EagerRuntime(TorchModuleRuntime):
 
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        """Only a chain of layers (an nn.Sequential, as every spec builds) can be run one layer at a
+        time; a module with its own forward() (a user's model) may do anything between its layers."""
+        import torch
+
+        from poolkit.common.errors import PoolkitError
+
+        if not isinstance(source, torch.nn.Sequential):
+            raise PoolkitError(
+                f"{type(source).__name__} has its own forward(): its layers are not a chain to run one by one"
+            )
         return module_layer_outputs(source, batch)
 
     @classmethod

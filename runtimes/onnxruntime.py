@@ -108,21 +108,31 @@ class OnnxRuntime(Runtime):
         self.session = create_session(str(path), device, threads, self.provider_name)
         self.provider = self.session.get_providers()[0]
         self.threads = self.session.get_session_options().intra_op_num_threads or None
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @classmethod
     def cuda_problem(cls) -> str | None:
         return cuda_provider_problem(cls.provider_name)
 
-    def prepare(self, batch: np.ndarray) -> Any:
-        """Copy the batch to the device once and bind it with the outputs: the timed call is the model."""
+    def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
+        """Copy the batch to the device once and bind it with the outputs: the timed call is the model.
+
+        A tuple binds one array per graph input, in the file's input order.
+        """
+        arrays = batch if isinstance(batch, tuple) else (batch,)
+        if len(arrays) != len(self.input_names):
+            raise PoolkitError(
+                f"the ONNX file takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), given {len(arrays)}"
+            )
         binding = self.session.io_binding()
-        value = self._ort.OrtValue.ortvalue_from_numpy(batch, self.device, 0)
-        binding.bind_ortvalue_input(self.input_name, value)
+        values = [self._ort.OrtValue.ortvalue_from_numpy(a, self.device, 0) for a in arrays]
+        for name, value in zip(self.input_names, values, strict=True):
+            binding.bind_ortvalue_input(name, value)
         for name in self.output_names:
             binding.bind_output(name, self.device, 0)
-        return binding, value  # keep the OrtValue alive as long as the binding
+        return binding, values  # keep the OrtValues alive as long as the binding
 
     def infer(self, prepared: Any) -> Any:
         binding, _ = prepared

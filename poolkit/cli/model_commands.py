@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape
+from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+
+InputShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Per-sample input shape like 1x5x5; default from the spec (3x32x32). Your own model: required"
+        " unless it has an example_input(); several inputs joined by '+', like 3x32x32+10."
+    ),
+]
 
 
 @app.command()
@@ -17,6 +25,7 @@ from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 def zoo(
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1)] = 64,
+    input_shape: InputShapeOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """List the named models: spec, torch layers, parameter count and output shape."""
@@ -24,7 +33,7 @@ def zoo(
     from poolkit.commands.zoo_info import describe
     from poolkit.exporter.zoo import resolve_models
 
-    print_zoo(describe(resolve_models(model), batch=batch_size), batch_size, json_out)
+    print_zoo(describe(resolve_models(model), batch_size, parse_shapes(input_shape)), batch_size, json_out)
     return EXIT_OK
 
 
@@ -41,17 +50,23 @@ def export(
     ] = True,
     batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
     method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,  # type: ignore[attr-defined]
-    input_shape: Annotated[
-        str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
+    input_shape: InputShapeOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights of specs (your own model keeps its own).")] = 0,
+    weights: Annotated[
+        Path | None, typer.Option(help="A state dict for your own model (read with torch.load weights_only=True).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights.")] = 0,
     json_out: JsonOpt = False,
 ) -> int:
-    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed."""
+    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
+
+    Your own model (--model PATH.py:NAME) is exported in eval mode with its own weights, saved beside
+    the artifacts; the manifest records its file's sha256, and verify refuses if the file changes.
+    """
     from poolkit.cli.output import print_export, print_export_progress
     from poolkit.exporter.export import FORMATS, ExportOptions, export_models
     from poolkit.exporter.zoo import resolve_models
 
+    shapes = parse_shapes(input_shape)
     options = ExportOptions(
         formats=FORMATS if format.value == "all" else (format.value,),
         opset=opset,
@@ -59,8 +74,10 @@ def export(
         method=method.value,
         dynamic_batch=dynamic_batch,
         static_batch_size=batch_size,
-        input_shape=parse_shape(input_shape),
+        input_shape=shapes[0] if shapes else None,
+        input_shapes=shapes,
         seed=seed,
+        weights=weights,
     )
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)

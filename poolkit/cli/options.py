@@ -42,7 +42,13 @@ class Channels(StrEnum):
 RUNTIME_HELP = f"Runtime(s): {', '.join(RUNTIMES)}. Repeat or separate with commas."
 ModelOpt = Annotated[
     list[str] | None,
-    typer.Option("--model", "-m", help="Zoo name or spec string; repeat for several. Default: the whole zoo."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Zoo name, spec string, or your own nn.Module as PATH.py:NAME or package.module:NAME (a class"
+        " built with no arguments, or a function returning a module). Loading your file runs its code, as"
+        " 'python PATH.py' would. Repeat for several. Default: the whole zoo.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
 ModelsDirOpt = Annotated[Path, typer.Option("--models", help="Folder with manifest.json and the artifacts.")]
@@ -96,6 +102,14 @@ def parse_shape(text: str | None, option: str = "--input-shape", example: str = 
     if not dims or any(d <= 0 for d in dims):
         raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
     return dims
+
+
+def parse_shapes(text: str | None) -> tuple[tuple[int, ...], ...] | None:
+    """`3x32x32` -> ((3, 32, 32),); `3x32x32+10` -> two inputs, for a model of your own that takes several."""
+    if text is None:
+        return None
+    shapes = tuple(parse_shape(part, example="3x32x32 or 3x32x32+10") for part in text.split("+"))
+    return tuple(s for s in shapes if s is not None)
 
 
 def parse_batches(text: str) -> int | None:

@@ -18,16 +18,21 @@ if TYPE_CHECKING:
 
 
 def zoo_table(rows: list[ZooRow], batch: int) -> Table:
-    table = Table(title=f"poolkit zoo — output shapes for a {batch}x3x32x32 CIFAR10 batch")
+    cifar = all(tuple(r.input_shape) == (batch, 3, 32, 32) for r in rows)
+    shown = f"a {batch}x3x32x32 CIFAR10 batch" if cifar else f"a batch of {batch}"
+    table = Table(title=f"poolkit zoo — output shapes for {shown}")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("layers")
     table.add_column("params", justify="right")
+    if not cifar:  # --input-shape, or a model of your own: say what each row was given
+        table.add_column("input", no_wrap=True)
     table.add_column("output", no_wrap=True)
     for r in rows:
         table.add_row(
             Text(r.name),
             Text(r.layers),
             f"{r.parameters:,}",
+            *([] if cifar else ["x".join(map(str, r.input_shape))]),
             ", ".join("x".join(map(str, s)) for s in r.output_shapes),
         )
     return table

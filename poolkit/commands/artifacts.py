@@ -4,6 +4,10 @@ verify, bench and show all start here. A runtime is then opened on a file or a m
 manifest record: this module is the only bridge between the two. Every file is checked against
 the sha256 poolkit wrote before anything reads it (a TorchScript file is code), paths from the
 manifest must stay inside the models folder, and each file is hashed once per run.
+
+A user's own model (`--model PATH.py:NAME`) is rebuilt from its recorded source file, refused
+(exit 2) when that file changed since export. A model with several inputs is given one array by
+verify, bench and show: `open` feeds it to the first input and seeded noise to the others.
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 from poolkit.common.errors import DataError, PoolkitError
 from poolkit.common.files import sha256_file
 from poolkit.exporter.manifest import ExportRecord, load_manifest
+from poolkit.runtimes.base import Runtime
 from poolkit.runtimes.registry import open_runtime, runtime_class
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from poolkit.runtimes.base import Runtime
 
 FORMAT_PREFERENCE = ("onnx", "torchscript")  # the record eager is rebuilt from when a model has both
 
@@ -97,8 +100,10 @@ class ModelArtifacts:
         return self._check("artifact", record.path, record.sha256) or weights
 
     def eager_module(self) -> nn.Module:
-        """The exact module that was exported, rebuilt once from spec, seed and the checked weights."""
+        """The exact module that was exported, rebuilt once from spec (or the user's source), seed and
+        the checked weights."""
         from poolkit.exporter.build import rebuild_model
+        from poolkit.exporter.user_model import UserModelRef, rebuild_user_model
 
         if self._eager is None:
             record = self.reference
@@ -107,10 +112,25 @@ class ModelArtifacts:
             problem = self._check("weights", record.weights, record.weights_sha256)
             if problem:
                 raise ArtifactProblem(problem)
-            self._eager = rebuild_model(
-                record.spec, record.sample_shape, record.seed, inside(self.models_dir, record.weights or "")
-            )
+            weights = inside(self.models_dir, record.weights or "")
+            if record.import_path and record.object_name:
+                user = UserModelRef(record.import_path, record.object_name)
+                self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+            else:
+                self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
         return self._eager
+
+    def _rerun_hint(self, user: Any) -> str:
+        return f": poolkit export --model {user.text} --out {self.models_dir}"
+
+    def check_source(self) -> None:
+        """A user's model whose .py file changed since export is refused (exit 2) before any work starts."""
+        from poolkit.exporter.user_model import UserModelRef, check_source_unchanged
+
+        record = self.reference
+        if record is not None and record.import_path and record.object_name:
+            user = UserModelRef(record.import_path, record.object_name)
+            check_source_unchanged(user, record.source_sha256, self._rerun_hint(user))
 
     def source(self, runtime: str) -> Any:
         """What `runtime` is opened on: the checked file it reads, or the rebuilt module."""
@@ -124,7 +144,56 @@ class ModelArtifacts:
         return inside(self.models_dir, record.path)
 
     def open(self, runtime: str, device: str, threads: int | None = None) -> Runtime:
-        return open_runtime(runtime, self.source(runtime), device, threads)
+        opened = open_runtime(runtime, self.source(runtime), device, threads)
+        record = self.reference
+        if record is not None and len(record.sample_shapes) > 1:
+            return ExtraInputs(opened, record.sample_shapes[1:], record.seed)
+        return opened
+
+
+class ExtraInputs(Runtime):
+    """A runtime on a model with several inputs, fed one array by verify, bench or show.
+
+    The array goes to the first input; the others get seeded uniform noise of their recorded shapes,
+    made once per batch size, so every runtime compared on a batch sees the very same inputs and
+    bench times no noise-making. A tuple given by the caller is passed through as it is.
+    """
+
+    def __init__(self, inner: Runtime, extra_shapes: list[tuple[int, ...]], seed: int) -> None:
+        self._inner = inner
+        self._extra_shapes = extra_shapes
+        self._seed = seed
+        self._extras: dict[int, tuple[Any, ...]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # name, device, provider, threads...: the runtime's own
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def inputs(self, batch: Any) -> tuple[Any, ...]:
+        import numpy as np
+
+        if isinstance(batch, tuple):
+            return batch
+        n = len(batch)
+        if n not in self._extras:
+            self._extras[n] = tuple(
+                np.random.default_rng(self._seed + i + 1).random((n, *shape), dtype=np.float32)
+                for i, shape in enumerate(self._extra_shapes)
+            )
+        return (batch, *self._extras[n])
+
+    def prepare(self, batch: Any) -> Any:
+        return self._inner.prepare(self.inputs(batch))
+
+    def infer(self, prepared: Any) -> Any:
+        return self._inner.infer(prepared)
+
+    def to_numpy(self, outputs: Any) -> Any:
+        return self._inner.to_numpy(outputs)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[ModelArtifacts]:
@@ -137,7 +206,10 @@ def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[Mod
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
     wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
-    return [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+    models = [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+    for model in models:
+        model.check_source()
+    return models
 
 
 def _artifact_name(name: str, known: dict[str, Any], models_dir: Path) -> str:

@@ -31,8 +31,8 @@ ELEMENTWISE_OPS = {
 
 @dataclass
 class Cost:
-    flops: int
-    bytes: int
+    flops: int | None  # None: the model cannot be run on one zero input to count them
+    bytes: int | None
 
 
 def _numel(shape: Any) -> int:
@@ -47,6 +47,7 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def layer_flops(module: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Operations of one leaf layer (a torch module, read through its attributes) for one call."""
     kind = type(module).__name__
     out = _numel(out_shape)
     if kind == "Conv2d":
@@ -64,21 +65,36 @@ def layer_flops(module: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ..
 
 
 def model_cost(model: nn.Module, sample_shape: tuple[int, ...], batch: int) -> Cost:
-    """Run one batch of zeros through the layers, recording each one's shapes."""
+    """Run one batch of zeros through the model, recording each leaf layer's shapes as it runs.
+
+    Hooks, not a walk over the children, so a user's own forward() (a flatten between layers, a
+    layer used twice) is counted as it really runs. A model that cannot run on one zero input (it
+    takes several) has no cost figures: None, shown as a dash, never a made-up number.
+    """
     import torch
 
     flops = 0
     moved = 0
-    x: Any = torch.zeros((batch, *sample_shape))
-    with torch.inference_mode():
-        for layer in model.children():
-            in_shape = tuple(x.shape)
-            x = layer(x)
-            first = x[0] if isinstance(x, tuple) else x
-            outs = x if isinstance(x, tuple) else (x,)
-            out_bytes = sum(o.numel() * o.element_size() for o in outs)
-            param_bytes = sum(p.numel() * p.element_size() for p in layer.parameters())
-            flops += layer_flops(layer, in_shape, tuple(first.shape))
-            moved += _numel(in_shape) * 4 + param_bytes + out_bytes
-            x = first
+
+    def count(layer: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        nonlocal flops, moved
+        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if x is None:
+            return
+        outs = out if isinstance(out, tuple | list) else (out,)
+        out_bytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
+        param_bytes = sum(p.numel() * p.element_size() for p in layer.parameters())
+        flops += layer_flops(layer, tuple(x.shape), tuple(outs[0].shape))
+        moved += _numel(x.shape) * 4 + param_bytes + out_bytes
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [leaf.register_forward_hook(count) for leaf in leaves]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros((batch, *sample_shape)))
+    except (TypeError, RuntimeError, ValueError, IndexError):
+        return Cost(flops=None, bytes=None)
+    finally:
+        for handle in handles:
+            handle.remove()
     return Cost(flops=flops, bytes=moved)

@@ -313,14 +313,15 @@ def first_diverging_layer(runtime: str, model: ModelArtifacts, x: np.ndarray, at
         actual = dict(cls.layer_outputs(model.source(runtime), x))
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; say why it is missing
         return f"unknown (layer outputs unavailable: {one_line(exc)})"
-    layers = parse_spec(model.reference.spec if model.reference else "").layers
+    reference = model.reference
+    layers = parse_spec(reference.spec).layers if reference and not reference.is_user_model else ()
     for index, (name, outs) in enumerate(expected):
         if name not in actual:
             continue  # folded away by the exporter: nothing to compare
         if len(actual[name]) != len(outs) or not all(
             compare(e, a, atol, rtol) for e, a in zip(outs, actual[name], strict=True)
         ):
-            return f"{name} (layer {index + 1}: {layers[index]})"
+            return f"{name} (layer {index + 1}" + (f": {layers[index]})" if index < len(layers) else ")")
     return "none: every layer matches on its own, the difference builds up across layers"
 
 
