@@ -10,6 +10,7 @@ import typer
 from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.exporter.export import MAX_SEED
 
 
 @app.command()
@@ -44,10 +45,16 @@ def export(
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the weights.", min=0, max=MAX_SEED)] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Export again even artifacts that are current.")] = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed."""
+    """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
+
+    An artifact whose spec, seed, options and tool versions are unchanged and whose file still
+    matches its hash is not exported again (shown as cached; --force exports it anyway). A TorchScript
+    file is code: poolkit later loads it only when its sha256 matches this manifest.
+    """
     from poolkit.cli.output import print_export, print_export_progress
     from poolkit.exporter.export import FORMATS, ExportOptions, export_models
     from poolkit.exporter.zoo import resolve_models
@@ -61,6 +68,7 @@ def export(
         static_batch_size=batch_size,
         input_shape=parse_shape(input_shape),
         seed=seed,
+        force=force,
     )
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)

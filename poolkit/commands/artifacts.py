@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DataError, PoolkitError
-from poolkit.common.files import sha256_file
+from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.runtimes.registry import open_runtime, runtime_class
 
@@ -29,14 +29,6 @@ class ArtifactProblem(PoolkitError):
     """An artifact that cannot be trusted or opened: a failed check (exit 1), not a usage error."""
 
     exit_code = 1
-
-
-def inside(models_dir: Path, name: str) -> Path:
-    """`models_dir / name`, refusing absolute paths and `..`: a manifest never points outside its folder."""
-    candidate = Path(name)
-    if candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
-        raise DataError(f"manifest path {name!r} leaves the models folder {models_dir}: refused before reading it")
-    return Path(models_dir) / candidate
 
 
 @dataclass
@@ -133,6 +125,9 @@ def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[Mod
     records = load_manifest(models_dir, required=True)
     by_model: dict[str, dict[str, ExportRecord]] = {}
     for r in records:
+        for name in (r.path, r.weights):
+            if name is not None:
+                inside(models_dir, name)  # every path refused before any file is read
         by_model.setdefault(r.name, {})[r.format] = r
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
