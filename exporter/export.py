@@ -24,6 +24,7 @@ from poolkit.exporter.zoo import ModelRef
 
 from poolkit.common.errors import PoolkitError, one_line
 from poolkit.common.files import sha256_file, write_atomic
+from poolkit.common.limits import check_batch, check_sample
 
 if TYPE_CHECKING:
     import torch
@@ -153,6 +154,10 @@ def check_options(options: ExportOptions) -> None:
             raise PoolkitError(f"--opset {options.opset}: onnx {versions()['onnx']} writes opsets {MIN_OPSET} to {newest}")
     if options.seed < 0 or options.seed > MAX_SEED:
         raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
+    if options.input_shape is not None:
+        check_sample(options.input_shape)
+        if not options.dynamic_batch:
+            check_batch(options.static_batch_size, options.input_shape)
 
 
 def _expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, list[Any]]:

@@ -9,6 +9,7 @@ import typer
 
 from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import Device, JsonOpt, ModelOpt, RuntimeOpt, devices_for, parse_ints, parse_runtimes
+from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -20,7 +21,7 @@ def bench(
     ),
     model: ModelOpt = None,
     runtime: RuntimeOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch.")] = 64,
     batch_sizes: Annotated[list[str] | None, typer.Option(help="Several batch sizes, e.g. 1,16,64,256.")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Uncounted runs after the first.")] = 10,
     iters: Annotated[int | None, typer.Option(min=1, help="Counted runs (default 100).")] = None,

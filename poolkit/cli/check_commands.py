@@ -23,6 +23,7 @@ from poolkit.cli.options import (
     parse_batches,
     parse_runtimes,
 )
+from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 
 CPU = Device.cpu  # type: ignore[attr-defined]
@@ -38,13 +39,16 @@ def verify(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (the seeds use 64).")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch (the seeds use 64).")] = 64,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
     device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = CPU,
     report: Annotated[Path | None, typer.Option(help="JSON report path (default results/verify.json).")] = None,
     results: Annotated[Path, typer.Option(help="Folder for reports and failing batches.")] = Path("results"),
-    replay: Annotated[Path | None, typer.Option(help="Re-run a failing batch saved by an earlier verify.")] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Re-run a failing batch saved by an earlier verify, on the artifact in --models."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch.
@@ -57,7 +61,7 @@ def verify(
     from poolkit.commands.verify import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
 
     if replay is not None:
-        meta, outputs = replay_batch(replay)
+        meta, outputs = replay_batch(replay, models)
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
     options = VerifyOptions(

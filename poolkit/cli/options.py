@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from poolkit.common.errors import PoolkitError
+from poolkit.common.limits import MAX_BATCH, check_sample
 from poolkit.exporter.export import FORMATS
 from poolkit.exporter.onnx_export import EXPORTERS
 from poolkit.runtimes.base import DEVICES
@@ -97,6 +98,7 @@ def parse_shape(text: str | None, option: str = "--input-shape", example: str = 
         raise PoolkitError(f"bad {option} '{text}': expected sizes like {example} (no batch axis)") from None
     if not dims or any(d <= 0 for d in dims):
         raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
+    check_sample(dims, option)
     return dims
 
 
@@ -108,8 +110,10 @@ def parse_batches(text: str) -> int | None:
     raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
 
 
-def parse_ints(values: list[str] | str | None, option: str, example: str) -> tuple[int, ...]:
-    """Positive integers from a multi-value option (`--batch-sizes 1,16,64`)."""
+def parse_ints(
+    values: list[str] | str | None, option: str, example: str, maximum: int = MAX_BATCH
+) -> tuple[int, ...]:
+    """Positive integers from a multi-value option (`--batch-sizes 1,16,64`), each at most `maximum`."""
     items = split_values(values)
     try:
         numbers = tuple(int(t) for t in items)
@@ -118,4 +122,7 @@ def parse_ints(values: list[str] | str | None, option: str, example: str) -> tup
     if not numbers or any(n <= 0 for n in numbers):
         shown = values if isinstance(values, str) else ",".join(values or [])
         raise PoolkitError(f"bad {option} '{shown}': positive numbers separated by commas, like {example}")
+    too_big = [n for n in numbers if n > maximum]
+    if too_big:
+        raise PoolkitError(f"bad {option} {too_big[0]:,}: the limit is {maximum:,}")
     return numbers

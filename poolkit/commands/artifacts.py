@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.common.errors import DataError, PoolkitError
+from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.runtimes.registry import open_runtime, runtime_class
@@ -99,9 +99,13 @@ class ModelArtifacts:
             problem = self._check("weights", record.weights, record.weights_sha256)
             if problem:
                 raise ArtifactProblem(problem)
-            self._eager = rebuild_model(
-                record.spec, record.sample_shape, record.seed, inside(self.models_dir, record.weights or "")
-            )
+            weights = inside(self.models_dir, record.weights or "")
+            try:
+                self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
+            except PoolkitError as exc:
+                raise ArtifactProblem(f"cannot rebuild '{self.name}' from its manifest entry: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - the hash matched, yet torch cannot use the file
+                raise ArtifactProblem(f"cannot load the weights {weights}: {one_line(exc)}") from None
         return self._eager
 
     def source(self, runtime: str) -> Any:
@@ -116,7 +120,16 @@ class ModelArtifacts:
         return inside(self.models_dir, record.path)
 
     def open(self, runtime: str, device: str, threads: int | None = None) -> Runtime:
-        return open_runtime(runtime, self.source(runtime), device, threads)
+        """The runtime on this model's checked artifact; a file that passed its hash check but that the
+        runtime cannot load (written by another tool version, or crafted) is an ArtifactProblem."""
+        source = self.source(runtime)
+        try:
+            return open_runtime(runtime, source, device, threads)
+        except PoolkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch and ONNX Runtime raise many types
+            what = source if isinstance(source, Path) else f"the rebuilt '{self.name}'"
+            raise ArtifactProblem(f"{runtime} cannot load {what}: {one_line(exc)}") from None
 
 
 def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[ModelArtifacts]:
