@@ -42,6 +42,10 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
         # The system refused a path the user gave (or its folder): name the path and the reason.
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         reason = exc.strerror or one_line(exc)
+        if isinstance(exc, FileExistsError):
+            reason = "it exists and is not a folder"
+        elif isinstance(exc, NotADirectoryError):
+            reason = "part of the path is a file, not a folder"
         return (f"cannot use {where}: {reason}" if where else f"file system error: {reason}"), EXIT_USAGE
     if isinstance(exc, RecursionError):
         return "input nested too deeply to process (simplify the spec or file)", EXIT_USAGE

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Device, JsonOpt, ModelOpt, RuntimeOpt, devices_for, parse_ints, parse_runtimes
+from poolkit.cli.options import (
+    Device,
+    JsonOpt,
+    ModelOpt,
+    RuntimeOpt,
+    devices_for,
+    parse_ints,
+    parse_runtimes,
+    writable_folder,
+)
 from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 
@@ -52,6 +61,7 @@ def bench(
         min_time_s=min_time,
         threads=threads,
     )
+    writable_folder(out, "--out")
     if self_check:
         check = run_self_check(models, model, threads, settings.batch_sizes[0])
         print_self_check(check, json_out)

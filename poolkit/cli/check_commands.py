@@ -22,6 +22,8 @@ from poolkit.cli.options import (
     devices_for,
     parse_batches,
     parse_runtimes,
+    writable_file,
+    writable_folder,
 )
 from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
@@ -64,6 +66,8 @@ def verify(
         meta, outputs = replay_batch(replay, models)
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
+    writable_folder(results, "--results")
+    writable_file(report, "--report")
     options = VerifyOptions(
         atol, rtol, batch_size, parse_batches(batches), devices_for(device), results,
         parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES),
@@ -101,6 +105,8 @@ def show(
     from poolkit.cli.output import print_show
     from poolkit.commands.show import ShowOptions, show_models
 
+    writable_folder(logdir, "--logdir")
+    writable_folder(png, "--png")
     options = ShowOptions(
         parse_runtimes(runtime, ("eager",)), devices_for(device), parse_batches(batches), logdir, png, channels.value
     )

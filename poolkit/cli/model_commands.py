@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape
+from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape, writable_folder
 from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.exporter.export import MAX_SEED
@@ -71,6 +71,7 @@ def export(
         seed=seed,
         force=force,
     )
+    writable_folder(out, "--out")
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK

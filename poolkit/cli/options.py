@@ -8,6 +8,7 @@ option behaves the same: repeat it, or separate values with commas (`--runtime e
 
 from __future__ import annotations
 
+import os
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -100,6 +101,31 @@ def parse_shape(text: str | None, option: str = "--input-shape", example: str = 
         raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
     check_sample(dims, option)
     return dims
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Refuse an output folder that cannot be made or written, before any work is done.
+
+    The nearest part of the path that exists decides: it must be a folder we may write in.
+    """
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PoolkitError(f"bad {option} '{path}': {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PoolkitError(f"bad {option} '{path}': {probe} is not writable")
+    return Path(path)
+
+
+def writable_file(path: Path | None, option: str) -> Path | None:
+    """Refuse an output file whose folder cannot be written, or that names a folder."""
+    if path is None:
+        return None
+    if Path(path).is_dir():
+        raise PoolkitError(f"bad {option} '{path}': it is a folder, not a file")
+    writable_folder(Path(path).parent, option)
+    return Path(path)
 
 
 def parse_batches(text: str) -> int | None:

@@ -102,7 +102,7 @@ class CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: Path) -> Any:
+def load_pickle(path: Path, what: str = "batch") -> Any:
     """Read a CIFAR10 python-format pickle with the restricted reader; any problem is a one-line DataError."""
     try:
         with open(path, "rb") as fh:
@@ -110,7 +110,7 @@ def load_pickle(path: Path) -> Any:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     except Exception as exc:  # noqa: BLE001 - a crafted or broken pickle fails in many ways
-        raise DataError(f"{path} is not a python-format CIFAR10 file ({one_line(exc)})") from None
+        raise DataError(f"{path} is not a python-format CIFAR10 {what} ({one_line(exc)})") from None
 
 
 def read_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +135,7 @@ def read_class_names(folder: Path) -> list[str]:
     meta = folder / "batches.meta"
     if not meta.exists():
         return []
-    entry = load_pickle(meta)
+    entry = load_pickle(meta, "batches.meta")
     names = entry.get("label_names") if isinstance(entry, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, (str, bytes)) for n in names):
         raise DataError(f"{meta} is not a CIFAR10 batches.meta: no list of label_names")

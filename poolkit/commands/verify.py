@@ -378,7 +378,9 @@ def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Com
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file fails in many ways, each a data error
-        raise DataError(f"{path} is not a poolkit failing-batch file ({one_line(exc)})") from None
+        # numpy's own hint (allow_pickle) would run code from the file: never repeat it.
+        reason = "it holds pickled objects, not arrays" if "pickle" in str(exc) else one_line(exc)
+        raise DataError(f"{path} is not a poolkit failing-batch file ({reason})") from None
     if not expected:
         raise DataError(f"{path} is not a poolkit failing-batch file (no expected outputs)")
     saved_dir = str(meta.get("models_dir", ""))
@@ -387,7 +389,10 @@ def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Com
             f"{path} was saved for the models folder {saved_dir!r}, not {str(models_dir)!r}: "
             "pass --models with the folder you trust"
         )
-    runtime_class(runtime)  # an unknown runtime name is a one-line error, not a lookup failure later
+    try:
+        runtime_class(runtime)  # an unknown runtime name is a one-line error, not a lookup failure later
+    except PoolkitError as exc:
+        raise DataError(f"{path}: {exc}") from None
     if device not in DEVICES:
         raise DataError(f"{path} names device {device!r} (known: {', '.join(DEVICES)})")
     (model,) = open_artifacts(Path(models_dir), [model_name])
