@@ -151,7 +151,9 @@ def check_options(options: ExportOptions) -> None:
 
         newest = onnx.defs.onnx_opset_version()
         if not MIN_OPSET <= options.opset <= newest:
-            raise PoolkitError(f"--opset {options.opset}: onnx {versions()['onnx']} writes opsets {MIN_OPSET} to {newest}")
+            raise PoolkitError(
+                f"--opset {options.opset}: onnx {versions()['onnx']} writes opsets {MIN_OPSET} to {newest}"
+            )
     if options.seed < 0 or options.seed > MAX_SEED:
         raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
     if options.input_shape is not None:

@@ -343,7 +343,9 @@ def parse_layer(text: str) -> LayerSpec:
         p = kind.param(kw.arg or "")
         if p is None:
             known = ", ".join(f"{q.name}" + (f" ({q.short})" if q.aliases else "") for q in kind.params)
-            raise SpecError(f"unknown parameter '{clip(str(kw.arg))}' in '{token}' ({kind.name} takes: {known or 'nothing'})")
+            raise SpecError(
+                f"unknown parameter '{clip(str(kw.arg))}' in '{token}' ({kind.name} takes: {known or 'nothing'})"
+            )
         pairs.append((p, kw.value))
     for p, value_node in pairs:
         if p.name in given:

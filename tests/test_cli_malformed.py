@@ -125,38 +125,121 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
         ("manifest not JSON", ["verify", "--models", str(manifest_dir(tmp, "m1", "{not json"))], 2),
         ("manifest without list", ["verify", "--models", str(manifest_dir(tmp, "m2", {"artifacts": 5}))], 2),
         ("manifest entry not an object", ["bench", "--models", str(manifest_dir(tmp, "m3", {"artifacts": [5]}))], 2),
-        ("manifest entry bad shape", ["verify", "--models", str(manifest_dir(tmp, "m4", {"artifacts": [
-            {"name": "relu", "spec": "relu", "format": "onnx", "method": "dynamo", "status": "ok",
-             "input_shape": "abc"}]}))], 2),  # fmt: skip
+        (
+            "manifest entry bad shape",
+            [
+                "verify",
+                "--models",
+                str(
+                    manifest_dir(
+                        tmp,
+                        "m4",
+                        {
+                            "artifacts": [
+                                {
+                                    "name": "relu",
+                                    "spec": "relu",
+                                    "format": "onnx",
+                                    "method": "dynamo",
+                                    "status": "ok",
+                                    "input_shape": "abc",
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
         ("empty manifest", ["verify", "--models", str(manifest_dir(tmp, "m5", {"artifacts": []}))], 2),
         ("path with ..", ["verify", "--models", str(edited_copy(good, tmp, "m6", path="../../etc/passwd"))], 2),
         ("absolute path", ["show", "--models", str(edited_copy(good, tmp, "m7", path="/etc/passwd")), "-m", "relu"], 2),
-        ("weights outside", ["bench", "--models", str(edited_copy(good, tmp, "m8", weights="../w.pt")), "-m", "relu"], 2),
+        (
+            "weights outside",
+            ["bench", "--models", str(edited_copy(good, tmp, "m8", weights="../w.pt")), "-m", "relu"],
+            2,
+        ),
         # replay files
         ("replay not npz", ["verify", "--replay", str(afile), *models], 2),
         ("replay without meta", ["verify", "--replay", str(npz(tmp / "a.npz", input=x)), *models], 2),
-        ("replay of another folder", ["verify", "--replay",
-                                      str(npz(tmp / "b.npz", meta=np.array(other_meta), input=x, expected_0=x)),
-                                      *models], 2),  # fmt: skip
-        ("replay without outputs", ["verify", "--replay",
-                                    str(npz(tmp / "c.npz", meta=np.array(json.dumps(own_meta)), input=x)), *models], 2),  # fmt: skip
-        ("replay bad runtime", ["verify", "--replay", str(npz(tmp / "d.npz",
-                                meta=np.array(json.dumps(own_meta | {"runtime": "evil"})), input=x, expected_0=x)),
-                                *models], 2),  # fmt: skip
+        (
+            "replay of another folder",
+            ["verify", "--replay", str(npz(tmp / "b.npz", meta=np.array(other_meta), input=x, expected_0=x)), *models],
+            2,
+        ),  # fmt: skip
+        (
+            "replay without outputs",
+            ["verify", "--replay", str(npz(tmp / "c.npz", meta=np.array(json.dumps(own_meta)), input=x)), *models],
+            2,
+        ),  # fmt: skip
+        (
+            "replay bad runtime",
+            [
+                "verify",
+                "--replay",
+                str(
+                    npz(tmp / "d.npz", meta=np.array(json.dumps(own_meta | {"runtime": "evil"})), input=x, expected_0=x)
+                ),
+                *models,
+            ],
+            2,
+        ),  # fmt: skip
         # bench --compare
         ("compare not JSON", ["bench", "-m", "relu", *models, "--compare", str(afile)], 2),
-        ("compare bad samples", ["bench", "-m", "relu", *models, "--compare", str(_write(tmp / "cmp.json", {
-            "measurements": [{"model": "relu", "runtime": "eager", "device": "cpu", "batch_size": 64,
-                              "samples_ms": ["slow"]}]}))], 2),  # fmt: skip
+        (
+            "compare bad samples",
+            [
+                "bench",
+                "-m",
+                "relu",
+                *models,
+                "--compare",
+                str(
+                    _write(
+                        tmp / "cmp.json",
+                        {
+                            "measurements": [
+                                {
+                                    "model": "relu",
+                                    "runtime": "eager",
+                                    "device": "cpu",
+                                    "batch_size": 64,
+                                    "samples_ms": ["slow"],
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
         # data
         ("crafted test_batch", ["verify", *models, "--data-root", str(cifar_dir(tmp, "d1", Evil(marker)))], 2),
-        ("crafted batches.meta", ["verify", *models, "--data-root",
-                                  str(cifar_dir(tmp, "d2", shipped_batch, Evil(marker)))], 2),  # fmt: skip
-        ("batches.meta without names", ["verify", *models, "--data-root",
-                                        str(cifar_dir(tmp, "d3", shipped_batch, {"label_names": 5}))], 2),  # fmt: skip
-        ("zero images", ["verify", *models, "--data-root",
-                         str(cifar_dir(tmp, "d4", {"data": np.zeros((0, 3072), np.uint8), "labels": []}))], 2),  # fmt: skip
-        ("test_batch not a pickle", ["show", "-m", "relu", *models, "--data-root", str(cifar_dir(tmp, "d5", b"junk"))], 2),
+        (
+            "crafted batches.meta",
+            ["verify", *models, "--data-root", str(cifar_dir(tmp, "d2", shipped_batch, Evil(marker)))],
+            2,
+        ),  # fmt: skip
+        (
+            "batches.meta without names",
+            ["verify", *models, "--data-root", str(cifar_dir(tmp, "d3", shipped_batch, {"label_names": 5}))],
+            2,
+        ),  # fmt: skip
+        (
+            "zero images",
+            [
+                "verify",
+                *models,
+                "--data-root",
+                str(cifar_dir(tmp, "d4", {"data": np.zeros((0, 3072), np.uint8), "labels": []})),
+            ],
+            2,
+        ),  # fmt: skip
+        (
+            "test_batch not a pickle",
+            ["show", "-m", "relu", *models, "--data-root", str(cifar_dir(tmp, "d5", b"junk"))],
+            2,
+        ),
         # other commands' options
         ("bad runtime", ["verify", *models, "--runtime", "nope"], 2),
         ("bad batches", ["verify", *models, "--batches", "0"], 2),
@@ -212,7 +295,9 @@ def test_a_crafted_pickle_is_a_data_error_not_code(tmp_path: Path) -> None:
 def test_hashes_are_checked_before_loading(good: Path, tmp_path: Path) -> None:
     folder = edited_copy(good, tmp_path, "nullhash", sha256=None)
     (model,) = open_artifacts(folder, ["relu"])
-    assert model.problem("onnxruntime") == f"the manifest has no sha256 for {folder / 'relu.onnx'}: it cannot be trusted"
+    assert (
+        model.problem("onnxruntime") == f"the manifest has no sha256 for {folder / 'relu.onnx'}: it cannot be trusted"
+    )
     assert model.problem("torchscript") is None
     # a file changed after export fails its check; verify reports it as a failed row (exit 1)
     (folder / "relu.torchscript.pt").write_bytes(b"import os")

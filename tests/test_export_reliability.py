@@ -68,7 +68,10 @@ def test_reexporting_one_format_keeps_the_other_record_true(tmp_path: Path) -> N
     assert (out / "conv.weights.pt").read_bytes() == weights_before  # equal weights are not rewritten
     (model,) = open_artifacts(out, ["conv"])
     assert model.problem("torchscript") is None and model.problem("onnxruntime") is None
-    assert records_by_key(out)[("conv", "torchscript")].weights_sha256 == records_by_key(out)[("conv", "onnx")].weights_sha256
+    assert (
+        records_by_key(out)[("conv", "torchscript")].weights_sha256
+        == records_by_key(out)[("conv", "onnx")].weights_sha256
+    )
 
 
 def test_a_failed_reexport_keeps_the_previous_good_file_and_record(
@@ -140,7 +143,17 @@ def test_two_export_processes_into_one_folder_both_land(tmp_path: Path) -> None:
     groups = (["relu", "sigmoid", "tanh"], ["conv", "maxpool_ceil", "maxpool_floor"])
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "from poolkit.cli import app; app()", "export", "-f", "torchscript", "--out", str(out), "--json"]
+            [
+                sys.executable,
+                "-c",
+                "from poolkit.cli import app; app()",
+                "export",
+                "-f",
+                "torchscript",
+                "--out",
+                str(out),
+                "--json",
+            ]
             + [a for m in names for a in ("-m", m)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

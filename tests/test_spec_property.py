@@ -13,7 +13,9 @@ KEYS = sorted({key for kind in LAYER_KINDS for p in kind.params for key in (p.na
 VALUES = st.one_of(
     st.integers(-5, 300).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["true", "false", "none", "same", "valid", "reflect", "(3,5)", "(1,2,3)", "1e999", "-1e999", "'x'"]),
+    st.sampled_from(
+        ["true", "false", "none", "same", "valid", "reflect", "(3,5)", "(1,2,3)", "1e999", "-1e999", "'x'"]
+    ),
     st.text(max_size=6),
 )
 ARG = st.one_of(VALUES, st.tuples(st.sampled_from(KEYS), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"))

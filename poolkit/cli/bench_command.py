@@ -18,8 +18,8 @@ from poolkit.cli.options import (
     parse_runtimes,
     writable_folder,
 )
-from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH
 
 
 @app.command()

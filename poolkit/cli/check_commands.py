@@ -25,8 +25,8 @@ from poolkit.cli.options import (
     writable_file,
     writable_folder,
 )
-from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH
 
 CPU = Device.cpu  # type: ignore[attr-defined]
 

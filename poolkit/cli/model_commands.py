@@ -9,8 +9,8 @@ import typer
 
 from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shape, writable_folder
-from poolkit.common.limits import MAX_BATCH
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH
 from poolkit.exporter.export import MAX_SEED
 
 
@@ -41,7 +41,9 @@ def export(
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1, max=MAX_BATCH)] = 64,
+    batch_size: Annotated[
+        int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1, max=MAX_BATCH)
+    ] = 64,
     method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")

@@ -136,9 +136,7 @@ def parse_batches(text: str) -> int | None:
     raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
 
 
-def parse_ints(
-    values: list[str] | str | None, option: str, example: str, maximum: int = MAX_BATCH
-) -> tuple[int, ...]:
+def parse_ints(values: list[str] | str | None, option: str, example: str, maximum: int = MAX_BATCH) -> tuple[int, ...]:
     """Positive integers from a multi-value option (`--batch-sizes 1,16,64`), each at most `maximum`."""
     items = split_values(values)
     try:

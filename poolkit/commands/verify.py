@@ -374,7 +374,9 @@ def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Com
             model_name, runtime, device = str(meta["model"]), str(meta["runtime"]), str(meta["device"])
             atol, rtol, first = float(meta["atol"]), float(meta["rtol"]), int(meta["first_image"])
             x = np.asarray(saved["input"], dtype=np.float32)
-            expected = [saved[f"expected_{i}"] for i in range(len([k for k in saved.files if k.startswith("expected_")]))]
+            expected = [
+                saved[f"expected_{i}"] for i in range(len([k for k in saved.files if k.startswith("expected_")]))
+            ]
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file fails in many ways, each a data error
@@ -401,7 +403,7 @@ def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Com
     if len(actual) != len(expected):
         raise DataError(f"{path} holds {len(expected)} outputs but the artifact gives {len(actual)}")
     results = []
-    for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
+    for e, a in zip(expected, actual, strict=True):
         acc = Accumulator(atol, rtol)
         acc.add(e, a, first)
         results.append(acc.result)
