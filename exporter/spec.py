@@ -369,7 +369,9 @@ MAX_SHOWN_CHARS = 80
 
 
 def clip(text: str) -> str:
-    """User text as quoted in a message: at most MAX_SHOWN_CHARS characters."""
+    """User text as quoted in a message: on one line (a newline or NUL shown as `\\n`, `\\x00`),
+    at most MAX_SHOWN_CHARS characters."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
     return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "…"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from poolkit.exporter.spec import LAYER_KINDS, parse_spec
 
@@ -41,8 +41,10 @@ def check_text(text: str) -> None:
     assert str(again) == canonical
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(SPEC)
+@example("0\n0")  # found by this test: a message quoting the token must stay on one line
+@example("relu(\x00)")
 def test_any_text_parses_and_round_trips_or_is_one_line(text: str) -> None:
     check_text(text)
 
