@@ -359,3 +359,8 @@ def test_an_os_error_names_the_path() -> None:
         2,
     )
     assert one_line_error(RecursionError())[1] == 2
+
+
+def test_bare_poolkit_shows_the_help_not_an_error() -> None:
+    result = runner.invoke(app, [])
+    assert "Usage: poolkit" in result.stdout and "error:" not in result.stderr

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
-from typer._click.exceptions import ClickException, UsageError  # typer 0.29 vendors click
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer 0.29 vendors click
 from typer.core import TyperGroup
 
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError, one_line
@@ -75,6 +75,10 @@ class OneLineGroup(TyperGroup):
                 if not _debug():
                     warnings.simplefilter("ignore")
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # `poolkit` alone: the help is the answer (rich printed it already)
+            if exc.format_message().strip():
+                sys.stderr.write(exc.format_message() + "\n")
+            code = exc.exit_code
         except ClickException as exc:
             error(usage_line(exc))
             code = exc.exit_code
