@@ -240,7 +240,13 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             ["show", "-m", "relu", *models, "--data-root", str(cifar_dir(tmp, "d5", b"junk"))],
             2,
         ),
+        ("show a non-image model", ["show", "-m", "linear(10,3)", "--models", str(tmp / "m9"), "--data", "synthetic",
+                                    "--png", str(tmp / "png"), "--logdir", str(tmp / "logs")], 2),  # fmt: skip
         # other commands' options
+        ("too many threads", ["bench", *models, "--threads", "100000"], 2),
+        ("absurd time budget", ["bench", *models, "--min-time", "1e308"], 2),
+        ("absurd iterations", ["bench", *models, "--iters", str(10**10)], 2),
+        ("too many workers", ["sweep", "--jobs", "100000"], 2),
         ("bad runtime", ["verify", *models, "--runtime", "nope"], 2),
         ("bad batches", ["verify", *models, "--batches", "0"], 2),
         ("bad sweep opset", ["sweep", "--opsets", "abc"], 2),
@@ -364,3 +370,14 @@ def test_an_os_error_names_the_path() -> None:
 def test_bare_poolkit_shows_the_help_not_an_error() -> None:
     result = runner.invoke(app, [])
     assert "Usage: poolkit" in result.stdout and "error:" not in result.stderr
+
+
+def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
+    """'use --data synthetic' must not fail the same way: synthetic images take the model's shape."""
+    args = ["show", "-m", "conv(1,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
+    args += ["--logdir", str(tmp_path / "logs"), "--batches", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "(use --data synthetic)" in result.stderr
+    result = runner.invoke(app, [*args, "--data", "synthetic"])
+    assert result.exit_code == 0, result.stderr
+    assert "output 64x3x30x30" in result.stdout

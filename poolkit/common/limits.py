@@ -14,6 +14,10 @@ from poolkit.common.errors import PoolkitError
 MAX_BATCH = 65_536  # images in one batch
 MAX_SAMPLE_ELEMENTS = 1 << 24  # values in one sample (64 MiB of float32)
 MAX_BATCH_ELEMENTS = 1 << 28  # values in one batch (1 GiB of float32)
+MAX_THREADS = 1024  # torch.set_num_threads(100000) crashes the process
+MAX_JOBS = 64  # worker processes; each imports torch (hundreds of MB)
+MAX_ITERS = 1_000_000  # timed or warm-up runs of one measurement
+MAX_SECONDS = 3600.0  # a time budget (bench --min-time) above an hour is a typo
 
 
 def check_sample(shape: tuple[int, ...], option: str = "--input-shape") -> None:
