@@ -240,8 +240,23 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             ["show", "-m", "relu", *models, "--data-root", str(cifar_dir(tmp, "d5", b"junk"))],
             2,
         ),
-        ("show a non-image model", ["show", "-m", "linear(10,3)", "--models", str(tmp / "m9"), "--data", "synthetic",
-                                    "--png", str(tmp / "png"), "--logdir", str(tmp / "logs")], 2),  # fmt: skip
+        (
+            "show a non-image model",
+            [
+                "show",
+                "-m",
+                "linear(10,3)",
+                "--models",
+                str(tmp / "m9"),
+                "--data",
+                "synthetic",
+                "--png",
+                str(tmp / "png"),
+                "--logdir",
+                str(tmp / "logs"),
+            ],
+            2,
+        ),  # fmt: skip
         # other commands' options
         ("too many threads", ["bench", *models, "--threads", "100000"], 2),
         ("absurd time budget", ["bench", *models, "--min-time", "1e308"], 2),
