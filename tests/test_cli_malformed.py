@@ -58,6 +58,17 @@ def edited_copy(good: Path, root: Path, name: str, **changes: object) -> Path:
     return folder
 
 
+def linked_copy(good: Path, root: Path, name: str) -> Path:
+    """A copy of the good folder whose ONNX file is a symlink to a file outside it."""
+    folder = root / name
+    shutil.copytree(good, folder)
+    outside = root / "outside.onnx"
+    shutil.copy(folder / "relu.onnx", outside)
+    (folder / "relu.onnx").unlink()
+    (folder / "relu.onnx").symlink_to(outside)
+    return folder
+
+
 class Evil:
     """A pickle that would run a shell command when loaded by plain pickle."""
 
@@ -159,6 +170,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             ["bench", "--models", str(edited_copy(good, tmp, "m8", weights="../w.pt")), "-m", "relu"],
             2,
         ),
+        ("link leaving the folder", ["verify", "--models", str(linked_copy(good, tmp, "m10"))], 2),
         # replay files
         ("replay not npz", ["verify", "--replay", str(afile), *models], 2),
         ("replay without meta", ["verify", "--replay", str(npz(tmp / "a.npz", input=x)), *models], 2),

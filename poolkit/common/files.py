@@ -42,7 +42,10 @@ def inside(folder: Path, name: str, what: str = "manifest path") -> Path:
     candidate = Path(name) if isinstance(name, str) else None
     if candidate is None or "\x00" in name or candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
         raise DataError(f"{what} {name!r} leaves the folder {folder}: refused before reading it")
-    return Path(folder) / candidate
+    path = Path(folder) / candidate
+    if not path.resolve().is_relative_to(Path(folder).resolve()):  # a symlink pointing out
+        raise DataError(f"{what} {name!r} is a link leaving the folder {folder}: refused before reading it")
+    return path
 
 
 def current_umask() -> int:
