@@ -129,6 +129,12 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
     except TypeError:
         missing = sorted(f.name for f in fields(ExportRecord)[:6] if f.name not in values)
         raise bad(f"lacks {', '.join(missing) or 'required fields'}") from None
+    for key in ("name", "spec", "format", "method", "path", "weights", "sha256", "weights_sha256"):
+        value = getattr(record, key)
+        if isinstance(value, str) and not value.isprintable():
+            raise bad(f"has control characters in '{key}'")  # they would reach the terminal raw
+    if record.error is not None and not record.error.isprintable():
+        record.error = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in record.error)
     if record.status not in STATUSES:
         raise bad(f"has status '{record.status}' (ok or failed)")
     shape_ok = all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in record.input_shape[1:])

@@ -162,6 +162,32 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             ],
             2,
         ),  # fmt: skip
+        (
+            "escape sequence in a name",
+            [
+                "verify",
+                "--models",
+                str(
+                    manifest_dir(
+                        tmp,
+                        "m11",
+                        {
+                            "artifacts": [
+                                {
+                                    "name": "\x1b]0;pwned\x07",
+                                    "spec": "relu",
+                                    "format": "onnx",
+                                    "method": "dynamo",
+                                    "status": "ok",
+                                    "input_shape": ["batch", 3, 32, 32],
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
         ("empty manifest", ["verify", "--models", str(manifest_dir(tmp, "m5", {"artifacts": []}))], 2),
         ("path with ..", ["verify", "--models", str(edited_copy(good, tmp, "m6", path="../../etc/passwd"))], 2),
         ("absolute path", ["show", "--models", str(edited_copy(good, tmp, "m7", path="/etc/passwd")), "-m", "relu"], 2),

@@ -61,3 +61,20 @@ def test_hostile_texts_are_one_line_errors() -> None:
         "conv(3,6,k=__import__('os').system('true'))",
     ):
         check_text(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SPEC)
+def test_the_cli_gives_a_table_or_one_error_line_for_any_spec(text: str) -> None:
+    from typer.testing import CliRunner
+
+    from poolkit.cli import app
+
+    result = CliRunner().invoke(app, ["zoo", "--json", "-m", text])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    if result.exit_code == 0:
+        assert result.stderr == ""
+    else:
+        assert result.exit_code == EXIT_USAGE
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
