@@ -434,3 +434,34 @@ def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--data", "synthetic"])
     assert result.exit_code == 0, result.stderr
     assert "output 64x3x30x30" in result.stdout
+
+
+def test_hash_matching_files_torch_cannot_load_are_one_line(good: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "garbage"
+    shutil.copytree(good, folder)
+    for name in ("relu.torchscript.pt", "relu.weights.pt"):
+        (folder / name).write_bytes(b"PK\x03\x04 not a zip")
+    records = load_manifest(folder)
+    for r in records:
+        r.weights_sha256 = sha256_file(folder / "relu.weights.pt")
+        if r.format == "torchscript":
+            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
+    save_manifest(folder, records)
+    (model,) = open_artifacts(folder, ["relu"])
+    with pytest.raises(PoolkitError, match=r"^cannot load the weights .*relu\.weights\.pt: "):
+        model.eager_module()
+    result = runner.invoke(app, ["verify", "--models", str(folder), "--batches", "1", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot load the weights" in result.stderr
+    folder = tmp_path / "garbage_ts"
+    shutil.copytree(good, folder)
+    (folder / "relu.torchscript.pt").write_bytes(b"PK\x03\x04 not a zip")
+    records = load_manifest(folder)
+    for r in records:
+        if r.format == "torchscript":
+            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
+    save_manifest(folder, records)
+    (model,) = open_artifacts(folder, ["relu"])
+    with pytest.raises(PoolkitError, match=r"^torchscript cannot load .*relu\.torchscript\.pt: ") as info:
+        model.open("torchscript", "cpu")
+    assert "\n" not in str(info.value)
