@@ -2,7 +2,9 @@
 
 Specs are parsed and built before anything is written, so a bad `--model` fails fast (exit 2).
 An artifact that fails to export becomes a failed record with the exporter's reason; the others
-still export, and the manifest keeps whatever was there for other models.
+still export, and the manifest keeps whatever was there for other models (and a good record of
+the same artifact, whose file is left in place). Files are staged and renamed into place under the
+manifest lock only when a model is done; current artifacts are `cached`, not exported again.
 """
 
 from __future__ import annotations
