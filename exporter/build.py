@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from poolkit.exporter.spec import LayerSpec, ModelSpec
 
 from poolkit.common.errors import SpecError, one_line
+from poolkit.common.limits import check_sample
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +50,8 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], seed: int = DEFAU
     """
     import torch
 
+    check_sample(tuple(input_shape))
+    check_parameters(spec)
     counts: dict[str, int] = {}
     named: OrderedDict[str, torch.nn.Module] = OrderedDict()
     with torch.random.fork_rng(devices=[]):
@@ -59,6 +62,24 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], seed: int = DEFAU
     model = _tudui_class()(named).eval()
     check_chain(spec, model, input_shape)
     return model
+
+
+MAX_PARAMETERS = 1 << 27  # 512 MiB of float32 weights: far beyond any tutorial model
+
+
+def check_parameters(spec: ModelSpec) -> None:
+    """Refuse a spec whose weights alone would not fit, before torch allocates them."""
+    total = 0
+    for layer in spec.layers:
+        kw = layer.kwargs()
+        if layer.kind == "conv":
+            k = kw["kernel_size"] if isinstance(kw["kernel_size"], tuple) else (kw["kernel_size"],) * 2
+            groups = max(int(kw.get("groups", 1)), 1)
+            total += kw["in_channels"] * kw["out_channels"] * abs(k[0] * k[1]) // groups + kw["out_channels"]
+        elif layer.kind == "linear":
+            total += kw["in_features"] * kw["out_features"] + kw["out_features"]
+        if total > MAX_PARAMETERS:
+            raise SpecError(f"'{layer.label}': the model would have over {MAX_PARAMETERS:,} parameters (the limit)")
 
 
 def check_chain(spec: ModelSpec, model: nn.Module, input_shape: tuple[int, ...]) -> None:

@@ -3,34 +3,39 @@
 Specs are parsed and built (a user's module imported, constructed and run once on its input shape)
 before anything is written, so a bad `--model` fails fast (exit 2).
 An artifact that fails to export becomes a failed record with the exporter's reason; the others
-still export, and the manifest keeps whatever was there for other models.
+still export, and the manifest keeps whatever was there for other models (and a good record of
+the same artifact, whose file is left in place). Files are staged and renamed into place under the
+manifest lock only when a model is done; current artifacts are `cached`, not exported again.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
-from poolkit.exporter.manifest import ExportRecord, update_manifest
+from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
 from poolkit.exporter.onnx_export import export_onnx
 from poolkit.exporter.spec import default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
 
-from poolkit.common.errors import SpecError, one_line
+from poolkit.common.errors import PoolkitError, SpecError, one_line
 from poolkit.common.files import sha256_file, write_atomic
+from poolkit.common.limits import check_batch, check_sample
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 FORMATS = ("torchscript", "onnx")
+MIN_OPSET = 7
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ExportOptions:
     # A user's model with several inputs: every input's per-sample shape (input_shape is the first).
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     weights: Path | None = None  # a state dict for a user's model (loaded with weights_only=True)
+    force: bool = False  # export again even when the artifact on disk is current
 
 
 @dataclass
@@ -56,6 +62,10 @@ class ExportRun:
     @property
     def failed(self) -> list[ExportRecord]:
         return [r for r in self.records if not r.ok]
+
+    @property
+    def cached(self) -> list[ExportRecord]:
+        return [r for r in self.records if r.cached]
 
     @property
     def jit_deprecated(self) -> bool:
@@ -147,39 +157,145 @@ def export_models(
     options: ExportOptions | None = None,
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
-    """Export every model in every requested format into `out_dir`, updating its manifest."""
+    """Export every model in every requested format into `out_dir`, updating its manifest.
+
+    Each artifact is written to a staging file first and renamed into place, with the weights and
+    the manifest entry, under the folder's lock only once its model is done: an interrupt or a failed
+    re-export leaves the previous good files and records as they were. An artifact whose spec, seed,
+    options and tool versions are unchanged and whose files still match their hashes is `cached`,
+    not exported again, unless `options.force`.
+    """
     options = options or ExportOptions()
+    check_options(options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = ExportRun()
     stamp = versions()
     for item in build_all(refs, options):
-        name = item.ref.name
-        weights = out_dir / f"{name}.weights.pt"
-        write_atomic(weights, partial(_save_state, item.module))
-        # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
-        batch = 2 if options.dynamic_batch else options.static_batch_size
-        example = (
-            example_input(item.input_shape, batch, options.seed)
-            if len(item.shapes) == 1
-            else tuple(example_input(s, batch, options.seed + i) for i, s in enumerate(item.shapes))
-        )
-        new = []
-        for fmt in options.formats:
-            record = _export_one(item, fmt, out_dir, example, options, stamp, run.warnings)
-            record.weights, record.weights_sha256 = weights.name, sha256_file(weights)
-            new.append(record)
+        staged: dict[str, Path] = {}
+        try:
+            new = []
+            current = {r.format: r for r in load_manifest(out_dir) if r.name == item.ref.name}
+            for fmt in options.formats:
+                record = _cached(current.get(fmt), item, fmt, options, stamp, out_dir)
+                if record is None:
+                    record, staged_file = _export_one(item, fmt, out_dir, options, stamp, run.warnings)
+                    if staged_file is not None:
+                        staged[fmt] = staged_file
+                new.append(record)
+            _commit(item, out_dir, new, staged)
+        finally:
+            for leftover in staged.values():
+                leftover.unlink(missing_ok=True)
+        for record in new:
             run.records.append(record)
             if on_record:
                 on_record(record)
-        update_manifest(out_dir, new)
     return run
 
 
-def _save_state(module: nn.Module, path: Path) -> None:
+def check_options(options: ExportOptions) -> None:
+    """Refuse what the exporter cannot honour before anything is built or written."""
+    if options.opset is not None and "onnx" in options.formats:
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()
+        if not MIN_OPSET <= options.opset <= newest:
+            raise PoolkitError(
+                f"--opset {options.opset}: onnx {versions()['onnx']} writes opsets {MIN_OPSET} to {newest}"
+            )
+    if options.seed < 0 or options.seed > MAX_SEED:
+        raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
+    if options.input_shape is not None:
+        check_sample(options.input_shape)
+        if not options.dynamic_batch:
+            check_batch(options.static_batch_size, options.input_shape)
+
+
+def _expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, list[Any]]:
+    """The method and input shape (batch axis first) a record of `fmt` gets with these options."""
+    dynamic = options.dynamic_batch or fmt == "torchscript"  # a scripted module takes any batch
+    batch_axis: list[Any] = ["batch"] if dynamic else [options.static_batch_size]
+    return (options.method if fmt == "torchscript" else options.exporter), batch_axis + list(item.input_shape)
+
+
+def _cached(
+    old: ExportRecord | None, item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[str, str], out_dir: Path
+) -> ExportRecord | None:
+    """The existing record when exporting again would write the same artifact, else None."""
+    if old is None or options.force:
+        return None
+    method, shape = _expected(item, fmt, options)
+    same = (
+        old.spec == item.ref.spec_text
+        and old.seed == options.seed
+        and old.method == method
+        and old.input_shape == shape
+        and old.versions == stamp
+        and (fmt != "onnx" or old.opset_requested == options.opset)
+        and old.weights == weights_filename(item.ref.name)
+        and old.source_sha256 == item.source_sha256
+        and (item.ref.user is None or weights_match(item.module, out_dir / weights_filename(item.ref.name)))
+    )
+    if not same or not still_valid(out_dir, old):
+        return None
+    return replace(old, cached=True, export_seconds=0.0)
+
+
+def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged: dict[str, Path]) -> None:
+    """Under the lock: weights (only when they changed), staged artifacts renamed into place, manifest entries."""
+    fresh = [r for r in records if not r.cached]
+    if not fresh:
+        return
+    with manifest_lock(out_dir):
+        weights = out_dir / weights_filename(item.ref.name)
+        weights_digest = write_weights(item.module, weights) if any(r.ok for r in fresh) else None
+        for record in fresh:
+            if record.format in staged:
+                os.replace(staged.pop(record.format), out_dir / str(record.path))
+            if record.ok:
+                record.weights, record.weights_sha256 = weights.name, weights_digest
+        update_manifest(out_dir, fresh, locked=True)
+
+
+def weights_filename(name: str) -> str:
+    return f"{name}.weights.pt"
+
+
+def write_weights(module: nn.Module, path: Path) -> str:
+    """Save the state dict, unless the file already holds exactly these tensors; returns the file's sha256.
+
+    torch.save stamps every file with a random serialization id, so rewriting equal weights would
+    change the hash that the model's other records keep: equal weights are not rewritten.
+    """
     import torch
 
-    torch.save(module.state_dict(), path)
+    if not weights_match(module, path):
+        state = module.state_dict()
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
+    return sha256_file(path)
+
+
+def weights_match(module: nn.Module, path: Path) -> bool:
+    """Whether `path` already holds exactly this module's tensors (a user's weights can change without
+    its spec changing, so a cached user model needs this check too)."""
+    import torch
+
+    if not path.is_file():
+        return False
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable or foreign: not a match
+        return False
+    state = module.state_dict()
+    return (
+        isinstance(saved, dict)
+        and saved.keys() == state.keys()
+        and all(
+            isinstance(saved[k], torch.Tensor) and saved[k].dtype == v.dtype and torch.equal(saved[k], v)
+            for k, v in state.items()
+        )
+    )
 
 
 def artifact_filename(name: str, fmt: str) -> str:
@@ -234,32 +350,32 @@ def _export_one(
     item: BuiltModel,
     fmt: str,
     out_dir: Path,
-    example: torch.Tensor | tuple[torch.Tensor, ...],
     options: ExportOptions,
     stamp: dict[str, str],
     warnings_seen: list[str],
-) -> ExportRecord:
+) -> tuple[ExportRecord, Path | None]:
+    """Export one artifact to a staging file next to its final name; (record, staged file or None)."""
     name, spec_text = item.ref.name, item.ref.spec_text
-    # A scripted or traced module takes any batch; only ONNX fixes it when asked to.
-    dynamic = options.dynamic_batch or fmt == "torchscript"
-    batch_axis: list = ["batch"] if dynamic else [options.static_batch_size]
+    method, input_shape = _expected(item, fmt, options)
     record = ExportRecord(
         name=name,
         spec=spec_text,
         format=fmt,
-        method=options.method if fmt == "torchscript" else options.exporter,
+        method=method,
         status="ok",
-        input_shape=batch_axis + list(item.input_shape),
+        input_shape=input_shape,
         seed=options.seed,
         outputs=item.n_outputs,
         versions=dict(stamp),
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        input_shapes=[batch_axis + list(s) for s in item.input_shapes] or None,
+        opset_requested=options.opset if fmt == "onnx" else None,
+        input_shapes=[input_shape[:1] + list(s) for s in item.input_shapes] or None,
     )
     if item.ref.user is not None:
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
         record.source_sha256 = item.source_sha256
-    path = out_dir / artifact_filename(name, fmt)
+    final = out_dir / artifact_filename(name, fmt)
+    staged = final.with_name(f".{final.name}.{os.getpid()}.staged")
     metadata = {
         "poolkit.name": name,
         "poolkit.spec": spec_text,
@@ -271,12 +387,19 @@ def _export_one(
     }
     if item.source_sha256:
         metadata["poolkit.source_sha256"] = item.source_sha256
+    # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
+    batch = 2 if options.dynamic_batch else options.static_batch_size
+    example = (
+        example_input(item.input_shape, batch, options.seed)
+        if len(item.shapes) == 1
+        else tuple(example_input(s, batch, options.seed + i) for i, s in enumerate(item.shapes))
+    )
     start = time.perf_counter()
     try:
         written = export_artifact(
             item.module,
             example,
-            path,
+            staged,
             fmt,
             method=options.method,
             exporter=options.exporter,
@@ -285,26 +408,38 @@ def _export_one(
             n_outputs=item.n_outputs,
             metadata=metadata,
         )
+        if options.opset is not None and written.opset is not None and written.opset != options.opset:
+            raise ValueError(
+                f"--opset {options.opset} asked for, but the {options.exporter} exporter wrote opset {written.opset}"
+            )
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)
         if fmt == "torchscript" and options.method == "script" and item.ref.user is not None:
             record.error += " (torch.jit.script cannot compile this code: try --method trace)"
-        path.unlink(missing_ok=True)
-    else:
-        warnings_seen.extend(written.warnings)
-        record.opset = written.opset
-        record.path = path.name
-        record.sha256 = sha256_file(path)
-        record.size_bytes = path.stat().st_size
+        staged.unlink(missing_ok=True)
+        record.export_seconds = round(time.perf_counter() - start, 4)
+        return record, None
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    warnings_seen.extend(written.warnings)
+    record.opset = written.opset
+    record.path = final.name
+    record.sha256 = sha256_file(staged)
+    record.size_bytes = staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
-    return record
+    return record, staged
 
 
 def ensure_exported(refs: list[ModelRef], out_dir: Path) -> list[str]:
-    """Export (both formats) the models the manifest in `out_dir` lacks; returns their names."""
+    """Export (both formats) the models the manifest in `out_dir` has no record of; returns their names.
+
+    A model whose export failed has a record saying so: it is not exported again on every run
+    (`poolkit export` retries it), and commands report the failure instead.
+    """
     from poolkit.exporter.manifest import load_manifest
 
-    have = {(r.name, r.format) for r in load_manifest(out_dir) if r.ok}
+    have = {(r.name, r.format) for r in load_manifest(out_dir)}
     missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]
     if missing:
         export_models(missing, out_dir, ExportOptions())

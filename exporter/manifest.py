@@ -1,17 +1,27 @@
-"""`models/manifest.json`: one record per artifact (model name x format), updated atomically."""
+"""`models/manifest.json`: one record per artifact (model name x format), updated atomically.
+
+Every change is a read-modify-write under a file lock (`filelock`), so two `poolkit export` runs
+into one folder both land; readers need no lock, since the file is replaced by an atomic rename.
+Entries are checked when read: a malformed one is a one-line DataError naming it.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from poolkit.common.errors import DataError
-from poolkit.common.files import write_json_atomic
+from poolkit.common.files import inside, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+LOCK_NAME = ".manifest.lock"
+LOCK_TIMEOUT_S = 600.0  # another export holds the lock only while it renames files and rewrites the manifest
+STATUSES = ("ok", "failed")
 
 
 @dataclass
@@ -42,6 +52,8 @@ class ExportRecord:
     object_name: str | None = None
     source_sha256: str | None = None
     input_shapes: list[list[Any]] | None = None  # every input, batch axis first, when there are several
+    opset_requested: int | None = None  # what --opset asked for (None: the exporter's default)
+    cached: bool = field(default=False, compare=False)  # this run found it current; never stored
 
     @property
     def ok(self) -> bool:
@@ -85,20 +97,122 @@ def load_manifest(models_dir: Path, *, required: bool = False) -> list[ExportRec
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        known = {f.name for f in fields(ExportRecord)}
-        return [ExportRecord(**{k: v for k, v in row.items() if k in known}) for row in data["artifacts"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"manifest {path} is not a poolkit manifest ({exc}); re-run 'poolkit export'") from None
+        rows = data["artifacts"]
+        if not isinstance(rows, list):
+            raise TypeError("'artifacts' is not a list")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        raise DataError(f"manifest {path} is not a poolkit manifest ({reason}); re-run 'poolkit export'") from None
+    return [_record(row, i, path) for i, row in enumerate(rows)]
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "spec": (str,),
+    "format": (str,),
+    "method": (str,),
+    "status": (str,),
+    "input_shape": (list,),
+    "path": (str, type(None)),
+    "opset": (int, type(None)),
+    "sha256": (str, type(None)),
+    "size_bytes": (int, type(None)),
+    "export_seconds": (int, float),
+    "weights": (str, type(None)),
+    "weights_sha256": (str, type(None)),
+    "seed": (int,),
+    "outputs": (int,),
+    "versions": (dict,),
+    "error": (str, type(None)),
+    "exported_at": (str,),
+    "opset_requested": (int, type(None)),
+}
+
+
+def _record(row: Any, index: int, path: Path) -> ExportRecord:
+    """One manifest entry, checked field by field: a hand-edited or crafted entry is a DataError, not a crash."""
+
+    def bad(why: str) -> DataError:
+        return DataError(f"manifest {path}: entry {index} {why}; re-run 'poolkit export'")
+
+    if not isinstance(row, dict):
+        raise bad("is not an object")
+    known = {f.name for f in fields(ExportRecord)} - {"cached"}
+    values = {k: v for k, v in row.items() if k in known}
+    for key, types in _TYPES.items():
+        if key in values and (not isinstance(values[key], types) or isinstance(values[key], bool)):
+            raise bad(f"has a bad '{key}' ({type(values[key]).__name__})")
+    try:
+        record = ExportRecord(**values)
+    except TypeError:
+        missing = sorted(f.name for f in fields(ExportRecord)[:6] if f.name not in values)
+        raise bad(f"lacks {', '.join(missing) or 'required fields'}") from None
+    for key in ("name", "spec", "format", "method", "path", "weights", "sha256", "weights_sha256"):
+        value = getattr(record, key)
+        if isinstance(value, str) and not value.isprintable():
+            raise bad(f"has control characters in '{key}'")  # they would reach the terminal raw
+    if record.error is not None and not record.error.isprintable():
+        record.error = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in record.error)
+    if record.status not in STATUSES:
+        raise bad(f"has status '{record.status}' (ok or failed)")
+    shape_ok = all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in record.input_shape[1:])
+    if not record.input_shape or not shape_ok:
+        raise bad(f"has a bad input_shape {record.input_shape!r}")
+    return record
 
 
 def save_manifest(models_dir: Path, records: list[ExportRecord]) -> Path:
     rows = sorted(records, key=lambda r: (r.name, r.format))
-    data = {"poolkit_manifest": MANIFEST_VERSION, "artifacts": [asdict(r) for r in rows]}
+    artifacts = [{k: v for k, v in asdict(r).items() if k != "cached"} for r in rows]
+    data = {"poolkit_manifest": MANIFEST_VERSION, "artifacts": artifacts}
     return write_json_atomic(manifest_path(models_dir), data)
 
 
-def update_manifest(models_dir: Path, new: list[ExportRecord]) -> Path:
-    """Replace the entries for the same (name, format), keep every other one."""
+@contextmanager
+def manifest_lock(models_dir: Path) -> Iterator[None]:
+    """Hold the models folder's lock: one writer at a time renames artifacts and rewrites the manifest."""
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(models_dir) / LOCK_NAME
+    try:
+        with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise DataError(
+            f"another poolkit has held {lock_path} for {LOCK_TIMEOUT_S:.0f} s; if none is running, delete the file"
+        ) from None
+
+
+def update_manifest(models_dir: Path, new: list[ExportRecord], *, locked: bool = False) -> Path:
+    """Replace the entries for the same (name, format), keep every other one (under the lock).
+
+    A failed record never replaces a good one whose file still matches its hash: a failed
+    re-export leaves the previous artifact usable (the run itself still reports the failure).
+    """
+    if not locked:
+        with manifest_lock(models_dir):
+            return update_manifest(models_dir, new, locked=True)
     merged = {r.key: r for r in load_manifest(models_dir)}
-    merged.update({r.key: r for r in new})
+    for record in new:
+        old = merged.get(record.key)
+        if record.ok or old is None or not still_valid(models_dir, old):
+            merged[record.key] = record
     return save_manifest(models_dir, list(merged.values()))
+
+
+def still_valid(models_dir: Path, record: ExportRecord) -> bool:
+    """A good record whose artifact and weights files are there, inside the folder, with the hashes recorded."""
+    from poolkit.common.files import sha256_file
+
+    if not record.ok:
+        return False
+    for name, digest in ((record.path, record.sha256), (record.weights, record.weights_sha256)):
+        if not name or not digest:
+            return False
+        try:
+            file = inside(models_dir, name)
+        except DataError:
+            return False
+        if not file.is_file() or sha256_file(file) != digest:
+            return False
+    return True

@@ -9,6 +9,7 @@ activations). Parsing needs no torch: `poolkit zoo --help` and spec errors stay 
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ class LayerSpec:
     @property
     def label(self) -> str:
         """How error messages name this layer: the user's own text when there is one."""
-        return self.source or str(self)
+        return clip(self.source) if self.source else str(self)
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,13 @@ def _coerce(p: Param, raw: Any) -> Any:
     if p.kind == "float":
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ValueError("expected a number")
-        return float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
     if p.kind == "bool":
         key = word if word is not None else (str(int(raw)) if isinstance(raw, (bool, int)) else None)
         if key not in _BOOLS:
@@ -306,14 +313,15 @@ def _coerce(p: Param, raw: Any) -> Any:
 
 def parse_layer(text: str) -> LayerSpec:
     """Parse one `name(args)` token; every error names the token."""
-    token = text.strip()
-    if not token:
+    full = text.strip()
+    if not full:
         raise SpecError("empty layer in spec (two '|' in a row, or a '|' at an end)")
+    token = clip(full)  # what messages show: a pasted megabyte must not flood the terminal
     # `in` is a Python keyword; let `conv(in=3, out=6, ...)` through as `in_`.
-    source = re.sub(r"\bin\s*=(?!=)", "in_=", token)
+    source = re.sub(r"\bin\s*=(?!=)", "in_=", full)
     try:
         node = ast.parse(source, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
         raise SpecError(f"cannot parse layer '{token}': expected name(arg, key=value, ...)") from None
     if isinstance(node, ast.Name):
         name, pos_nodes, kw_nodes = node.id, [], []
@@ -323,7 +331,7 @@ def parse_layer(text: str) -> LayerSpec:
         raise SpecError(f"cannot parse layer '{token}': expected name(arg, key=value, ...)")
     kind = _BY_NAME.get(name.lower())
     if kind is None:
-        raise SpecError(f"unknown layer '{name}' in '{token}' (known: {KNOWN_LAYERS})")
+        raise SpecError(f"unknown layer '{clip(name)}' in '{token}' (known: {KNOWN_LAYERS})")
     if len(pos_nodes) > kind.max_positional:
         raise SpecError(
             f"too many unnamed values in '{token}': {kind.name} takes at most {kind.max_positional}"
@@ -335,27 +343,44 @@ def parse_layer(text: str) -> LayerSpec:
         p = kind.param(kw.arg or "")
         if p is None:
             known = ", ".join(f"{q.name}" + (f" ({q.short})" if q.aliases else "") for q in kind.params)
-            raise SpecError(f"unknown parameter '{kw.arg}' in '{token}' ({kind.name} takes: {known or 'nothing'})")
+            raise SpecError(
+                f"unknown parameter '{clip(str(kw.arg))}' in '{token}' ({kind.name} takes: {known or 'nothing'})"
+            )
         pairs.append((p, kw.value))
     for p, value_node in pairs:
         if p.name in given:
             raise SpecError(f"parameter '{p.name}' given twice in '{token}'")
         try:
             given[p.name] = _coerce(p, _literal(value_node))
-        except ValueError as exc:
-            shown = ast.get_source_segment(source, value_node) or "?"  # values are never rewritten
+        except (ValueError, TypeError, RecursionError, MemoryError) as exc:
+            shown = clip(ast.get_source_segment(source, value_node) or "?")  # values are never rewritten
+            if not isinstance(exc, ValueError):
+                exc = ValueError("nested too deeply")
             raise SpecError(f"bad value '{shown}' for {p.name} in '{token}': {exc}") from None
     missing = [p.name for p in kind.params if p.default is REQUIRED and p.name not in given]
     if missing:
         raise SpecError(f"missing {', '.join(missing)} in '{token}'")
     args = tuple((p.name, given[p.name]) for p in kind.params if p.name in given and given[p.name] != p.default)
-    return LayerSpec(kind.name, args, source=token)
+    return LayerSpec(kind.name, args, source=full)
+
+
+MAX_SPEC_CHARS = 4096  # far longer than any real spec; keeps the parser's work bounded
+MAX_SHOWN_CHARS = 80
+
+
+def clip(text: str) -> str:
+    """User text as quoted in a message: on one line (a newline or NUL shown as `\\n`, `\\x00`),
+    at most MAX_SHOWN_CHARS characters."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "…"
 
 
 def parse_spec(text: str) -> ModelSpec:
     """Parse a whole spec. Structure only: whether shapes chain is checked when it is built."""
     if not text or not text.strip():
         raise SpecError("empty model spec: give layers like 'conv(3,6,k=3) | maxpool(k=3) | relu'")
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(f"model spec '{clip(text)}' is {len(text):,} characters long; the limit is {MAX_SPEC_CHARS:,}")
     layers = tuple(parse_layer(part) for part in text.split("|"))
     for layer in layers[:-1]:
         if dict(layer.args).get("return_indices"):

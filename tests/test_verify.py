@@ -70,10 +70,14 @@ def test_a_changed_weight_fails_and_names_the_diverging_layer(zoo_dir: Path, cif
     assert bad.diverging_layer == "linear1 (layer 5: linear(600,10))"
     worst = bad.outputs[0]
     assert worst.worst_location[1] == 3 and worst.mismatched > 0 and worst.top1_agreement is not None
-    assert Path(bad.failing_batch).exists() and bad.replay == f"poolkit verify --replay {bad.failing_batch}"
+    assert Path(bad.failing_batch).exists()
+    assert bad.replay == f"poolkit verify --replay {bad.failing_batch} --models {models}"
     # the saved batch replays in one command, and still fails
-    result = runner.invoke(app, ["verify", "--replay", bad.failing_batch])
+    result = runner.invoke(app, bad.replay.split()[1:])
     assert result.exit_code == 1 and "FAILED" in result.stdout
+    # the .npz names its models folder, but only the folder the user passes is opened
+    result = runner.invoke(app, ["verify", "--replay", bad.failing_batch, "--models", str(zoo_dir)])
+    assert result.exit_code == 2 and "pass --models with the folder you trust" in result.stderr
 
 
 def test_a_changed_conv_weight_names_the_first_layer(zoo_dir: Path, cifar, tmp_path: Path) -> None:
@@ -167,5 +171,5 @@ def test_a_saved_eager_batch_replays(zoo_dir: Path, tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     expected = np.maximum(x, 0)
     path, command = save_failure(row, model, 0, x, [expected], [expected + 1], VerifyOptions(results_dir=tmp_path))
-    meta, results = replay_batch(Path(path))
+    meta, results = replay_batch(Path(path), zoo_dir)
     assert meta["runtime"] == "eager" and len(results) == 1 and results[0]  # eager on the CPU reproduces eager

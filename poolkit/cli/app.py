@@ -1,24 +1,116 @@
 """The Typer application and the one error boundary every command goes through.
 
 Every PoolkitError becomes one line on stderr and its exit code (2 usage or data, 1 failed check);
-Ctrl-C is one line and exit 130. Heavy imports happen inside the command bodies, so
-`poolkit --help` stays instant.
+so do a file the system refuses (OSError: a read-only folder, `--out` naming a file), input too
+deeply nested to parse (RecursionError), and Click's usage errors (one line, exit 2, not a box).
+An unexpected exception is a bug: still one line, naming its type and how to see the traceback
+(`POOLKIT_DEBUG=1`), exit 1. Ctrl-C is one line and exit 130. Library warnings (torch
+UserWarnings, numpy RuntimeWarnings) are not shown: what matters is reported in the results.
+Heavy imports happen inside the command bodies, so `poolkit --help` stays instant.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer 0.29 vendors click
+from typer.core import TyperGroup
 
-from poolkit.common.errors import EXIT_OK, PoolkitError
+from poolkit.common.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError, one_line
+
+DEBUG_ENV = "POOLKIT_DEBUG"  # set to 1 to let unexpected exceptions (bugs) show their traceback
+EXIT_INTERRUPTED = 130
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line_error(exc: BaseException) -> tuple[str, int]:
+    """The message and exit code for any exception that reached the CLI edge."""
+    if isinstance(exc, PoolkitError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; files already written are kept", EXIT_INTERRUPTED
+    if isinstance(exc, OSError):
+        # The system refused a path the user gave (or its folder): name the path and the reason.
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        reason = exc.strerror or one_line(exc)
+        if isinstance(exc, FileExistsError):
+            reason = "it exists and is not a folder"
+        elif isinstance(exc, NotADirectoryError):
+            reason = "part of the path is a file, not a folder"
+        return (f"cannot use {where}: {reason}" if where else f"file system error: {reason}"), EXIT_USAGE
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to process (simplify the spec or file)", EXIT_USAGE
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this request: use smaller sizes", EXIT_USAGE
+    return (
+        f"unexpected {one_line(exc)} (a poolkit bug: please report it; {DEBUG_ENV}=1 shows the traceback)",
+        EXIT_FAILED,
+    )
+
+
+class OneLineGroup(TyperGroup):
+    """The command group: usage errors and anything escaping a command are one `error:` line."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        from poolkit.cli.output import error
+
+        try:
+            with warnings.catch_warnings():
+                if not _debug():
+                    warnings.simplefilter("ignore")
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # `poolkit` alone: the help is the answer (rich printed it already)
+            if exc.format_message().strip():
+                sys.stderr.write(exc.format_message() + "\n")
+            code = exc.exit_code
+        except ClickException as exc:
+            error(usage_line(exc))
+            code = exc.exit_code
+        except typer.Abort:
+            error("interrupted; files already written are kept")
+            code = EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - the last boundary: one line, never a traceback
+            if _debug():
+                raise
+            message, code = one_line_error(exc)
+            error(message)
+        code = code if isinstance(code, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def usage_line(exc: ClickException) -> str:
+    """Click's message on one line, with where to look for the right usage."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
 
 app = typer.Typer(
     name="poolkit",
+    cls=OneLineGroup,
     help="Build the Tudui conv/pool/activation modules, export them to TorchScript and ONNX, "
-    "verify them against eager PyTorch on CIFAR10, and benchmark them.",
+    "verify them against eager PyTorch on CIFAR10, and benchmark them. "
+    "TorchScript files are code: poolkit loads one only when its sha256 matches the manifest poolkit wrote.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,7 +120,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handles_errors(fn: F) -> F:
-    """Turn PoolkitError into a one-line message and its exit code: never a traceback for users."""
+    """Turn anything a command raises into a one-line message and its exit code: never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,12 +128,14 @@ def handles_errors(fn: F) -> F:
 
         try:
             code = fn(*args, **kwargs)
-        except PoolkitError as exc:
-            error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            error("interrupted; files already written are kept")
-            raise typer.Exit(130) from None
+        except (typer.Exit, ClickException):
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
+                raise
+            message, exit_code = one_line_error(exc)
+            error(message)
+            raise typer.Exit(exit_code) from None
         raise typer.Exit(code or EXIT_OK)
 
     return wrapper  # type: ignore[return-value]

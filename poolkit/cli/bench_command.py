@@ -8,8 +8,18 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Device, JsonOpt, ModelOpt, RuntimeOpt, devices_for, parse_ints, parse_runtimes
+from poolkit.cli.options import (
+    Device,
+    JsonOpt,
+    ModelOpt,
+    RuntimeOpt,
+    devices_for,
+    parse_ints,
+    parse_runtimes,
+    writable_folder,
+)
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
 
 
 @app.command()
@@ -20,13 +30,15 @@ def bench(
     ),
     model: ModelOpt = None,
     runtime: RuntimeOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch.")] = 64,
     batch_sizes: Annotated[list[str] | None, typer.Option(help="Several batch sizes, e.g. 1,16,64,256.")] = None,
-    warmup: Annotated[int, typer.Option(min=0, help="Uncounted runs after the first.")] = 10,
-    iters: Annotated[int | None, typer.Option(min=1, help="Counted runs (default 100).")] = None,
-    min_time: Annotated[float | None, typer.Option(min=0.0, help="Instead: run at least this many seconds.")] = None,
+    warmup: Annotated[int, typer.Option(min=0, max=MAX_ITERS, help="Uncounted runs after the first.")] = 10,
+    iters: Annotated[int | None, typer.Option(min=1, max=MAX_ITERS, help="Counted runs (default 100).")] = None,
+    min_time: Annotated[
+        float | None, typer.Option(min=0.0, max=MAX_SECONDS, help="Instead: run at least this many seconds.")
+    ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Threads for every runtime (default: usable cores).")
+        int | None, typer.Option(min=1, max=MAX_THREADS, help="Threads for every runtime (default: usable cores).")
     ] = None,
     models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
         "models"
@@ -51,6 +63,7 @@ def bench(
         min_time_s=min_time,
         threads=threads,
     )
+    writable_folder(out, "--out")
     if self_check:
         check = run_self_check(models, model, threads, settings.batch_sizes[0])
         print_self_check(check, json_out)

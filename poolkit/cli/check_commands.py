@@ -22,8 +22,11 @@ from poolkit.cli.options import (
     devices_for,
     parse_batches,
     parse_runtimes,
+    writable_file,
+    writable_folder,
 )
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH
 
 CPU = Device.cpu  # type: ignore[attr-defined]
 
@@ -38,13 +41,16 @@ def verify(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (the seeds use 64).")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch (the seeds use 64).")] = 64,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
     device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = CPU,
     report: Annotated[Path | None, typer.Option(help="JSON report path (default results/verify.json).")] = None,
     results: Annotated[Path, typer.Option(help="Folder for reports and failing batches.")] = Path("results"),
-    replay: Annotated[Path | None, typer.Option(help="Re-run a failing batch saved by an earlier verify.")] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Re-run a failing batch saved by an earlier verify, on the artifact in --models."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch.
@@ -57,9 +63,11 @@ def verify(
     from poolkit.commands.verify import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
 
     if replay is not None:
-        meta, outputs = replay_batch(replay)
+        meta, outputs = replay_batch(replay, models)
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
+    writable_folder(results, "--results")
+    writable_file(report, "--report")
     options = VerifyOptions(
         atol, rtol, batch_size, parse_batches(batches), devices_for(device), results,
         parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES),
@@ -97,6 +105,8 @@ def show(
     from poolkit.cli.output import print_show
     from poolkit.commands.show import ShowOptions, show_models
 
+    writable_folder(logdir, "--logdir")
+    writable_folder(png, "--png")
     options = ShowOptions(
         parse_runtimes(runtime, ("eager",)), devices_for(device), parse_batches(batches), logdir, png, channels.value
     )

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes
+from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes, writable_folder
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.limits import MAX_BATCH
+from poolkit.exporter.export import MAX_SEED
 
 InputShapeOpt = Annotated[
     str | None,
@@ -24,7 +26,7 @@ InputShapeOpt = Annotated[
 @handles_errors
 def zoo(
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1)] = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1, max=MAX_BATCH)] = 64,
     input_shape: InputShapeOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
@@ -48,19 +50,27 @@ def export(
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
+    batch_size: Annotated[
+        int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1, max=MAX_BATCH)
+    ] = 64,
     method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,  # type: ignore[attr-defined]
     input_shape: InputShapeOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights of specs (your own model keeps its own).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the weights of specs (your own model keeps its own).", min=0, max=MAX_SEED)
+    ] = 0,
     weights: Annotated[
         Path | None, typer.Option(help="A state dict for your own model (read with torch.load weights_only=True).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Export again even artifacts that are current.")] = False,
     json_out: JsonOpt = False,
 ) -> int:
     """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
 
     Your own model (--model PATH.py:NAME) is exported in eval mode with its own weights, saved beside
     the artifacts; the manifest records its file's sha256, and verify refuses if the file changes.
+    An artifact whose spec, seed, options and tool versions are unchanged and whose file still
+    matches its hash is not exported again (shown as cached; --force exports it anyway). A TorchScript
+    file is code: poolkit later loads it only when its sha256 matches this manifest.
     """
     from poolkit.cli.output import print_export, print_export_progress
     from poolkit.exporter.export import FORMATS, ExportOptions, export_models
@@ -78,7 +88,9 @@ def export(
         input_shapes=shapes,
         seed=seed,
         weights=weights,
+        force=force,
     )
+    writable_folder(out, "--out")
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK

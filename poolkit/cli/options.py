@@ -8,6 +8,7 @@ option behaves the same: repeat it, or separate values with commas (`--runtime e
 
 from __future__ import annotations
 
+import os
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ import typer
 
 from poolkit.commands.cifar10 import DATA_KINDS
 from poolkit.common.errors import PoolkitError
+from poolkit.common.limits import MAX_BATCH, check_sample
 from poolkit.exporter.export import FORMATS
 from poolkit.exporter.onnx_export import EXPORTERS
 from poolkit.exporter.torchscript_export import METHODS
@@ -101,6 +103,7 @@ def parse_shape(text: str | None, option: str = "--input-shape", example: str = 
         raise PoolkitError(f"bad {option} '{text}': expected sizes like {example} (no batch axis)") from None
     if not dims or any(d <= 0 for d in dims):
         raise PoolkitError(f"bad {option} '{text}': sizes must be positive, like {example}")
+    check_sample(dims, option)
     return dims
 
 
@@ -112,6 +115,31 @@ def parse_shapes(text: str | None) -> tuple[tuple[int, ...], ...] | None:
     return tuple(s for s in shapes if s is not None)
 
 
+def writable_folder(path: Path, option: str) -> Path:
+    """Refuse an output folder that cannot be made or written, before any work is done.
+
+    The nearest part of the path that exists decides: it must be a folder we may write in.
+    """
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PoolkitError(f"bad {option} '{path}': {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PoolkitError(f"bad {option} '{path}': {probe} is not writable")
+    return Path(path)
+
+
+def writable_file(path: Path | None, option: str) -> Path | None:
+    """Refuse an output file whose folder cannot be written, or that names a folder."""
+    if path is None:
+        return None
+    if Path(path).is_dir():
+        raise PoolkitError(f"bad {option} '{path}': it is a folder, not a file")
+    writable_folder(Path(path).parent, option)
+    return Path(path)
+
+
 def parse_batches(text: str) -> int | None:
     if text.lower() == "all":
         return None
@@ -120,8 +148,8 @@ def parse_batches(text: str) -> int | None:
     raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
 
 
-def parse_ints(values: list[str] | str | None, option: str, example: str) -> tuple[int, ...]:
-    """Positive integers from a multi-value option (`--batch-sizes 1,16,64`)."""
+def parse_ints(values: list[str] | str | None, option: str, example: str, maximum: int = MAX_BATCH) -> tuple[int, ...]:
+    """Positive integers from a multi-value option (`--batch-sizes 1,16,64`), each at most `maximum`."""
     items = split_values(values)
     try:
         numbers = tuple(int(t) for t in items)
@@ -130,4 +158,7 @@ def parse_ints(values: list[str] | str | None, option: str, example: str) -> tup
     if not numbers or any(n <= 0 for n in numbers):
         shown = values if isinstance(values, str) else ",".join(values or [])
         raise PoolkitError(f"bad {option} '{shown}': positive numbers separated by commas, like {example}")
+    too_big = [n for n in numbers if n > maximum]
+    if too_big:
+        raise PoolkitError(f"bad {option} {too_big[0]:,}: the limit is {maximum:,}")
     return numbers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,14 +43,28 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """User text as it may reach a terminal: no escape sequences, no line breaks, no markup.
+
+    Control characters (ESC starts colour and cursor sequences) become visible `\\x1b` escapes and
+    newlines a space, so a crafted path or spec token can neither repaint the screen nor add lines;
+    rich markup is escaped, so `data[old]` is shown as written.
+    """
+    flat = " ".join(str(text).splitlines())
+    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), flat))
+
+
 def note(message: str) -> None:
     """A one-line remark on stderr, so it never pollutes `--json` on stdout. The text is shown literally."""
-    err_console.print(f"[dim]note:[/dim] {escape(message)}")
+    err_console.print(f"[dim]note:[/dim] {printable(message)}", soft_wrap=True)
 
 
 def error(message: str) -> None:
     """The one line a failed command prints; user text inside it is never read as markup."""
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {printable(message)}", soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,9 @@ def failure_lines(rows: list[tuple[str, str]]) -> Text:
 
 def export_table(records: list[ExportRecord], out_dir: str) -> Group:
     ok = sum(r.ok for r in records)
-    table = Table(title=f"poolkit export → {out_dir}  ({ok} ok, {len(records) - ok} failed)")
+    cached = sum(r.cached for r in records)
+    counts = f"{ok - cached} exported, {cached} cached, {len(records) - ok} failed"
+    table = Table(title=Text(f"poolkit export → {out_dir}  ({counts})"))
     for col in ("model", "format", "method", "opset", "status", "size", "s"):
         table.add_column(col, no_wrap=col != "model")
     table.add_column("sha256")
@@ -64,7 +66,7 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
             r.format,
             r.method,
             str(r.opset) if r.opset is not None else "—",
-            "[green]ok[/green]" if r.ok else "[bold red]failed[/bold red]",
+            "[dim]cached[/dim]" if r.cached else "[green]ok[/green]" if r.ok else "[bold red]failed[/bold red]",
             _size(r.size_bytes),
             f"{r.export_seconds:.2f}",
             (r.sha256 or "")[:12] if r.ok else "[red]see below[/red]",

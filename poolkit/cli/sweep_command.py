@@ -19,6 +19,7 @@ from poolkit.cli.options import (
     split_values,
 )
 from poolkit.common.errors import EXIT_OK, PoolkitError
+from poolkit.common.limits import MAX_JOBS
 
 LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda": ("onnxruntime", "cuda")}
 
@@ -42,7 +43,9 @@ def sweep(
         list[str] | None, typer.Option(hidden=True, help="Old spelling: onnxruntime-cpu,onnxruntime-cuda.")
     ] = None,
     input_size: Annotated[list[str] | None, typer.Option(help="HxW, repeatable (default 32x32 and 31x31).")] = None,
-    jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, max=MAX_JOBS, help="Worker processes (default: all cores).")
+    ] = None,
     timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds a cell may take before it is recorded as timeout.")
     ] = 120.0,

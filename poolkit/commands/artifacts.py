@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.common.errors import DataError, PoolkitError
-from poolkit.common.files import sha256_file
+from poolkit.common.errors import DataError, PoolkitError, one_line
+from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.runtimes.base import Runtime
 from poolkit.runtimes.registry import open_runtime, runtime_class
@@ -32,14 +32,6 @@ class ArtifactProblem(PoolkitError):
     """An artifact that cannot be trusted or opened: a failed check (exit 1), not a usage error."""
 
     exit_code = 1
-
-
-def inside(models_dir: Path, name: str) -> Path:
-    """`models_dir / name`, refusing absolute paths and `..`: a manifest never points outside its folder."""
-    candidate = Path(name)
-    if candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
-        raise DataError(f"manifest path {name!r} leaves the models folder {models_dir}: refused before reading it")
-    return Path(models_dir) / candidate
 
 
 @dataclass
@@ -113,11 +105,18 @@ class ModelArtifacts:
             if problem:
                 raise ArtifactProblem(problem)
             weights = inside(self.models_dir, record.weights or "")
-            if record.import_path and record.object_name:
-                user = UserModelRef(record.import_path, record.object_name)
-                self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
-            else:
-                self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
+            try:
+                if record.import_path and record.object_name:
+                    user = UserModelRef(record.import_path, record.object_name)
+                    self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+                else:
+                    self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
+            except PoolkitError as exc:
+                if record.import_path:
+                    raise  # a user model's own one-line error (changed source, import error) says it all
+                raise ArtifactProblem(f"cannot rebuild '{self.name}' from its manifest entry: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - the hash matched, yet torch cannot use the file
+                raise ArtifactProblem(f"cannot load the weights {weights}: {one_line(exc)}") from None
         return self._eager
 
     def _rerun_hint(self, user: Any) -> str:
@@ -144,7 +143,16 @@ class ModelArtifacts:
         return inside(self.models_dir, record.path)
 
     def open(self, runtime: str, device: str, threads: int | None = None) -> Runtime:
-        opened = open_runtime(runtime, self.source(runtime), device, threads)
+        """The runtime on this model's checked artifact; a file that passed its hash check but that the
+        runtime cannot load (written by another tool version, or crafted) is an ArtifactProblem."""
+        source = self.source(runtime)
+        try:
+            opened = open_runtime(runtime, source, device, threads)
+        except PoolkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch and ONNX Runtime raise many types
+            what = source if isinstance(source, Path) else f"the rebuilt '{self.name}'"
+            raise ArtifactProblem(f"{runtime} cannot load {what}: {one_line(exc)}") from None
         record = self.reference
         if record is not None and len(record.sample_shapes) > 1:
             return ExtraInputs(opened, record.sample_shapes[1:], record.seed)
@@ -202,6 +210,9 @@ def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[Mod
     records = load_manifest(models_dir, required=True)
     by_model: dict[str, dict[str, ExportRecord]] = {}
     for r in records:
+        for name in (r.path, r.weights):
+            if name is not None:
+                inside(models_dir, name)  # every path refused before any file is read
         by_model.setdefault(r.name, {})[r.format] = r
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")

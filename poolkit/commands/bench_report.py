@@ -88,8 +88,11 @@ def load_report(path: Path) -> list[Measurement]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         rows = data["measurements"]
         known = {f.name for f in fields(Measurement)}
-        return [Measurement(**{k: v for k, v in row.items() if k in known}) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        measurements = [Measurement(**{k: v for k, v in row.items() if k in known}) for row in rows]
+        for m in measurements:  # derive the figures now: a bad sample fails here, not after the timing
+            _ = m.key, m.latency_ms
+        return measurements
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         raise DataError(f"--compare {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
 
 

@@ -18,9 +18,9 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from poolkit.common.errors import DataError
+from poolkit.common.errors import DataError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,28 +78,69 @@ def to_float_images(data_uint8: np.ndarray) -> np.ndarray:
     return torch.from_numpy(array.copy()).to(dtype=torch.float32).div(255).numpy()
 
 
+# What CIFAR10's python-format pickles need, and nothing else: numpy arrays (rebuilt from dtype and
+# bytes), numpy scalars, and the bytes helper protocol-2 pickles use. No other callable can be named,
+# so a crafted file cannot run code when read (pickle calls whatever a file names).
+SAFE_GLOBALS = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """A pickle reader that admits only the containers and arrays the CIFAR10 format has."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused {module}.{name}: not part of the CIFAR10 format")
+        return super().find_class(module, name)
+
+
+def load_pickle(path: Path, what: str = "batch") -> Any:
+    """Read a CIFAR10 python-format pickle with the restricted reader; any problem is a one-line DataError."""
+    try:
+        with open(path, "rb") as fh:
+            return CifarUnpickler(fh, encoding="latin1").load()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    except Exception as exc:  # noqa: BLE001 - a crafted or broken pickle fails in many ways
+        raise DataError(f"{path} is not a python-format CIFAR10 {what} ({one_line(exc)})") from None
+
+
 def read_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a python-format CIFAR batch (any number of images): uint8 (N, 3072) and int64 labels."""
     import numpy as np
 
+    entry = load_pickle(path)
     try:
-        with open(path, "rb") as fh:
-            entry = pickle.load(fh, encoding="latin1")
         data = np.asarray(entry["data"], dtype=np.uint8)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
-    except (OSError, pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise DataError(f"{path} is not a python-format CIFAR10 batch ({type(exc).__name__}: {exc})") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise DataError(f"{path} is not a CIFAR10 batch: data has shape {data.shape}, {len(labels)} labels")
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{path} is not a CIFAR10 batch: data has shape {data.shape}, labels shape {labels.shape}")
+    if not len(data):
+        raise DataError(f"{path} holds no images: nothing to check")
     return data, labels
 
 
 def read_class_names(folder: Path) -> list[str]:
+    """The class names from `batches.meta`, or none when the file is absent; a malformed one is a DataError."""
     meta = folder / "batches.meta"
     if not meta.exists():
         return []
-    with open(meta, "rb") as fh:
-        return list(pickle.load(fh, encoding="latin1")["label_names"])
+    entry = load_pickle(meta, "batches.meta")
+    names = entry.get("label_names") if isinstance(entry, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, (str, bytes)) for n in names):
+        raise DataError(f"{meta} is not a CIFAR10 batches.meta: no list of label_names")
+    return [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
 
 
 def _md5(path: Path) -> str:

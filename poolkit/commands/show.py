@@ -150,7 +150,7 @@ def show_models(
     error for `--runtime onnxruntime`, never silently shown from another file.
     """
     from poolkit.commands.artifacts import open_artifacts
-    from poolkit.commands.cifar10 import load_images
+    from poolkit.commands.cifar10 import load_images, synthetic_images
     from poolkit.exporter.export import ensure_exported
     from poolkit.exporter.zoo import resolve_models
 
@@ -161,17 +161,25 @@ def show_models(
     for model in open_artifacts(models_dir, [r.name for r in refs]):
         reference = model.reference
         shape = reference.sample_shape if reference else ()
-        if shape != tuple(images.images.shape[1:]):
+        model_images = images
+        if len(shape) != 3:
             raise DataError(
-                f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not CIFAR10 images (use --data synthetic)"
+                f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not images: show draws CxHxW inputs "
+                "(verify and bench take any shape)"
             )
+        if shape != tuple(images.images.shape[1:]):
+            if images.source.kind != "synthetic":
+                raise DataError(
+                    f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not CIFAR10 images (use --data synthetic)"
+                )
+            model_images = synthetic_images(len(images.images), shape)  # the hint above must work
         spec = reference.spec if reference else ""
         for runtime_name in options.runtimes:
             for device in options.devices:
                 with model.open(runtime_name, device) as runtime:
                     results.append(
                         show_model(
-                            model.name, spec, runtime, images, options.logdir, options.png_dir, options.batches,
+                            model.name, spec, runtime, model_images, options.logdir, options.png_dir, options.batches,
                             channels=options.channels,
                         )
                     )  # fmt: skip

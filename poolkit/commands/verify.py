@@ -10,6 +10,7 @@ output diverges. Verify only loops and collects; runtimes and the comparator do 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from poolkit.commands.compare import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Co
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_atomic
 from poolkit.exporter.spec import parse_spec
-from poolkit.runtimes.base import Runtime, run_batch
+from poolkit.runtimes.base import DEVICES, Runtime, run_batch
 from poolkit.runtimes.registry import cuda_problem, runtime_class
 
 if TYPE_CHECKING:
@@ -356,27 +357,55 @@ def save_failure(
             np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
 
     write_atomic(path, write)
-    return str(path), f"poolkit verify --replay {path}"
+    return str(path), f"poolkit verify --replay {shlex.quote(str(path))} --models {shlex.quote(str(model.models_dir))}"
 
 
-def replay_batch(path: Path) -> tuple[dict[str, Any], list[Comparison]]:
-    """Run a saved failing batch again through the same artifact and runtime; compare with the saved eager output."""
+def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Comparison]]:
+    """Run a saved failing batch again through the same artifact and runtime; compare with the saved eager output.
+
+    The `.npz` names the models folder it came from, but a file is not trusted to choose what code
+    runs: the artifact is opened from `models_dir` (the user's `--models`), the saved folder must be
+    that one, and the artifact's hash is checked against its manifest as in any verify.
+    """
     import numpy as np
 
     try:
-        saved = np.load(path, allow_pickle=False)
-        meta = json.loads(str(saved["meta"]))
-        model_name, runtime, device = meta["model"], meta["runtime"], meta["device"]
-        atol, rtol, first = float(meta["atol"]), float(meta["rtol"]), int(meta["first_image"])
-        x = saved["input"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path} is not a poolkit failing-batch file ({type(exc).__name__})") from None
-    (model,) = open_artifacts(Path(meta["models_dir"]), [model_name])
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            model_name, runtime, device = str(meta["model"]), str(meta["runtime"]), str(meta["device"])
+            atol, rtol, first = float(meta["atol"]), float(meta["rtol"]), int(meta["first_image"])
+            x = np.asarray(saved["input"], dtype=np.float32)
+            expected = [
+                saved[f"expected_{i}"] for i in range(len([k for k in saved.files if k.startswith("expected_")]))
+            ]
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed file fails in many ways, each a data error
+        # numpy's own hint (allow_pickle) would run code from the file: never repeat it.
+        reason = "it holds pickled objects, not arrays" if "pickle" in str(exc) else one_line(exc)
+        raise DataError(f"{path} is not a poolkit failing-batch file ({reason})") from None
+    if not expected:
+        raise DataError(f"{path} is not a poolkit failing-batch file (no expected outputs)")
+    saved_dir = str(meta.get("models_dir", ""))
+    if Path(saved_dir).resolve() != Path(models_dir).resolve():
+        raise DataError(
+            f"{path} was saved for the models folder {saved_dir!r}, not {str(models_dir)!r}: "
+            "pass --models with the folder you trust"
+        )
+    try:
+        runtime_class(runtime)  # an unknown runtime name is a one-line error, not a lookup failure later
+    except PoolkitError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    if device not in DEVICES:
+        raise DataError(f"{path} names device {device!r} (known: {', '.join(DEVICES)})")
+    (model,) = open_artifacts(Path(models_dir), [model_name])
     with model.open(runtime, device) as rt:
         actual = run_batch(rt, x)
+    if len(actual) != len(expected):
+        raise DataError(f"{path} holds {len(expected)} outputs but the artifact gives {len(actual)}")
     results = []
-    for i, a in enumerate(actual):
+    for e, a in zip(expected, actual, strict=True):
         acc = Accumulator(atol, rtol)
-        acc.add(saved[f"expected_{i}"], a, first)
+        acc.add(e, a, first)
         results.append(acc.result)
     return meta, results

@@ -21,6 +21,8 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file 0600; a report or artifact should get the mode any other file would.
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -30,6 +32,27 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def inside(folder: Path, name: str, what: str = "manifest path") -> Path:
+    """`folder / name`, refusing absolute paths, `..` and drive tricks: a manifest or replay file never
+    points outside its folder. Checked before anything is read, so a crafted entry reads nothing."""
+    from poolkit.common.errors import DataError
+
+    candidate = Path(name) if isinstance(name, str) else None
+    if candidate is None or "\x00" in name or candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
+        raise DataError(f"{what} {name!r} leaves the folder {folder}: refused before reading it")
+    path = Path(folder) / candidate
+    if not path.resolve().is_relative_to(Path(folder).resolve()):  # a symlink pointing out
+        raise DataError(f"{what} {name!r} is a link leaving the folder {folder}: refused before reading it")
+    return path
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

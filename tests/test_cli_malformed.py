@@ -1,0 +1,467 @@
+"""Every command against malformed and hostile inputs: the exit code, one `error:` line, no traceback.
+
+Also the trust boundaries: paths leaving the models folder, crafted pickles, hashes, terminal text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.manifest import load_manifest, save_manifest
+from poolkit.exporter.zoo import resolve_models
+from typer.testing import CliRunner
+
+from poolkit.cli import app
+from poolkit.commands.artifacts import open_artifacts
+from poolkit.commands.cifar10 import SHIPPED_ROOT, DataError, read_python_batch
+from poolkit.common.errors import PoolkitError
+from poolkit.common.files import sha256_file
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """relu exported in both formats: a models folder that verifies."""
+    out = tmp_path_factory.mktemp("good_models")
+    assert not export_models(resolve_models(["relu"]), out, ExportOptions()).failed
+    return out
+
+
+def manifest_dir(root: Path, name: str, content: object) -> Path:
+    folder = root / name
+    folder.mkdir()
+    text = content if isinstance(content, str) else json.dumps(content)
+    (folder / "manifest.json").write_text(text)
+    return folder
+
+
+def edited_copy(good: Path, root: Path, name: str, **changes: object) -> Path:
+    """A copy of the good folder whose onnx record has `changes`."""
+    folder = root / name
+    shutil.copytree(good, folder)
+    records = load_manifest(folder)
+    for r in records:
+        if r.format == "onnx":
+            for key, value in changes.items():
+                setattr(r, key, value)
+    save_manifest(folder, records)
+    return folder
+
+
+def linked_copy(good: Path, root: Path, name: str) -> Path:
+    """A copy of the good folder whose ONNX file is a symlink to a file outside it."""
+    folder = root / name
+    shutil.copytree(good, folder)
+    outside = root / "outside.onnx"
+    shutil.copy(folder / "relu.onnx", outside)
+    (folder / "relu.onnx").unlink()
+    (folder / "relu.onnx").symlink_to(outside)
+    return folder
+
+
+class Evil:
+    """A pickle that would run a shell command when loaded by plain pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def cifar_dir(root: Path, name: str, batch: object | bytes, meta: object | bytes | None = None) -> Path:
+    folder = root / name / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "test_batch").write_bytes(batch if isinstance(batch, bytes) else pickle.dumps(batch))
+    if meta is not None:
+        (folder / "batches.meta").write_bytes(meta if isinstance(meta, bytes) else pickle.dumps(meta))
+    return folder.parent
+
+
+def npz(path: Path, **arrays: np.ndarray) -> Path:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
+    afile = tmp / "afile"
+    afile.write_text("not a folder")
+    shipped_batch = (SHIPPED_ROOT / "cifar-10-batches-py" / "test_batch").read_bytes()
+    marker = tmp / "pwned"
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    other_meta = json.dumps({"models_dir": str(tmp / "elsewhere"), "model": "relu", "format": "onnx",
+                             "runtime": "onnxruntime", "device": "cpu", "first_image": 0, "atol": 1e-5, "rtol": 1e-5})  # fmt: skip
+    own_meta = json.loads(other_meta) | {"models_dir": str(good)}
+    models = ["--models", str(good)]
+    return [
+        # usage errors from Click: one line, exit 2
+        ("unknown command", ["nope"], 2),
+        ("unknown option", ["export", "--bogus"], 2),
+        ("bad choice", ["export", "--format", "tflite"], 2),
+        ("missing value", ["export", "-m"], 2),
+        ("not a number", ["verify", "--batch-size", "many"], 2),
+        # sizes refused before allocating
+        ("huge input shape", ["export", "-m", "relu", "--input-shape", "1x100000x100000", "--out", str(tmp / "o")], 2),
+        ("zero input shape", ["export", "-m", "relu", "--input-shape", "0x3", "--out", str(tmp / "o")], 2),
+        ("huge seed", ["export", "-m", "relu", "--seed", str(10**30), "--out", str(tmp / "o")], 2),
+        ("huge batch", ["bench", "-m", "relu", "--batch-sizes", "1000000", *models], 2),
+        ("huge batch size", ["verify", "--batch-size", "1000000", *models], 2),
+        ("huge model", ["zoo", "-m", "linear(100000,100000)"], 2),
+        ("opset unknown to onnx", ["export", "-m", "relu", "-f", "onnx", "--opset", "999", "--out", str(tmp / "o")], 2),
+        # specs
+        ("non-finite number", ["zoo", "-m", "leaky_relu(slope=1e999)"], 2),
+        ("deeply nested", ["zoo", "-m", "conv(3,6,k=" + "-" * 3000 + "1)"], 2),
+        ("overlong spec", ["zoo", "-m", "relu|" * 1000 + "relu"], 2),
+        ("markup in a spec", ["zoo", "-m", "x[/foo]"], 2),
+        # output paths
+        ("--out is a file", ["export", "-m", "relu", "-f", "torchscript", "--out", str(afile)], 2),
+        ("--out under a file", ["export", "-m", "relu", "-f", "torchscript", "--out", str(afile / "sub")], 2),
+        ("--results is a file", ["verify", *models, "--batches", "1", "--results", str(afile)], 2),
+        ("--report is a folder", ["verify", *models, "--report", str(tmp)], 2),
+        ("--png under a file", ["show", *models, "-m", "relu", "--png", str(afile / "png")], 2),
+        ("bench --out is a file", ["bench", *models, "-m", "relu", "--out", str(afile)], 2),
+        # manifests
+        ("no manifest", ["verify", "--models", str(tmp / "none")], 2),
+        ("manifest not JSON", ["verify", "--models", str(manifest_dir(tmp, "m1", "{not json"))], 2),
+        ("manifest without list", ["verify", "--models", str(manifest_dir(tmp, "m2", {"artifacts": 5}))], 2),
+        ("manifest entry not an object", ["bench", "--models", str(manifest_dir(tmp, "m3", {"artifacts": [5]}))], 2),
+        (
+            "manifest entry bad shape",
+            [
+                "verify",
+                "--models",
+                str(
+                    manifest_dir(
+                        tmp,
+                        "m4",
+                        {
+                            "artifacts": [
+                                {
+                                    "name": "relu",
+                                    "spec": "relu",
+                                    "format": "onnx",
+                                    "method": "dynamo",
+                                    "status": "ok",
+                                    "input_shape": "abc",
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
+        (
+            "escape sequence in a name",
+            [
+                "verify",
+                "--models",
+                str(
+                    manifest_dir(
+                        tmp,
+                        "m11",
+                        {
+                            "artifacts": [
+                                {
+                                    "name": "\x1b]0;pwned\x07",
+                                    "spec": "relu",
+                                    "format": "onnx",
+                                    "method": "dynamo",
+                                    "status": "ok",
+                                    "input_shape": ["batch", 3, 32, 32],
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
+        ("empty manifest", ["verify", "--models", str(manifest_dir(tmp, "m5", {"artifacts": []}))], 2),
+        ("path with ..", ["verify", "--models", str(edited_copy(good, tmp, "m6", path="../../etc/passwd"))], 2),
+        ("absolute path", ["show", "--models", str(edited_copy(good, tmp, "m7", path="/etc/passwd")), "-m", "relu"], 2),
+        (
+            "weights outside",
+            ["bench", "--models", str(edited_copy(good, tmp, "m8", weights="../w.pt")), "-m", "relu"],
+            2,
+        ),
+        ("link leaving the folder", ["verify", "--models", str(linked_copy(good, tmp, "m10"))], 2),
+        # replay files
+        ("replay not npz", ["verify", "--replay", str(afile), *models], 2),
+        ("replay without meta", ["verify", "--replay", str(npz(tmp / "a.npz", input=x)), *models], 2),
+        (
+            "replay of another folder",
+            ["verify", "--replay", str(npz(tmp / "b.npz", meta=np.array(other_meta), input=x, expected_0=x)), *models],
+            2,
+        ),  # fmt: skip
+        (
+            "replay without outputs",
+            ["verify", "--replay", str(npz(tmp / "c.npz", meta=np.array(json.dumps(own_meta)), input=x)), *models],
+            2,
+        ),  # fmt: skip
+        (
+            "replay bad runtime",
+            [
+                "verify",
+                "--replay",
+                str(
+                    npz(tmp / "d.npz", meta=np.array(json.dumps(own_meta | {"runtime": "evil"})), input=x, expected_0=x)
+                ),
+                *models,
+            ],
+            2,
+        ),  # fmt: skip
+        # bench --compare
+        ("compare not JSON", ["bench", "-m", "relu", *models, "--compare", str(afile)], 2),
+        (
+            "compare bad samples",
+            [
+                "bench",
+                "-m",
+                "relu",
+                *models,
+                "--compare",
+                str(
+                    _write(
+                        tmp / "cmp.json",
+                        {
+                            "measurements": [
+                                {
+                                    "model": "relu",
+                                    "runtime": "eager",
+                                    "device": "cpu",
+                                    "batch_size": 64,
+                                    "samples_ms": ["slow"],
+                                }
+                            ]
+                        },
+                    )
+                ),
+            ],
+            2,
+        ),  # fmt: skip
+        # data
+        ("crafted test_batch", ["verify", *models, "--data-root", str(cifar_dir(tmp, "d1", Evil(marker)))], 2),
+        (
+            "crafted batches.meta",
+            ["verify", *models, "--data-root", str(cifar_dir(tmp, "d2", shipped_batch, Evil(marker)))],
+            2,
+        ),  # fmt: skip
+        (
+            "batches.meta without names",
+            ["verify", *models, "--data-root", str(cifar_dir(tmp, "d3", shipped_batch, {"label_names": 5}))],
+            2,
+        ),  # fmt: skip
+        (
+            "zero images",
+            [
+                "verify",
+                *models,
+                "--data-root",
+                str(cifar_dir(tmp, "d4", {"data": np.zeros((0, 3072), np.uint8), "labels": []})),
+            ],
+            2,
+        ),  # fmt: skip
+        (
+            "test_batch not a pickle",
+            ["show", "-m", "relu", *models, "--data-root", str(cifar_dir(tmp, "d5", b"junk"))],
+            2,
+        ),
+        (
+            "show a non-image model",
+            [
+                "show",
+                "-m",
+                "linear(10,3)",
+                "--models",
+                str(tmp / "m9"),
+                "--data",
+                "synthetic",
+                "--png",
+                str(tmp / "png"),
+                "--logdir",
+                str(tmp / "logs"),
+            ],
+            2,
+        ),  # fmt: skip
+        # other commands' options
+        ("too many threads", ["bench", *models, "--threads", "100000"], 2),
+        ("absurd time budget", ["bench", *models, "--min-time", "1e308"], 2),
+        ("absurd iterations", ["bench", *models, "--iters", str(10**10)], 2),
+        ("too many workers", ["sweep", "--jobs", "100000"], 2),
+        ("bad runtime", ["verify", *models, "--runtime", "nope"], 2),
+        ("bad batches", ["verify", *models, "--batches", "0"], 2),
+        ("bad sweep opset", ["sweep", "--opsets", "abc"], 2),
+    ]
+
+
+def _write(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_every_command_gives_one_line_for_malformed_inputs(good: Path, tmp_path: Path) -> None:
+    failures = []
+    for label, args, code in cases(tmp_path, good):
+        result = runner.invoke(app, args)
+        lines = result.stderr.strip().splitlines()
+        ok = (
+            result.exit_code == code
+            and len(lines) == 1
+            and lines[0].startswith("error: ")
+            and "Traceback" not in result.output
+            and (result.exception is None or isinstance(result.exception, SystemExit))
+        )
+        if not ok:
+            failures.append(f"{label}: exit {result.exit_code}, stderr {result.stderr[-300:]!r}")
+    assert not failures, "\n".join(failures)
+    assert not (tmp_path / "pwned").exists()  # no pickle ran code
+
+
+def test_user_text_is_printed_literally(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["zoo", "-m", "x[/foo] data[old]"])
+    assert result.exit_code == 2 and "'x[/foo] data[old]'" in result.stderr
+    result = runner.invoke(app, ["zoo", "-m", "\x1b[31mrelu\x07"])
+    assert result.exit_code == 2 and "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b[31mrelu\\x07" in result.stderr
+
+
+def test_a_crafted_pickle_is_a_data_error_not_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "test_batch"
+    path.write_bytes(pickle.dumps({"data": Evil(marker), "labels": []}))
+    with pytest.raises(DataError, match=r"refused posix\.system: not part of the CIFAR10 format"):
+        read_python_batch(path)
+    assert not marker.exists()
+    buffer = io.BytesIO()
+    pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]}, buffer, protocol=2)  # _codecs too
+    path.write_bytes(buffer.getvalue())
+    data, labels = read_python_batch(path)
+    assert data.shape == (2, 3072) and labels.tolist() == [1, 2]
+
+
+def test_hashes_are_checked_before_loading(good: Path, tmp_path: Path) -> None:
+    folder = edited_copy(good, tmp_path, "nullhash", sha256=None)
+    (model,) = open_artifacts(folder, ["relu"])
+    assert (
+        model.problem("onnxruntime") == f"the manifest has no sha256 for {folder / 'relu.onnx'}: it cannot be trusted"
+    )
+    assert model.problem("torchscript") is None
+    # a file changed after export fails its check; verify reports it as a failed row (exit 1)
+    (folder / "relu.torchscript.pt").write_bytes(b"import os")
+    (model,) = open_artifacts(folder, ["relu"])
+    assert (model.problem("torchscript") or "").startswith(f"sha256 mismatch for {folder / 'relu.torchscript.pt'}")
+    result = runner.invoke(app, ["verify", "--models", str(folder), "--batches", "1", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    # a file whose hash matches but that ONNX Runtime cannot load: one-line ArtifactProblem
+    folder = edited_copy(good, tmp_path, "garbage")
+    (folder / "relu.onnx").write_bytes(b"not an onnx model")
+    records = load_manifest(folder)
+    for r in records:
+        if r.format == "onnx":
+            r.sha256 = sha256_file(folder / "relu.onnx")
+    save_manifest(folder, records)
+    (model,) = open_artifacts(folder, ["relu"])
+    with pytest.raises(PoolkitError, match=r"^onnxruntime cannot load .*relu\.onnx: ") as info:
+        model.open("onnxruntime", "cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_a_bug_is_one_line_with_how_to_see_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolkit.commands import zoo_info
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(zoo_info, "describe", broken)
+    result = runner.invoke(app, ["zoo", "-m", "relu"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: unexpected ZeroDivisionError: division by zero "
+        "(a poolkit bug: please report it; POOLKIT_DEBUG=1 shows the traceback)"
+    )
+
+
+def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from poolkit.commands import zoo_info
+
+    real = zoo_info.describe
+
+    def noisy(*args: object, **kwargs: object) -> object:
+        warnings.warn("torch says something", UserWarning, stacklevel=1)
+        warnings.warn("overflow encountered in exp", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zoo_info, "describe", noisy)
+    result = runner.invoke(app, ["zoo", "-m", "relu"])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_an_os_error_names_the_path() -> None:
+    from poolkit.cli.app import one_line_error
+
+    assert one_line_error(PermissionError(13, "Permission denied", "/ro/out")) == (
+        "cannot use /ro/out: Permission denied",
+        2,
+    )
+    assert one_line_error(RecursionError())[1] == 2
+
+
+def test_bare_poolkit_shows_the_help_not_an_error() -> None:
+    result = runner.invoke(app, [])
+    assert "Usage: poolkit" in result.stdout and "error:" not in result.stderr
+
+
+def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
+    """'use --data synthetic' must not fail the same way: synthetic images take the model's shape."""
+    args = ["show", "-m", "conv(1,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
+    args += ["--logdir", str(tmp_path / "logs"), "--batches", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "(use --data synthetic)" in result.stderr
+    result = runner.invoke(app, [*args, "--data", "synthetic"])
+    assert result.exit_code == 0, result.stderr
+    assert "output 64x3x30x30" in result.stdout
+
+
+def test_hash_matching_files_torch_cannot_load_are_one_line(good: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "garbage"
+    shutil.copytree(good, folder)
+    for name in ("relu.torchscript.pt", "relu.weights.pt"):
+        (folder / name).write_bytes(b"PK\x03\x04 not a zip")
+    records = load_manifest(folder)
+    for r in records:
+        r.weights_sha256 = sha256_file(folder / "relu.weights.pt")
+        if r.format == "torchscript":
+            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
+    save_manifest(folder, records)
+    (model,) = open_artifacts(folder, ["relu"])
+    with pytest.raises(PoolkitError, match=r"^cannot load the weights .*relu\.weights\.pt: "):
+        model.eager_module()
+    result = runner.invoke(app, ["verify", "--models", str(folder), "--batches", "1", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot load the weights" in result.stderr
+    folder = tmp_path / "garbage_ts"
+    shutil.copytree(good, folder)
+    (folder / "relu.torchscript.pt").write_bytes(b"PK\x03\x04 not a zip")
+    records = load_manifest(folder)
+    for r in records:
+        if r.format == "torchscript":
+            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
+    save_manifest(folder, records)
+    (model,) = open_artifacts(folder, ["relu"])
+    with pytest.raises(PoolkitError, match=r"^torchscript cannot load .*relu\.torchscript\.pt: ") as info:
+        model.open("torchscript", "cpu")
+    assert "\n" not in str(info.value)
