@@ -138,7 +138,7 @@ def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
     if json_out:
         print_json({"report": run.report, "files": {k: str(v) for k, v in run.files.items()}, "compare": run.compare})
         return
-    console.print(bench_table(run.report))
+    console.print(bench_table(run.report, console.width))
     if run.compare is not None:
         console.print(compare_table(run.compare, str(compare)))
     console.print(f"[dim]written: {escape(', '.join(str(p) for p in run.files.values()))}[/dim]")
@@ -154,6 +154,14 @@ def print_self_check(check: dict[str, Any], json_out: bool) -> None:
         f"{check['torch_benchmark_median_ms']:.3f} ms, ratio {check['ratio']:.3f} — "
         + ("[green]within 10%[/green]" if check["within_10_percent"] else "[red]NOT within 10%[/red]")
     )
+    ort = check.get("onnxruntime")
+    if ort:
+        console.print(
+            f"self-check on {escape(ort['model'])}: poolkit onnxruntime p50 ({ort['process']}, spinning "
+            f"{'on' if ort['ort_spinning'] else 'off'}) {ort['poolkit_p50_ms']:.3f} ms, plain ORT loop in its own "
+            f"process {ort['plain_loop_p50_ms']:.3f} ms, ratio {ort['ratio']:.3f} — "
+            + ("[green]within 10%[/green]" if ort["within_10_percent"] else "[red]NOT within 10%[/red]")
+        )
 
 
 def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
