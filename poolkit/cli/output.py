@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-if not console.is_terminal and not console.size.width > 80:
-    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables.
+if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
+    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
+    # COLUMNS is the user's choice and stays).
     console.width = 120
     err_console.width = 120
 

@@ -68,7 +68,11 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(models) + 3), 5))
     for i, name in enumerate(series):
-        values = {f"{m.model} b{m.batch_size}": m.latency_ms.p50 for m in rows if f"{m.runtime} {m.device}" == name}
+        values = {
+            f"{m.model} b{m.batch_size}": m.latency_ms.p50
+            for m in rows
+            if m.latency_ms and f"{m.runtime} {m.device}" == name
+        }
         xs = [j + i * width for j, model in enumerate(models) if model in values]
         ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(models))], models, rotation=45, ha="right")
@@ -128,6 +132,7 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
         if before is None or m.latency_ms is None:
             continue
         a, b = before.latency_ms, m.latency_ms
+        assert a is not None  # only rows with samples were kept
         test = compare_samples(before.samples_ms, m.samples_ms)
         verdict = "within noise"
         if test.significant:

@@ -244,7 +244,7 @@ class LocalTimer:
             stream = None
             if self.device == "cuda" and self._events is None:
                 self._events = TorchCudaEvents(self._torch_cuda().Stream())
-                stream = self._events.stream.cuda_stream  # type: ignore[attr-defined]
+                stream = self._events.stream.cuda_stream
             return BenchOnnxRuntime(
                 source, self.device, self.threads, spinning=self.ort_spinning, cuda_graph=self.cuda_graphs,
                 cuda_stream=stream,
@@ -327,7 +327,7 @@ class LocalTimer:
 
     def round(self, n: int, e2e: int) -> tuple[list[float], list[float], list[float]]:
         """`n` counted model-only calls and `e2e` end-to-end calls: (host s, device ms, end-to-end s)."""
-        assert self.rt is not None and self._launch is not None, "open a model first"
+        assert self.rt is not None and self._launch is not None and self.batch is not None, "open a model first"
         rt, batch = self.rt, self.batch
         host, device = self._timed(self._launch, n)
         end_to_end = self._timed(lambda: rt.to_numpy(rt.infer(rt.prepare(batch))), e2e)[0] if e2e else []

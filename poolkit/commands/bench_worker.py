@@ -108,7 +108,7 @@ class WorkerTimer:
         return self._call("round", n, e2e)
 
     def overhead(self, iters: int) -> float | None:
-        return self._call("overhead", iters)  # type: ignore[no-any-return]
+        return self._call("overhead", iters)
 
     def profile(self, iters: int = 20) -> Any:
         return self._call("profile", iters)
