@@ -55,7 +55,12 @@ def bench(
     ),
     out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
     compare: Annotated[Path | None, typer.Option(help="An earlier bench.json to compare with.")] = None,
-    self_check: Annotated[bool, typer.Option(help="Compare poolkit's eager p50 with torch.utils.benchmark.")] = False,
+    self_check: Annotated[
+        bool,
+        typer.Option(
+            help="Check poolkit's eager p50 against torch.utils.benchmark and its isolated ORT p50 against a plain ORT loop."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> int:
     """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size (default runtimes:
