@@ -389,3 +389,17 @@ def test_in_process_run_records_its_settings(zoo_dir: Path) -> None:
         True,
         True,
     )
+
+
+@pytest.mark.cuda
+def test_cuda_rows_carry_device_time_graphs_and_bandwidth(zoo_dir: Path) -> None:
+    """Real CUDA only (skips here): isolated workers, CUDA events, graphs, bandwidth share."""
+    from poolkit.commands.envinfo import environment
+
+    images = np.zeros((64, 3, 32, 32), dtype=np.float32)
+    settings = BenchSettings(devices=("cuda",), warmup=2, iters=10, cuda_graphs=True)
+    report = run_bench(zoo_dir, ["tudui"], settings, images, environment())
+    for m in report.measurements:
+        assert m.status == "ok", m.reason
+        assert m.process == "isolated" and m.cuda_graphs and m.device_ms is not None and m.device_ms.n == 10
+        assert m.bandwidth_share is not None and 0 < m.bandwidth_share < 1
