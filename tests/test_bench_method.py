@@ -16,7 +16,7 @@ from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.cli.render import bench_table, compare_table
+from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.commands.bench import (
     BenchReport,
     BenchSettings,

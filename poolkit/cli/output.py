@@ -133,7 +133,7 @@ def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool
 
 
 def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
-    from poolkit.cli.render import bench_table, compare_table
+    from poolkit.cli.bench_render import bench_table, compare_table
 
     if run.exported:
         note(f"exported {', '.join(run.exported)} first")
