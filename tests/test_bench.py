@@ -21,7 +21,7 @@ from poolkit.commands.cost import model_cost
 from tests.helpers import measurement, records_by_key
 
 runner = CliRunner()
-FAST = BenchSettings(warmup=1, iters=5)
+FAST = BenchSettings(warmup=1, iters=5, in_process=True)  # worker processes: one test in test_bench_method
 
 
 @pytest.mark.parametrize("name", ["eager", "torchscript", "onnxruntime"])
@@ -75,14 +75,19 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     assert all(m.overhead_ms is not None and m.overhead_ms > 0 for m in report.measurements)
     paths = write_reports(report, tmp_path)
     data = json.loads(paths["json"].read_text())
-    assert data["schema"] == 2 and data["environment"] == {"cpu": "test"}
+    assert data["schema"] == 3 and data["environment"] == {"cpu": "test"}
     assert data["settings"]["threads"] == report.measurements[0].threads >= 1
-    assert set(data["settings"]) == {"devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads"}
+    assert set(data["settings"]) == {
+        "devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads", "in_process", "ort_spinning",
+        "cuda_graphs", "ci_target", "max_time_s", "rounds",
+    }  # fmt: skip
     row = data["measurements"][2]
     for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
                 "end_to_end_ms", "overhead_ms", "flags", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
-                "gb_per_s", "samples_ms"):  # fmt: skip
+                "gb_per_s", "samples_ms", "process", "ort_spinning", "load_ms", "notes", "profile", "device_ms"):  # fmt: skip
         assert key in row, key
+    assert (row["process"], row["ort_spinning"], row["load_ms"] > 0) == ("in-process", False, True)
+    assert data["measurements"][0]["ort_spinning"] is None  # not an ONNX Runtime row
     assert set(row["latency_ms"]) == {
         "n",
         "min",
@@ -95,6 +100,8 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
         "ci95_low",
         "ci95_high",
         "cv",
+        "p90_reliable",
+        "p99_reliable",
     }
     assert row["provider"] == "CPUExecutionProvider" and len(row["samples_ms"]) == 5
     header = paths["csv"].read_text().splitlines()[0]
@@ -107,7 +114,7 @@ def test_cuda_rows_are_unavailable_never_relabelled(zoo_dir: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    settings = BenchSettings(devices=("cpu", "cuda"), warmup=0, iters=3)
+    settings = BenchSettings(devices=("cpu", "cuda"), warmup=0, iters=3, in_process=True)
     report = run_bench(zoo_dir, ["relu"], settings, np.zeros((2, 3, 32, 32), dtype=np.float32))
     cuda = [m for m in report.measurements if m.device == "cuda"]
     assert len(cuda) == 3 and all(m.status == "unavailable" and m.latency_ms is None for m in cuda)
@@ -157,10 +164,16 @@ def test_bench_usage_errors(zoo_dir: Path) -> None:
 
 
 def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
+    """Both checks run (eager vs torch.utils.benchmark; isolated ORT vs a plain loop in its own process)."""
     result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "conv", "--self-check", "--json"])
     check = json.loads(result.stdout)
     assert check["poolkit_p50_ms"] > 0 and check["torch_benchmark_median_ms"] > 0
-    assert result.exit_code == (0 if check["within_10_percent"] else 1)
+    ort = check["onnxruntime"]
+    assert (ort["model"], ort["process"], ort["ort_spinning"]) == ("conv", "isolated", True)
+    assert ort["poolkit_samples"] == ort["plain_loop_samples"] == 300
+    assert ort["ratio"] == pytest.approx(ort["poolkit_p50_ms"] / ort["plain_loop_p50_ms"])
+    assert check["all_within_10_percent"] == (check["within_10_percent"] and ort["within_10_percent"])
+    assert result.exit_code == (0 if check["all_within_10_percent"] else 1)
 
 
 def test_flags_are_derived_structured_values() -> None:

@@ -195,6 +195,16 @@ def test_several_inputs_export_run_and_verify(tmp_path: Path) -> None:
     result = invoke("verify", "--models", models, "--data", "synthetic", "--batches", "1", "--batch-size", "8",
                     "--results", tmp_path / "results")  # fmt: skip
     assert result.exit_code == 0, result.output
+    # bench's worker processes feed several inputs the same way (each runtime in its own process)
+    result = invoke("bench", "--models", models, "--model", model, "--iters", "2", "--warmup", "0",
+                    "--batch-size", "4", "--out", tmp_path / "results")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "results" / "bench.json").read_text())["measurements"]
+    assert [(r["runtime"], r["status"], r["process"]) for r in rows] == [
+        ("eager", "ok", "isolated"),
+        ("torchscript", "ok", "isolated"),
+        ("onnxruntime", "ok", "isolated"),
+    ]
 
 
 def test_weights_file_is_loaded_and_a_changed_source_is_refused(tmp_path: Path) -> None:

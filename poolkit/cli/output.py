@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-if not console.is_terminal and not console.size.width > 80:
-    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables.
+if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
+    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
+    # COLUMNS is the user's choice and stays).
     console.width = 120
     err_console.width = 120
 
@@ -146,14 +148,14 @@ def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool
 
 
 def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
-    from poolkit.cli.render import bench_table, compare_table
+    from poolkit.cli.bench_render import bench_table, compare_table
 
     if run.exported:
         note(f"exported {', '.join(run.exported)} first")
     if json_out:
         print_json({"report": run.report, "files": {k: str(v) for k, v in run.files.items()}, "compare": run.compare})
         return
-    console.print(bench_table(run.report))
+    console.print(bench_table(run.report, console.width))
     if run.compare is not None:
         console.print(compare_table(run.compare, str(compare)))
     console.print(f"[dim]written: {escape(', '.join(str(p) for p in run.files.values()))}[/dim]")
@@ -169,6 +171,14 @@ def print_self_check(check: dict[str, Any], json_out: bool) -> None:
         f"{check['torch_benchmark_median_ms']:.3f} ms, ratio {check['ratio']:.3f} — "
         + ("[green]within 10%[/green]" if check["within_10_percent"] else "[red]NOT within 10%[/red]")
     )
+    ort = check.get("onnxruntime")
+    if ort:
+        console.print(
+            f"self-check on {escape(ort['model'])}: poolkit onnxruntime p50 ({ort['process']}, spinning "
+            f"{'on' if ort['ort_spinning'] else 'off'}) {ort['poolkit_p50_ms']:.3f} ms, plain ORT loop in its own "
+            f"process {ort['plain_loop_p50_ms']:.3f} ms, ratio {ort['ratio']:.3f} — "
+            + ("[green]within 10%[/green]" if ort["within_10_percent"] else "[red]NOT within 10%[/red]")
+        )
 
 
 def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:

@@ -9,8 +9,6 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from poolkit.commands.bench import BenchReport
-    from poolkit.commands.bench_report import Change
     from poolkit.commands.sweep import CellResult
     from poolkit.commands.verify import VerifyReport
     from poolkit.commands.zoo_info import ZooRow
@@ -170,88 +168,6 @@ def _si(value: int | None, unit: str = "") -> str:
         if value >= factor:
             return f"{value / factor:.1f}{prefix}{unit}"
     return f"{value}{unit}"
-
-
-def bench_table(report: BenchReport) -> Group:
-    env = report.environment
-    where = env.get("cpu", "?") + (f" + {env['gpu']}" if env.get("gpu") else "")
-    rows = report.measurements
-    threads = rows[0].threads if rows else None
-    sizes = sorted({m.batch_size for m in rows})
-    several_sizes = len(sizes) > 1
-    on_gpu = any(m.device == "cuda" and m.latency_ms for m in rows)
-    batch_text = "" if several_sizes else f", batch {sizes[0]}" if sizes else ""
-    table = Table(title=f"poolkit bench — {where}, {threads} threads{batch_text}; ms per batch, model only")
-    table.add_column("model", overflow="fold", min_width=6)
-    table.add_column("runtime", no_wrap=True)
-    headers = (["batch"] if several_sizes else []) + [
-        "p50", "p90", "p99", "img/s", "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s",
-    ]  # fmt: skip
-    for col in headers + (["e2e p50"] if on_gpu else []):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("notes", no_wrap=True)
-    last_model = None
-    for m in rows:
-        if last_model is not None and m.model != last_model:
-            table.add_section()
-        model_cell = m.model if m.model != last_model else ""
-        last_model = m.model
-        lead: list[Text | str] = [Text(model_cell), f"{m.runtime} {m.device}"]
-        lead += [str(m.batch_size)] if several_sizes else []
-        s = m.latency_ms
-        if s is None:
-            status = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"
-            table.add_row(*lead, status, *[""] * (len(headers) + on_gpu))
-            continue
-        cells = [
-            _ms(s.p50) + ("[yellow]~[/yellow]" if s.unstable else ""),
-            _ms(s.p90),
-            _ms(s.p99),
-            f"{m.images_per_s:,.0f}" if m.images_per_s else "—",
-            f"{m.speedup_vs_eager:.2f}x" if m.speedup_vs_eager else "—",
-            _si(m.flops),
-            _si(m.bytes_moved, "B"),
-            f"{m.gflops_per_s:.1f}" if m.gflops_per_s is not None else "—",
-            f"{m.gb_per_s:.1f}" if m.gb_per_s is not None else "—",
-        ]
-        if on_gpu:
-            cells.append(_ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None))
-        flags = [f.kind for f in m.flags if f.kind != "unstable"]
-        table.add_row(*lead, *cells, "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "")
-    notes = unavailable_lines([(f"{m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "unavailable"])
-    notes.append_text(
-        failure_lines([(f"{m.model} {m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "failed"])
-    )
-    if any(m.latency_ms and m.latency_ms.unstable for m in rows):
-        notes.append("~ unstable: the samples' spread (CV) is above 10 %; the p50 stands, the tail is noisy\n")
-    if any(f.kind == "overhead" for m in rows for f in m.flags):
-        notes.append(
-            "overhead: an Identity model on the same runtime costs half this figure or more (JSON: overhead_ms)\n"
-        )
-    if any(f.kind == "copies" for m in rows for f in m.flags):
-        notes.append(
-            "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
-        )
-    return Group(table, notes)
-
-
-def compare_table(changes: list[Change], old_path: str) -> Table:
-    table = Table(title=f"change against {old_path} (p50, ms; flagged only beyond the 95% intervals)")
-    for col in ("model", "runtime", "device", "batch", "old", "new", "change", "verdict"):
-        table.add_column(col, justify="right" if col in ("old", "new", "change", "batch") else "left", no_wrap=True)
-    styles = {"regression": "bold red", "improvement": "green", "within noise": "dim"}
-    for c in changes:
-        table.add_row(
-            Text(c.model),
-            c.runtime,
-            c.device,
-            str(c.batch_size),
-            _ms(c.old_p50_ms),
-            _ms(c.new_p50_ms),
-            f"{c.change_pct:+.1f}%",
-            f"[{styles[c.verdict]}]{c.verdict}[/{styles[c.verdict]}]",
-        )
-    return table
 
 
 def sweep_table(results: list[CellResult]) -> Group:

@@ -153,10 +153,14 @@ class ModelArtifacts:
         except Exception as exc:  # noqa: BLE001 - torch and ONNX Runtime raise many types
             what = source if isinstance(source, Path) else f"the rebuilt '{self.name}'"
             raise ArtifactProblem(f"{runtime} cannot load {what}: {one_line(exc)}") from None
+        return self.with_extra_inputs(opened)
+
+    def with_extra_inputs(self, runtime: Runtime) -> Runtime:
+        """`runtime` as verify, bench and show feed it (one array): wrapped when the model takes several inputs."""
         record = self.reference
         if record is not None and len(record.sample_shapes) > 1:
-            return ExtraInputs(opened, record.sample_shapes[1:], record.seed)
-        return opened
+            return ExtraInputs(runtime, record.sample_shapes[1:], record.seed)
+        return runtime
 
 
 class ExtraInputs(Runtime):

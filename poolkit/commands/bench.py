@@ -1,10 +1,16 @@
 """`poolkit bench`: time eager, TorchScript and ONNX Runtime on the CPU and CUDA, honestly.
 
-Method (see README): the first inference is timed apart, warm-up runs are not counted, then every
-iteration is timed on its own (`infer` returns only when the device is done, so CUDA work is
-synchronised inside the timed call). Two figures per row: `model` times `infer` on a batch already
-on the device (ONNX Runtime through IO binding), `end_to_end` adds the host copies both ways.
-Thread counts are set and recorded; the clock is a parameter so tests drive it with known samples.
+Method (see README): each runtime is timed in its own worker process (`bench_worker`, spawn
+context), fed the same batch; the parent collects raw samples and interleaves rounds across
+runtimes so a drift of the machine touches all alike. ONNX Runtime keeps its default spinning
+there (`--ort-spinning` records and changes it); `--in-process` times everything in this process,
+where spinning is off by default to protect torch. Per row: load time, first inference, warm-up
+(not counted), then steady-state samples. `model` times `infer` on a batch already on the device
+(ONNX Runtime through IO binding with pre-allocated outputs), `end_to_end` adds the host copies.
+With `--min-time`, sampling goes on until the median's 95 % interval is narrow enough
+(`ci_target`), like torch.utils.benchmark's adaptive_autorange. Where ONNX Runtime is more than
+1.5x slower than eager, its profile names the op that dominates. The clock is a parameter so
+tests drive it with known samples.
 """
 
 from __future__ import annotations
@@ -19,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 from poolkit.commands.artifacts import ModelArtifacts, open_artifacts
 from poolkit.commands.stats import Stats, summarize
 from poolkit.common.errors import PoolkitError, one_line
-from poolkit.runtimes.base import Runtime
 from poolkit.runtimes.registry import cuda_problem, open_runtime, runtime_class
 
 if TYPE_CHECKING:
     import numpy as np
 
 Clock = Callable[[], float]
-BENCH_SCHEMA = 2  # 2: raw samples are the record, statistics are derived from them
+BENCH_SCHEMA = 3  # 3: process, spinning, load time, device samples, profile; 2: raw samples are the record
 
 
 @dataclass
@@ -39,13 +44,15 @@ class Timing:
 
 OVERHEAD_SHARE = 0.5  # an Identity costing half the figure or more: the call, not the model, is measured
 COPY_FACTOR = 2.0  # end-to-end twice the model-only figure or more: host copies dominate
+PROFILE_SLOWDOWN = 1.5  # ONNX Runtime this much slower than eager: profile the row and say which op
+ROUND_S = 0.05  # adaptive mode: about this much sampling per runtime per round
 
 
 @dataclass(frozen=True)
 class Flag:
     """Something a reader should know before trusting a figure (trtexec warns the same way)."""
 
-    kind: str  # overhead | copies | unstable
+    kind: str  # overhead | copies | unstable | imprecise
     message: str
 
 
@@ -69,8 +76,19 @@ class Measurement:
     flops: int | None = None
     bytes_moved: int | None = None
     speedup_vs_eager: float | None = None  # set once per report by add_speedups: it needs the eager row
+    process: str = "in-process"  # isolated (its own worker process) | in-process
+    ort_spinning: bool | None = None  # ONNX Runtime rows: session.intra_op.allow_spinning
+    cuda_graphs: bool = False
+    load_ms: float | None = None  # opening the runtime on the artifact (session creation, jit load + freeze, rebuild)
+    device_samples_ms: list[float] = field(default_factory=list)  # CUDA rows: per-call device time by CUDA events
+    ci_target: float | None = None  # adaptive mode: the relative width of the median's interval asked for
+    profile: dict[str, Any] | None = None  # ONNX Runtime profile of a slow row: dominating op and shares
+    peak_gb_per_s: float | None = None  # CUDA rows: the device's memory bandwidth
 
-    DERIVED = ("latency_ms", "end_to_end_ms", "images_per_s", "gflops_per_s", "gb_per_s", "flags")
+    DERIVED = (
+        "latency_ms", "end_to_end_ms", "device_ms", "images_per_s", "gflops_per_s", "gb_per_s", "bandwidth_share",
+        "flags", "notes",
+    )  # fmt: skip
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -83,6 +101,31 @@ class Measurement:
     @cached_property
     def end_to_end_ms(self) -> Stats | None:
         return summarize(self.e2e_samples_ms) if self.e2e_samples_ms else None
+
+    @cached_property
+    def device_ms(self) -> Stats | None:
+        """CUDA rows: the device's own time per call (events), beside the host latency."""
+        return summarize(self.device_samples_ms) if self.device_samples_ms else None
+
+    @property
+    def bandwidth_share(self) -> float | None:
+        """CUDA rows: achieved GB/s as a share of the device's memory bandwidth."""
+        rate = self.gb_per_s
+        return rate / self.peak_gb_per_s if rate is not None and self.peak_gb_per_s else None
+
+    @property
+    def notes(self) -> list[str]:
+        """What explains the row (the profile of a slow ONNX Runtime row); flags say what to distrust."""
+        out = []
+        p = self.profile
+        if p:
+            runner_up = ", ".join(f"{o['op']} {o['share']:.0%}" for o in p.get("ops", [])[1:3])
+            out.append(
+                f"ONNX Runtime profile ({p.get('iters', '?')} runs): {p['op']} takes {p['share']:.0%} of kernel time"
+                + (f", {p['kernel_us'] * p['share'] / p['iters'] / 1e3:.3f} ms per run" if p.get("iters") else "")
+                + (f" (then {runner_up})" if runner_up else "")
+            )
+        return out
 
     def _per_p50(self, amount: float | None) -> float | None:
         s = self.latency_ms
@@ -121,6 +164,14 @@ class Measurement:
             flags.append(Flag("copies", f"copies: end to end takes {e2e.p50 / s.p50:.1f}x the model-only time"))
         if s.unstable:
             flags.append(Flag("unstable", f"unstable: CV {s.cv:.0%}"))
+        if self.ci_target is not None and s.ci95_rel_width > self.ci_target:
+            flags.append(
+                Flag(
+                    "imprecise",
+                    f"imprecise: the median's 95% interval is {s.ci95_rel_width:.1%} wide "
+                    f"(target {self.ci_target:.1%}) when the time ran out",
+                )
+            )
         return flags
 
     def __json__(self) -> dict[str, Any]:
@@ -136,8 +187,18 @@ class BenchSettings:
     batch_sizes: tuple[int, ...] = (64,)
     warmup: int = 10
     iters: int | None = 100
-    min_time_s: float | None = None  # when set, run until this much time and at least 10 iterations
+    min_time_s: float | None = None  # adaptive: at least this much time, then until the interval is narrow
     threads: int | None = None  # None: every usable core, set explicitly on every runtime
+    in_process: bool = False  # False: each runtime in its own worker process
+    ort_spinning: bool | None = None  # None: on when isolated (ONNX Runtime's default), off in-process
+    cuda_graphs: bool = False
+    ci_target: float = 0.05  # adaptive: stop when the median's 95 % interval is this share of it or narrower
+    max_time_s: float | None = None  # adaptive: give up narrowing after this long per row (default 10x min-time)
+    rounds: int = 5  # fixed-count mode: the iterations are split in this many interleaved rounds
+
+    @property
+    def spinning(self) -> bool:
+        return self.ort_spinning if self.ort_spinning is not None else not self.in_process
 
 
 @dataclass
@@ -148,6 +209,7 @@ class BenchReport:
     measurements: list[Measurement]
     schema: int = BENCH_SCHEMA
     notes: list[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)  # load average and clocks before/after, warning
 
 
 def time_calls(
@@ -190,40 +252,127 @@ def bench_batch(data: np.ndarray, sample_shape: tuple[int, ...], batch_size: int
     return np.ascontiguousarray(np.concatenate([data] * reps)[:batch_size])
 
 
-def measure(
-    runtime: Runtime,
-    batch: np.ndarray,
-    settings: BenchSettings,
-    clock: Clock = time.perf_counter,
-) -> tuple[Timing, Timing]:
-    """(model-only timing, end-to-end timing) for one runtime on one batch."""
-    prepared = runtime.prepare(batch)
-    model_only = time_calls(
-        lambda: runtime.infer(prepared), settings.warmup, settings.iters, settings.min_time_s, clock
-    )
-    end_to_end = time_calls(
-        lambda: runtime.to_numpy(runtime.infer(runtime.prepare(batch))),
-        max(1, settings.warmup // 2),
-        settings.iters,
-        settings.min_time_s,
-        clock,
-    )
-    return model_only, end_to_end
-
-
-def fill(m: Measurement, model_only: Timing, end_to_end: Timing) -> None:
-    """Keep the raw samples, in milliseconds; every statistic is derived from them."""
-    m.first_run_ms = model_only.first_s * 1e3
-    m.samples_ms = [s * 1e3 for s in model_only.samples_s]
-    m.e2e_samples_ms = [s * 1e3 for s in end_to_end.samples_s]
-
-
 def add_speedups(measurements: list[Measurement]) -> None:
     eager = {(m.model, m.device, m.batch_size): m.latency_ms for m in measurements if m.runtime == "eager"}
     for m in measurements:
         ref = eager.get((m.model, m.device, m.batch_size))
         if ref is not None and m.latency_ms is not None and m.latency_ms.p50 > 0:
             m.speedup_vs_eager = ref.p50 / m.latency_ms.p50
+
+
+class Timers:
+    """One timer per runtime and device for the whole run: a worker process each, or in this process."""
+
+    def __init__(self, settings: BenchSettings, clock: Clock) -> None:
+        self.settings, self.clock = settings, clock
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    @property
+    def process(self) -> str:
+        return "in-process" if self.settings.in_process else "isolated"
+
+    def get(self, runtime: str, device: str) -> Any:
+        s = self.settings
+        key = (runtime, device)
+        timer = self._timers.get(key)
+        if timer is not None and not s.in_process and not timer.alive:
+            timer.shutdown()  # died with the previous model: start afresh
+            timer = None
+        if timer is None:
+            graphs = s.cuda_graphs and device == "cuda"
+            if s.in_process:
+                from poolkit.commands.bench_timer import LocalTimer
+
+                timer = LocalTimer(runtime, device, s.threads, s.spinning, graphs, self.clock)
+            else:
+                from poolkit.commands.bench_worker import WorkerTimer
+
+                timer = WorkerTimer(runtime, device, s.threads, s.spinning, graphs)
+            self._timers[key] = timer
+        return timer
+
+    def settle(self) -> None:
+        """Isolated mode: a short pause when handing over from one worker to the next (spinning pools idle)."""
+        if not self.settings.in_process:
+            from poolkit.commands.bench_worker import SETTLE_S
+
+            time.sleep(SETTLE_S)
+
+    def shutdown(self) -> None:
+        for timer in self._timers.values():
+            if hasattr(timer, "shutdown"):
+                timer.shutdown()
+            else:
+                timer.close()
+        self._timers.clear()
+
+
+@dataclass
+class Row:
+    """A row being measured: its Measurement, its timer, and the cost estimate adaptive rounds are sized by."""
+
+    m: Measurement
+    timer: Any
+    estimate_s: float
+    done: bool = False
+
+
+def _take(row: Row, n: int, timers: Timers) -> None:
+    try:
+        host, device, e2e = row.timer.round(n, n)
+    except PoolkitError as exc:
+        row.m.status, row.m.reason, row.done = "failed", str(exc), True
+        row.m.samples_ms, row.m.e2e_samples_ms, row.m.device_samples_ms = [], [], []
+        return
+    row.m.samples_ms.extend(h * 1e3 for h in host)
+    row.m.device_samples_ms.extend(device)
+    row.m.e2e_samples_ms.extend(e * 1e3 for e in e2e)
+    timers.settle()
+
+
+def round_counts(iters: int, rounds: int) -> list[int]:
+    """`iters` split as evenly as possible in `rounds` rounds (never an empty round)."""
+    rounds = max(1, min(rounds, iters))
+    return [iters // rounds + (1 if i < iters % rounds else 0) for i in range(rounds)]
+
+
+def sample_interleaved(rows: list[Row], settings: BenchSettings, timers: Timers) -> None:
+    """Rounds across runtimes, each round starting one runtime later, so no runtime always follows another.
+
+    Fixed count: `iters` split in `rounds`. Adaptive (`min_time_s`): every row samples at least
+    `min_time_s` and 10 iterations, then until its median's 95 % interval is within `ci_target` of
+    the median, or `max_time_s` is spent (then it is flagged `imprecise`).
+    """
+    if settings.min_time_s is None:
+        for r, n in enumerate(round_counts(settings.iters or 100, settings.rounds)):
+            for row in _rotated(rows, r):
+                if not row.done:
+                    _take(row, n, timers)
+        return
+    limit = settings.max_time_s if settings.max_time_s is not None else max(10 * settings.min_time_s, 1.0)
+    r = 0
+    while not all(row.done for row in rows):
+        for row in _rotated(rows, r):
+            if row.done:
+                continue
+            n = max(1, min(1000, int(ROUND_S / max(row.estimate_s, 1e-7))))
+            _take(row, n, timers)
+            row.done = row.done or adaptive_done(row.m.samples_ms, settings, limit)
+        r += 1
+
+
+def adaptive_done(samples_ms: list[float], settings: BenchSettings, limit_s: float) -> bool:
+    spent = sum(samples_ms) / 1e3
+    if spent >= limit_s:
+        return True
+    if spent < (settings.min_time_s or 0) or len(samples_ms) < max(10, settings.iters or 0):
+        return False
+    return summarize(samples_ms).ci95_rel_width <= settings.ci_target
+
+
+def _rotated(rows: list[Row], r: int) -> list[Row]:
+    k = r % len(rows) if rows else 0
+    return rows[k:] + rows[:k]
 
 
 def run_bench(
@@ -244,35 +393,48 @@ def run_bench(
     threads = settings.threads or usable_cores()
     settings = replace(settings, threads=threads)  # the report records the count really used
     cuda_reasons = {r: cuda_problem([r]) for r in settings.runtimes} if "cuda" in settings.devices else {}
-    # An Identity's cost depends on runtime, device and batch shape, not on the model: time it once.
-    overheads: dict[tuple[str, str, tuple[int, ...]], float | None] = {}
+    peak = (environment or {}).get("gpu_peak_gb_per_s")
     measurements: list[Measurement] = []
-    for model in open_artifacts(Path(models_dir), model_names):
-        reference = model.reference
-        if reference is None:
-            raise PoolkitError(f"no successful export of '{model.name}' in {models_dir}: run 'poolkit export' first")
-        sample_shape = reference.sample_shape
-        module = model.eager_module()
-        for batch_size in settings.batch_sizes:
-            batch = bench_batch(images, sample_shape, batch_size)
-            cost = model_cost(module, sample_shape, batch_size)
-            for device in settings.devices:
-                for runtime_name in settings.runtimes:
-                    m = Measurement(
-                        model.name, runtime_name, device, batch_size, threads=threads, warmup=settings.warmup
-                    )
-                    m.flops, m.bytes_moved = cost.flops, cost.bytes
-                    measurements.append(m)
-                    if on_step:
-                        on_step(f"{model.name} {runtime_name} {device} b{batch_size}")
-                    if device == "cuda" and cuda_reasons.get(runtime_name):
-                        m.status, m.reason = "unavailable", cuda_reasons[runtime_name]
-                        continue
-                    problem = _row_problem(model, runtime_name, batch_size)
-                    if problem:
-                        m.status, m.reason = "failed", problem
-                        continue
-                    _measure_row(m, model, batch, settings, clock, overheads)
+    timers = Timers(settings, clock)
+    try:
+        for model in open_artifacts(Path(models_dir), model_names):
+            reference = model.reference
+            if reference is None:
+                raise PoolkitError(
+                    f"no successful export of '{model.name}' in {models_dir}: run 'poolkit export' first"
+                )
+            sample_shape = reference.sample_shape
+            module = model.eager_module()
+            for batch_size in settings.batch_sizes:
+                batch = bench_batch(images, sample_shape, batch_size)
+                cost = model_cost(module, sample_shape, batch_size)
+                for device in settings.devices:
+                    rows: list[Row] = []
+                    for runtime_name in settings.runtimes:
+                        m = Measurement(
+                            model.name, runtime_name, device, batch_size, threads=threads, warmup=settings.warmup,
+                            process=timers.process, cuda_graphs=settings.cuda_graphs and device == "cuda",
+                            ort_spinning=settings.spinning if runtime_name == "onnxruntime" else None,
+                            ci_target=settings.ci_target if settings.min_time_s is not None else None,
+                            peak_gb_per_s=peak if device == "cuda" else None,
+                        )  # fmt: skip
+                        m.flops, m.bytes_moved = cost.flops, cost.bytes
+                        measurements.append(m)
+                        if on_step:
+                            on_step(f"{model.name} {runtime_name} {device} b{batch_size}")
+                        if device == "cuda" and cuda_reasons.get(runtime_name):
+                            m.status, m.reason = "unavailable", cuda_reasons[runtime_name]
+                            continue
+                        problem = _row_problem(model, runtime_name, batch_size)
+                        if problem:
+                            m.status, m.reason = "failed", problem
+                            continue
+                        row = _open_row(m, model, batch, settings, timers)
+                        if row is not None:
+                            rows.append(row)
+                    _measure_group(rows, settings, timers)
+    finally:
+        timers.shutdown()
     add_speedups(measurements)
     return BenchReport(environment or {}, settings, data_label, measurements)
 
@@ -285,49 +447,53 @@ def _row_problem(model: ModelArtifacts, runtime_name: str, batch_size: int) -> s
     return problem
 
 
-def _measure_row(
-    m: Measurement,
-    model: ModelArtifacts,
-    batch: np.ndarray,
-    settings: BenchSettings,
-    clock: Clock,
-    overheads: dict[tuple[str, str, tuple[int, ...]], float | None],
-) -> None:
+def _open_row(
+    m: Measurement, model: ModelArtifacts, batch: np.ndarray, settings: BenchSettings, timers: Timers
+) -> Row | None:
+    """Open the model on the row's timer (load time, first inference, warm-up); None when it cannot run."""
+    timer = timers.get(m.runtime, m.device)
     try:
-        runtime = model.open(m.runtime, m.device, m.threads)
+        opened = timer.open(str(model.models_dir), model.name, batch, settings.warmup, model)
     except PoolkitError as exc:
         m.status, m.reason = ("unavailable" if exc.exit_code == 2 else "failed"), str(exc)
-        return
-    with runtime:
-        try:
-            m.provider = runtime.provider
-            if not provider_matches(m.device, m.provider):  # never label one device's time as another's
-                raise PoolkitError(f"asked for {m.device}, but {m.provider} ran it")
-            fill(m, *measure(runtime, batch, settings, clock))
-            key = (m.runtime, m.device, tuple(batch.shape))
-            if key not in overheads:
-                overheads[key] = measure_overhead(m.runtime, m.device, batch, settings, m.threads, clock)
-            m.overhead_ms = overheads[key]
-        except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is a failed row, the rest go on
-            m.status, m.reason = "failed", one_line(exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - in-process: a runtime that cannot run is a failed row
+        m.status, m.reason = "failed", one_line(exc)
+        return None
+    m.provider, m.load_ms, m.first_run_ms = opened.provider, opened.load_s * 1e3, opened.first_s * 1e3
+    if not provider_matches(m.device, m.provider):  # never label one device's time as another's
+        m.status, m.reason = "failed", f"asked for {m.device}, but {m.provider} ran it"
+        timer.close()
+        return None
+    warm = sorted(opened.warmup_s)
+    return Row(m, timer, warm[len(warm) // 2] if warm else opened.first_s)
 
 
-def measure_overhead(
-    runtime_name: str, device: str, batch: np.ndarray, settings: BenchSettings, threads: int | None, clock: Clock
-) -> float | None:
-    """p50 (ms) of the same runtime running an Identity on the same batch: the cost of a call itself."""
-    import tempfile
+def _measure_group(rows: list[Row], settings: BenchSettings, timers: Timers) -> None:
+    """Interleaved rounds for one model, batch and device; then overheads, profiles, and close."""
+    try:
+        sample_interleaved(rows, settings, timers)
+        eager = next((r.m for r in rows if r.m.runtime == "eager" and r.m.samples_ms), None)
+        for row in rows:
+            m = row.m
+            if m.status != "ok":
+                continue
+            try:
+                m.overhead_ms = row.timer.overhead(settings.iters or 100)
+                if m.runtime == "onnxruntime" and needs_profile(m, eager):
+                    m.profile = row.timer.profile()
+            except PoolkitError as exc:
+                m.status, m.reason = "failed", str(exc)
+    finally:
+        for row in rows:
+            row.timer.close()
 
-    with tempfile.TemporaryDirectory(prefix="poolkit-identity-") as folder:
-        source = runtime_class(runtime_name).identity_source(Path(folder), tuple(batch.shape[1:]))
-        if source is None:
-            return None
-        with open_runtime(runtime_name, source, device, threads) as identity:
-            prepared = identity.prepare(batch)
-            timing = time_calls(
-                lambda: identity.infer(prepared), settings.warmup, settings.iters, settings.min_time_s, clock
-            )
-    return summarize([s * 1e3 for s in timing.samples_s]).p50
+
+def needs_profile(m: Measurement, eager: Measurement | None) -> bool:
+    """ONNX Runtime slower than eager by more than PROFILE_SLOWDOWN on the same model, device and batch."""
+    if eager is None or not eager.samples_ms or not m.samples_ms:
+        return False
+    return summarize(m.samples_ms).p50 > PROFILE_SLOWDOWN * summarize(eager.samples_ms).p50
 
 
 def provider_matches(device: str, provider: str) -> bool:
@@ -370,6 +536,45 @@ def self_check(models_dir: Path, model: str, threads: int | None, batch_size: in
     }
 
 
+def ort_loop_check(
+    models_dir: Path, model: str, threads: int | None, batch_size: int = 64, iters: int = 300, warmup: int = 20
+) -> dict[str, Any]:
+    """poolkit's isolated ONNX Runtime p50 against a plain `session.run` loop in a process of its own.
+
+    Same file, thread count, batch and (default) spinning; the plain loop also allocates its outputs
+    and reads the numpy input directly, which on the CPU costs little beside a model of any size.
+    """
+    import numpy as np
+
+    from poolkit.commands.bench_worker import plain_ort_loop, run_apart
+
+    (artifacts,) = open_artifacts(Path(models_dir), [model])
+    path = artifacts.source("onnxruntime")
+    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
+    threads = threads or usable_cores()
+    x = np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
+    settings = BenchSettings(runtimes=("onnxruntime",), batch_sizes=(batch_size,), warmup=warmup, iters=iters,
+                             threads=threads)  # fmt: skip
+    (row,) = run_bench(Path(models_dir), [model], settings, x).measurements
+    if row.latency_ms is None:
+        raise PoolkitError(f"self-check: poolkit could not time {model} on onnxruntime: {row.reason}", exit_code=1)
+    plain = summarize(run_apart(plain_ort_loop, str(path), threads, x, warmup, iters))
+    ours = row.latency_ms.p50
+    return {
+        "model": model,
+        "threads": threads,
+        "batch_size": batch_size,
+        "process": row.process,
+        "ort_spinning": row.ort_spinning,
+        "poolkit_p50_ms": ours,
+        "poolkit_samples": row.latency_ms.n,
+        "plain_loop_p50_ms": plain.p50,
+        "plain_loop_samples": plain.n,
+        "ratio": ours / plain.p50,
+        "within_10_percent": abs(ours / plain.p50 - 1) <= 0.10,
+    }
+
+
 @dataclass
 class BenchRun:
     """What `poolkit bench` produced: the report, the files written, the comparison asked for."""
@@ -396,7 +601,7 @@ def run_bench_command(
     """What `poolkit bench` does: check the inputs, export what is missing, bench, write, compare."""
     from poolkit.commands.bench_report import compare_runs, load_report, write_reports
     from poolkit.commands.cifar10 import load_cifar10
-    from poolkit.commands.envinfo import environment
+    from poolkit.commands.envinfo import environment, load_warning, machine_state
     from poolkit.exporter.export import ensure_exported
     from poolkit.exporter.zoo import resolve_models
     from poolkit.runtimes.registry import require_cuda
@@ -406,6 +611,8 @@ def run_bench_command(
         cls = runtime_class(name)
         if not set(settings.devices) & set(cls.devices):
             raise PoolkitError(f"--runtime {name} runs on --device {' or '.join(cls.devices)} only")
+    if settings.cuda_graphs and "cuda" not in settings.devices:
+        raise PoolkitError("--cuda-graphs applies to CUDA rows only: add --device cuda or --device all")
     if settings.devices == ("cuda",):
         require_cuda(settings.runtimes)
     refs = resolve_models(names)
@@ -413,9 +620,14 @@ def run_bench_command(
     images = load_cifar10()
     if on_total:
         on_total(len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(settings.runtimes))
-    report = run_bench(
-        models_dir, [r.name for r in refs], settings, images.images, environment(), images.source.note, on_step
-    )
+    before = machine_state()
+    env = environment()
+    report = run_bench(models_dir, [r.name for r in refs], settings, images.images, env, images.source.note, on_step)
+    after = machine_state()
+    warning = load_warning(before["load_average"], after["load_average"], report.settings.threads or 1, usable_cores())
+    report.machine = {"before": before, "after": after, "load_warning": warning}
+    if warning:
+        report.notes.append(warning)
     files = write_reports(report, out)
     changes = compare_runs(old, report.measurements) if old is not None else None
     return BenchRun(report, files, changes, exported)
@@ -428,4 +640,7 @@ def run_self_check(models_dir: Path, names: list[str] | None, threads: int | Non
 
     refs = resolve_models(names)
     ensure_exported(refs[:1], models_dir)
-    return self_check(models_dir, refs[0].name, threads, batch_size)
+    check = self_check(models_dir, refs[0].name, threads, batch_size)
+    check["onnxruntime"] = ort_loop_check(models_dir, refs[0].name, threads, batch_size)
+    check["all_within_10_percent"] = check["within_10_percent"] and check["onnxruntime"]["within_10_percent"]
+    return check

@@ -14,10 +14,11 @@ from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
 
 CSV_COLUMNS = [
-    "model", "runtime", "device", "batch_size", "status", "provider", "threads", "first_run_ms",
-    "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms", "iters",
-    "e2e_p50_ms", "overhead_ms", "images_per_s", "speedup_vs_eager", "gflops_per_s", "gb_per_s", "flops",
-    "bytes_moved", "reason",
+    "model", "runtime", "device", "batch_size", "status", "provider", "threads", "process", "ort_spinning",
+    "cuda_graphs", "load_ms", "first_run_ms",
+    "p50_ms", "p90_ms", "p99_ms", "p90_reliable", "p99_reliable", "min_ms", "mean_ms", "std_ms", "ci95_low_ms",
+    "ci95_high_ms", "iters", "e2e_p50_ms", "device_p50_ms", "overhead_ms", "images_per_s", "speedup_vs_eager",
+    "gflops_per_s", "gb_per_s", "bandwidth_share", "flops", "bytes_moved", "notes", "reason",
 ]  # fmt: skip
 
 
@@ -27,8 +28,12 @@ def csv_row(m: Measurement) -> dict[str, Any]:
     if s:
         row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min, mean_ms=s.mean, std_ms=s.std)
         row.update(ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, iters=s.n)
+        row.update(p90_reliable=s.p90_reliable, p99_reliable=s.p99_reliable)
     if e:
         row["e2e_p50_ms"] = e.p50
+    if m.device_ms:
+        row["device_p50_ms"] = m.device_ms.p50
+    row["notes"] = "; ".join(m.notes + [f.message for f in m.flags])
     return row
 
 
@@ -66,7 +71,7 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
         values = {
             f"{m.model} b{m.batch_size}": m.latency_ms.p50
             for m in rows
-            if f"{m.runtime} {m.device}" == name and m.latency_ms is not None
+            if m.latency_ms and f"{m.runtime} {m.device}" == name
         }
         xs = [j + i * width for j, model in enumerate(models) if model in values]
         ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
@@ -106,23 +111,50 @@ class Change:
     new_p50_ms: float
     change_pct: float
     verdict: str  # regression | improvement | within noise
+    p_value: float | None = None  # Mann-Whitney U, two-sided, on the raw samples
+    shift_ms: float | None = None  # Hodges-Lehmann shift new - old
+    shift_low_ms: float | None = None  # its 95 % interval
+    shift_high_ms: float | None = None
+    old_n: int = 0
+    new_n: int = 0
 
 
 def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]:
-    """Rows present in both runs; a change counts only when the 95% intervals of the medians do not overlap."""
-    previous = {m.key: m.latency_ms for m in old if m.latency_ms is not None}
+    """Rows present in both runs, tested on their raw samples (Mann-Whitney U, Hodges-Lehmann shift).
+
+    A change is called only when the test rejects at 5 % and the shift's 95 % interval excludes
+    zero; its sign says regression or improvement. This has far more power than asking whether the
+    two medians' intervals overlap.
+    """
+    from poolkit.commands.stats import compare_samples
+
+    previous = {m.key: m for m in old if m.latency_ms}
     changes = []
     for m in new:
-        a, b = previous.get(m.key), m.latency_ms
-        if a is None or b is None:
+        before = previous.get(m.key)
+        if before is None or m.latency_ms is None:
             continue
-        if b.ci95_low > a.ci95_high:
-            verdict = "regression"
-        elif b.ci95_high < a.ci95_low:
-            verdict = "improvement"
-        else:
-            verdict = "within noise"
-        changes.append(Change(*m.key, a.p50, b.p50, (b.p50 / a.p50 - 1) * 100 if a.p50 else 0.0, verdict))
+        a, b = before.latency_ms, m.latency_ms
+        assert a is not None  # only rows with samples were kept
+        test = compare_samples(before.samples_ms, m.samples_ms)
+        verdict = "within noise"
+        if test.significant:
+            verdict = "regression" if test.shift > 0 else "improvement"
+        changes.append(
+            Change(
+                *m.key,
+                a.p50,
+                b.p50,
+                (b.p50 / a.p50 - 1) * 100 if a.p50 else 0.0,
+                verdict,
+                test.p_value,
+                test.shift,
+                test.shift_low,
+                test.shift_high,
+                test.n_a,
+                test.n_b,
+            )  # fmt: skip
+        )
     return changes
 
 

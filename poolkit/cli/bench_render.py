@@ -1,0 +1,170 @@
+"""The bench and --compare tables: every row names its model, no cell is ever cut, notes explain the rest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from poolkit.cli.render import _ms, _si, failure_lines, unavailable_lines
+
+if TYPE_CHECKING:
+    from poolkit.commands.bench import BenchReport
+    from poolkit.commands.bench_report import Change
+
+# Columns of the bench table, most important first: at a narrow width the last ones are left out
+# (they stay in bench.json/csv); the model and runtime columns never shrink.
+BENCH_PRIORITY = (
+    "model", "runtime", "batch", "p50", "vs eager", "p90", "p99", "n", "flags", "img/s", "first", "load",
+    "dev p50", "e2e p50", "GB/s", "% peak", "GFLOP/s", "FLOPs", "bytes",
+)  # fmt: skip
+BENCH_ORDER = (
+    "model", "runtime", "batch", "load", "first", "p50", "p90", "p99", "n", "dev p50", "e2e p50", "img/s",
+    "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s", "% peak", "flags",
+)  # fmt: skip
+LEFT = {"model", "runtime", "flags"}
+
+
+def _bench_cells(m: Any, several_sizes: bool) -> dict[str, str]:
+    """Every column's cell for one row (rich markup), before any is left out for width."""
+    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}"}
+    if several_sizes:
+        cells["batch"] = str(m.batch_size)
+    s = m.latency_ms
+    if s is None:
+        cells["p50"] = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"
+        return cells
+    flags = [f.kind for f in m.flags if f.kind != "unstable"] + (["profiled"] if m.notes else [])
+    cells.update(
+        {
+            "load": _ms(m.load_ms),
+            "first": _ms(m.first_run_ms),
+            "p50": _ms(s.p50) + ("[yellow]~[/yellow]" if s.unstable else ""),
+            "p90": _ms(s.p90) + ("" if s.p90_reliable else "*"),
+            "p99": _ms(s.p99) + ("" if s.p99_reliable else "*"),
+            "n": str(s.n),
+            "img/s": f"{m.images_per_s:,.0f}" if m.images_per_s else "—",
+            "vs eager": f"{m.speedup_vs_eager:.2f}x" if m.speedup_vs_eager else "—",
+            "FLOPs": _si(m.flops),
+            "bytes": _si(m.bytes_moved, "B"),
+            "GFLOP/s": f"{m.gflops_per_s:.1f}" if m.gflops_per_s is not None else "—",
+            "GB/s": f"{m.gb_per_s:.1f}" if m.gb_per_s is not None else "—",
+            "flags": "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "",
+        }
+    )
+    if m.device == "cuda":
+        cells["dev p50"] = _ms(m.device_ms.p50 if m.device_ms else None)
+        cells["e2e p50"] = _ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None)
+        cells["% peak"] = f"{m.bandwidth_share:.0%}" if m.bandwidth_share is not None else "—"
+    return cells
+
+
+def _fit_columns(rows: list[dict[str, str]], width: int | None) -> tuple[list[str], list[str]]:
+    """(shown, left out): columns that have a value somewhere, dropped by priority until the table fits.
+
+    A column costs its widest cell (or header) plus padding and a border; every cell is no_wrap, so
+    whatever is shown is shown whole: never a model name squeezed away or a number cut mid-digit.
+    """
+    used = [c for c in BENCH_ORDER if any(r.get(c) not in (None, "", "—") for r in rows)]
+    need = {c: max([len(c)] + [Text.from_markup(r.get(c, "")).cell_len for r in rows]) + 3 for c in used}
+    shown = list(used)
+    if width is not None:
+        for column in reversed(BENCH_PRIORITY):
+            if sum(need[c] for c in shown) + 1 <= width or column in ("model", "runtime", "p50"):
+                continue
+            if column in shown:
+                shown.remove(column)
+    return shown, [c for c in used if c not in shown]
+
+
+def bench_table(report: BenchReport, width: int | None = None) -> Group:
+    """The bench table at `width` columns (None: all columns), then the notes that explain it."""
+    env = report.environment
+    where = env.get("cpu", "?") + (f" + {env['gpu']}" if env.get("gpu") else "")
+    rows = report.measurements
+    threads = rows[0].threads if rows else None
+    sizes = sorted({m.batch_size for m in rows})
+    several_sizes = len(sizes) > 1
+    batch_text = "" if several_sizes else f", batch {sizes[0]}" if sizes else ""
+    process = rows[0].process if rows else "isolated"
+    spinning = next((m.ort_spinning for m in rows if m.ort_spinning is not None), None)
+    spin_text = "" if spinning is None else f", ORT spinning {'on' if spinning else 'off'}"
+    cells = [_bench_cells(m, several_sizes) for m in rows]
+    shown, left_out = _fit_columns(cells, width)
+    table = Table(
+        title=f"poolkit bench — {where}, {threads} thread{'s' * (threads != 1)}{batch_text}, {process}{spin_text}; ms per batch, model only"
+    )
+    for col in shown:
+        table.add_column(col, justify="left" if col in LEFT else "right", no_wrap=True)
+    last_model = None
+    for m, row in zip(rows, cells, strict=True):
+        if last_model is not None and m.model != last_model:
+            table.add_section()
+        last_model = m.model
+        table.add_row(*[Text.from_markup(row.get(c, "")) for c in shown])
+    return Group(table, bench_notes(report, left_out))
+
+
+def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
+    """What the marks mean, why rows failed, what the profiles found, and the machine's warning."""
+    rows = report.measurements
+    notes = unavailable_lines([(f"{m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "unavailable"])
+    notes.append_text(
+        failure_lines([(f"{m.model} {m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "failed"])
+    )
+    for m in rows:
+        for line in m.notes:
+            notes.append("profiled ", style="yellow").append(f"{m.model} {m.runtime} {m.device}", style="bold")
+            notes.append(f": {line}\n")
+    stats = [m.latency_ms for m in rows if m.latency_ms]
+    if any(not s.p90_reliable or not s.p99_reliable for s in stats):
+        fewest = min(s.n for s in stats)
+        notes.append(
+            f"* tail from too few samples (MLPerf: 64 for a p90, 662 for a p99; fewest here: {fewest}): indicative only\n"
+        )
+    if any(s.unstable for s in stats):
+        notes.append("~ unstable: the samples' spread (CV) is above 10 %; the p50 stands, the tail is noisy\n")
+    kinds = {f.kind for m in rows for f in m.flags}
+    if "overhead" in kinds:
+        notes.append(
+            "overhead: an Identity model on the same runtime costs half this figure or more (JSON: overhead_ms)\n"
+        )
+    if "copies" in kinds:
+        notes.append(
+            "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
+        )
+    if "imprecise" in kinds:
+        notes.append("imprecise: the median's 95 % interval stayed wider than --ci-target until --max-time\n")
+    for line in report.notes:
+        notes.append("warning: ", style="bold yellow").append(f"{line}\n")
+    if left_out:
+        notes.append(f"left out at this width: {', '.join(left_out)} (all in bench.json and bench.csv)\n", style="dim")
+    return notes
+
+
+def compare_table(changes: list[Change], old_path: str) -> Table:
+    table = Table(title=f"change against {old_path} (p50, ms; Mann-Whitney U on the raw samples, 5 % level)")
+    columns = ("model", "runtime", "device", "batch", "old", "new", "change", "shift [95% CI]", "p", "verdict")
+    for col in columns:
+        table.add_column(
+            col, justify="left" if col in ("model", "runtime", "device", "verdict") else "right", no_wrap=True
+        )
+    styles = {"regression": "bold red", "improvement": "green", "within noise": "dim"}
+    for c in changes:
+        shift = f"{c.shift_ms:+.3f} [{c.shift_low_ms:+.3f}, {c.shift_high_ms:+.3f}]" if c.shift_ms is not None else "—"
+        table.add_row(
+            Text(c.model),
+            c.runtime,
+            c.device,
+            str(c.batch_size),
+            _ms(c.old_p50_ms),
+            _ms(c.new_p50_ms),
+            f"{c.change_pct:+.1f}%",
+            shift,
+            f"{c.p_value:.2g}" if c.p_value is not None else "—",
+            f"[{styles[c.verdict]}]{c.verdict}[/{styles[c.verdict]}]",
+        )
+    return table
