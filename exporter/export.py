@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, update_manifest
-from poolkit.exporter.onnx_export import export_onnx
-from poolkit.exporter.spec import default_input_shape
+from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
+from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
 
-from poolkit.common.errors import one_line
+from poolkit.common.errors import SpecError, one_line
 from poolkit.common.files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ class ExportOptions:
     exporter: str = "dynamo"
     method: str = "script"
     dynamic_batch: bool = True
+    # Height and width open in the artifact: None = wherever the model's layers take any size.
+    dynamic_shape: bool | None = None
     static_batch_size: int = 64  # the batch a static-batch artifact is fixed to (CIFAR10 batches of 64)
     input_shape: tuple[int, ...] | None = None  # per sample; None: inferred from the spec
     seed: int = DEFAULT_SEED
@@ -64,6 +66,21 @@ class BuiltModel:
     module: nn.Module
     input_shape: tuple[int, ...]
     n_outputs: int
+    dynamic_spatial: bool = False
+
+
+def shape_agnostic(spec: ModelSpec, input_shape: tuple[int, ...]) -> bool:
+    """Whether every layer takes any image size: 4-d images, and no Linear unless an adaptive pool
+    before it fixes the size it sees (convs, pools and activations work on any height and width)."""
+    if len(input_shape) != 3:
+        return False
+    sized = False
+    for layer in spec.layers:
+        if layer.kind.startswith("adaptive"):
+            sized = True
+        if layer.kind == "linear" and not sized:
+            return False
+    return True
 
 
 def versions() -> dict[str, str]:
@@ -81,7 +98,15 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
     for ref in refs:
         shape = options.input_shape or default_input_shape(ref.spec)
         module = build_model(ref.spec, shape, seed=options.seed)
-        built.append(BuiltModel(ref, module, shape, len(output_shapes(module, shape, batch=1))))
+        agnostic = shape_agnostic(ref.spec, shape)
+        if options.dynamic_shape and not agnostic:
+            what = "its input is not an image" if len(shape) != 3 else "a Linear layer fixes its input size"
+            raise SpecError(
+                f"--dynamic-shape: '{ref.name}' cannot take any image size ({what}); "
+                "export it with --static-shape, or leave the option out"
+            )
+        dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
+        built.append(BuiltModel(ref, module, shape, len(output_shapes(module, shape, batch=1)), dynamic))
     return built
 
 
@@ -149,6 +174,7 @@ def export_artifact(
     dynamic_batch: bool = True,
     n_outputs: int = 1,
     metadata: dict[str, str] | None = None,
+    dynamic_spatial: bool = False,
 ) -> ArtifactWritten:
     """Write one artifact of `module` in `fmt` (torchscript or onnx) to `path`, atomically.
 
@@ -167,6 +193,7 @@ def export_artifact(
             dynamic_batch=dynamic_batch,
             n_outputs=n_outputs,
             metadata=metadata or {},
+            dynamic_spatial=dynamic_spatial,
         )
         return ArtifactWritten(opset=used)
     raise ValueError(f"unknown format '{fmt}' ({' or '.join(FORMATS)})")
@@ -196,6 +223,8 @@ def _export_one(
         outputs=item.n_outputs,
         versions=dict(stamp),
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        # TorchScript runs the module's own code: it takes whatever sizes the module takes.
+        dynamic_axes=list(dynamic_axes(dynamic, item.dynamic_spatial).values()),
     )
     path = out_dir / artifact_filename(name, fmt)
     metadata = {
@@ -205,6 +234,7 @@ def _export_one(
         "poolkit.seed": str(options.seed),
         "poolkit.exporter": options.exporter,
         "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
+        "poolkit.dynamic_axes": ",".join(record.dynamic_axes),
         "torch.version": stamp["torch"],
     }
     start = time.perf_counter()
@@ -220,6 +250,7 @@ def _export_one(
             dynamic_batch=options.dynamic_batch,
             n_outputs=item.n_outputs,
             metadata=metadata,
+            dynamic_spatial=item.dynamic_spatial,
         )
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)

@@ -36,6 +36,9 @@ class ExportRecord:
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     exported_at: str = ""
+    # Axes the artifact leaves open, by name: "batch", "height", "width". Older manifests lack it:
+    # their batch axis is read from input_shape, and their images are fixed in size.
+    dynamic_axes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +51,11 @@ class ExportRecord:
     @property
     def dynamic_batch(self) -> bool:
         return bool(self.input_shape) and self.input_shape[0] == "batch"
+
+    @property
+    def dynamic_spatial(self) -> bool:
+        """Height and width are open: the artifact takes any image size (channels kept)."""
+        return {"height", "width"} <= set(self.dynamic_axes)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -33,19 +33,27 @@ def export_onnx(
     dynamic_batch: bool,
     n_outputs: int,
     metadata: dict[str, str],
+    dynamic_spatial: bool = False,
 ) -> int:
-    """Export, check and stamp one ONNX file; returns the opset it really has."""
+    """Export, check and stamp one ONNX file; returns the opset it really has.
+
+    `dynamic_spatial` makes height and width (axes 2 and 3) dynamic as well, channels kept: a
+    pooling or activation model then takes any image size, as its torch module does.
+    """
     import onnx
     import torch
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown ONNX exporter '{exporter}' ({' or '.join(EXPORTERS)})")
     outputs = output_names(n_outputs)
+    axes_named = dynamic_axes(dynamic_batch, dynamic_spatial)
 
     def write(tmp: Path) -> None:
         with captured_output():
             if exporter == "dynamo":
-                dynamic = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+                # min=1: an image may be as small as the seeds' 2x2 example.
+                dims = {i: torch.export.Dim(n, min=1) if i else torch.export.Dim(n) for i, n in axes_named.items()}
+                dynamic = (dims,) if dims else None
                 torch.onnx.export(
                     model,
                     (example,),
@@ -58,7 +66,9 @@ def export_onnx(
                     opset_version=opset,
                 )
             else:
-                axes = {name: {0: "batch"} for name in ["input", *outputs]} if dynamic_batch else None
+                # Output sizes follow from the input's (a pool shrinks them): only the batch is named there.
+                out_axes = {0: "batch"} if dynamic_batch else {}
+                axes = {"input": axes_named, **{n: out_axes for n in outputs}} if axes_named else None
                 torch.onnx.export(
                     model,
                     (example,),
@@ -79,6 +89,11 @@ def export_onnx(
 
     write_atomic(path, write)
     return onnx_opset(path)
+
+
+def dynamic_axes(batch: bool, spatial: bool) -> dict[int, str]:
+    """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 2 height, 3 width)."""
+    return {**({0: "batch"} if batch else {}), **({2: "height", 3: "width"} if spatial else {})}
 
 
 def onnx_opset(path: Path) -> int:

@@ -40,6 +40,13 @@ def export(
         bool, typer.Option("--dynamic-batch/--static-batch", help="ONNX batch axis dynamic, or fixed.")
     ] = True,
     batch_size: Annotated[int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1)] = 64,
+    dynamic_shape: Annotated[
+        bool | None,
+        typer.Option(
+            "--dynamic-shape/--static-shape",
+            help="ONNX height and width dynamic (default for models whose layers take any size), or fixed.",
+        ),
+    ] = None,
     method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape like 1x5x5; default from the spec (3x32x32).")
@@ -58,6 +65,7 @@ def export(
         exporter=exporter.value,
         method=method.value,
         dynamic_batch=dynamic_batch,
+        dynamic_shape=dynamic_shape,
         static_batch_size=batch_size,
         input_shape=parse_shape(input_shape),
         seed=seed,

@@ -41,6 +41,9 @@ class Comparison:
     worst_actual: float | None = None
     top1_agreement: float | None = None  # classifier outputs (N, classes) only
     shape_mismatch: bool = False
+    # Tolerance guidance: the smallest atol that passes at this rtol, the smallest rtol at this atol.
+    min_atol: float = 0.0
+    min_rtol: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -109,6 +112,13 @@ class Accumulator:
                 r.max_rel = max(r.max_rel, float(rel.max()))
             if not finite.all():
                 r.max_rel = math.inf
+            slack = diff - r.rtol * finite_e  # what atol must cover at this rtol
+            r.min_atol = max(r.min_atol, float(slack.max()))
+            over = diff > r.atol
+            if over.any():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    need = np.where(finite_e[over] > 0, (diff[over] - r.atol) / finite_e[over], np.inf)
+                r.min_rtol = max(r.min_rtol, float(need.max()))
             self._sum_abs += float(diff[finite].sum())
             ok = np.isfinite(e) & np.isfinite(a)
             self._dot += float((e[ok] * a[ok]).sum())

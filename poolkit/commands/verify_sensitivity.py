@@ -1,0 +1,139 @@
+"""Would this data have caught a wrong artifact? Plausible wrong variants of the eager module.
+
+For each model verify builds a few modules an exporter or a careless edit could plausibly have
+produced instead of the real one: each activation replaced by the identity, each pooling's
+ceil_mode flipped, one weight of each parametric layer changed by a small relative amount. Each
+variant runs on the same batches as the reference, and is "detected" by an input set when some
+output element differs from the real module's by more than the tolerance verify uses. A variant
+no input set detects is a warning: a pass then proves nothing about that kind of mistake.
+
+A variant stops running on a set as soon as the set detects it, so the cost is about one batch
+per detected variant; only the undetected ones see the whole set.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+ACTIVATIONS = {"relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "softmax", "log_softmax"}
+POOLS = {"maxpool", "avgpool"}
+WEIGHT_CHANGE = 1e-3  # relative: far below what a reader of the numbers would notice
+
+
+@dataclass
+class Variant:
+    """One wrong module and what it got wrong."""
+
+    label: str  # e.g. "relu1→identity"
+    kind: str  # activation | ceil_mode | weight
+    module: Any = field(repr=False)
+
+
+@dataclass
+class SensitivityResult:
+    """Which input sets told one wrong variant apart from the real module, at verify's tolerance."""
+
+    model: str
+    variant: str
+    kind: str
+    detected_by: list[str] = field(default_factory=list)
+    missed_by: list[str] = field(default_factory=list)
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.detected_by)
+
+    @property
+    def warning(self) -> str | None:
+        if not self.missed_by:
+            return None
+        sets = ", ".join(self.missed_by)
+        if not self.detected_by:
+            return f"undetectable: {self.variant} on every input set ({sets}): a pass says nothing about it"
+        return f"undetectable: {self.variant} on {sets} (caught by {', '.join(self.detected_by)})"
+
+
+def layer_kind(name: str) -> str:
+    """`leaky_relu1` -> `leaky_relu`: the Tudui module names its layers kind + index."""
+    return name.rstrip("0123456789")
+
+
+def wrong_variants(module: nn.Module) -> list[Variant]:
+    """The plausible wrong versions of a Tudui module (see the module docstring)."""
+    from torch import nn
+
+    variants = []
+    for index, (name, layer) in enumerate(module.named_children()):
+        kind = layer_kind(name)
+        if kind in ACTIVATIONS:
+            wrong = copy.deepcopy(module)
+            wrong[index] = nn.Identity()
+            variants.append(Variant(f"{name}→identity", "activation", wrong))
+        elif kind in POOLS and hasattr(layer, "ceil_mode"):
+            wrong = copy.deepcopy(module)
+            wrong[index].ceil_mode = not layer.ceil_mode
+            variants.append(Variant(f"{name} ceil_mode {layer.ceil_mode}→{not layer.ceil_mode}", "ceil_mode", wrong))
+        elif kind in ("conv", "linear"):
+            wrong = copy.deepcopy(module)
+            weight = wrong[index].weight.data
+            flat = int(weight.abs().argmax())
+            weight.view(-1)[flat] *= 1 + WEIGHT_CHANGE
+            where = tuple(int(i) for i in _unravel(flat, tuple(weight.shape)))
+            variants.append(Variant(f"{name}.weight{list(where)} ×(1{WEIGHT_CHANGE:+g})", "weight", wrong))
+    return variants
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    idx = []
+    for dim in reversed(shape):
+        idx.append(flat % dim)
+        flat //= dim
+    return list(reversed(idx))
+
+
+class SensitivityCheck:
+    """Runs every variant beside the reference, batch by batch, and records which sets detect it."""
+
+    def __init__(self, model: str, module: nn.Module, atol: float, rtol: float, device: str = "cpu") -> None:
+        self.model, self.atol, self.rtol, self.device = model, atol, rtol, device
+        self.variants = [v for v in wrong_variants(module)]
+        for v in self.variants:
+            v.module = v.module.to(device).eval()
+        self.results = [SensitivityResult(model, v.label, v.kind) for v in self.variants]
+        self._seen: dict[str, set[int]] = {}  # set name -> variants detected on it
+
+    def add(self, set_name: str, x: np.ndarray, expected: list[np.ndarray]) -> None:
+        """Run the variants the set has not detected yet on one batch."""
+        import torch
+
+        detected = self._seen.setdefault(set_name, set())
+        pending = [i for i in range(len(self.variants)) if i not in detected]
+        if not pending:
+            return
+        xt = torch.from_numpy(x).to(self.device)
+        refs = [torch.from_numpy(e).to(self.device) for e in expected]
+        with torch.inference_mode():
+            for i in pending:
+                try:
+                    out = self.variants[i].module(xt)
+                except (RuntimeError, ValueError, IndexError):
+                    detected.add(i)  # the wrong module refuses this size: any artifact of it would too
+                    continue
+                outs = out if isinstance(out, tuple | list) else (out,)
+                if len(outs) != len(refs) or any(
+                    o.shape != r.shape or not torch.allclose(o, r, rtol=self.rtol, atol=self.atol, equal_nan=True)
+                    for o, r in zip(outs, refs, strict=False)
+                ):
+                    detected.add(i)
+
+    def finish(self) -> list[SensitivityResult]:
+        for i, result in enumerate(self.results):
+            result.detected_by = [s for s, found in self._seen.items() if i in found]
+            result.missed_by = [s for s, found in self._seen.items() if i not in found]
+        return self.results
