@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,6 +111,12 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
     return built
 
 
+def _save_weights(module: nn.Module, path: Path) -> None:
+    import torch
+
+    torch.save(module.state_dict(), path)
+
+
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
     import torch
 
@@ -124,7 +131,6 @@ def export_models(
     on_record: Callable[[ExportRecord], None] | None = None,
 ) -> ExportRun:
     """Export every model in every requested format into `out_dir`, updating its manifest."""
-    import torch
 
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -134,7 +140,7 @@ def export_models(
     for item in build_all(refs, options):
         name = item.ref.name
         weights = out_dir / f"{name}.weights.pt"
-        write_atomic(weights, lambda tmp, m=item.module: torch.save(m.state_dict(), tmp))
+        write_atomic(weights, partial(_save_weights, item.module))
         # Batch 2, not 1, for dynamic export: torch.export specialises a dimension of size 1.
         batch = 2 if options.dynamic_batch else options.static_batch_size
         example = example_input(item.input_shape, batch, options.seed)

@@ -133,7 +133,9 @@ def verify_table(report: VerifyReport) -> Group:
     parts: list = [table]
     if report.input_sets:
         legend = Text("inputs — ", style="dim")
-        legend.append("; ".join(f"{_SET_SHORT.get(n, n)}: {about}" for n, about in report.input_sets.items()), style="dim")
+        legend.append(
+            "; ".join(f"{_SET_SHORT.get(n, n)}: {about}" for n, about in report.input_sets.items()), style="dim"
+        )
         parts.append(legend)
     if report.sensitivity:
         parts.append(sensitivity_table(report))

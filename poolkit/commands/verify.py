@@ -466,13 +466,17 @@ def first_diverging_layer(runtime: str, model: ModelArtifacts, x: np.ndarray, at
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; say why it is missing
         return f"unknown (layer outputs unavailable: {one_line(exc)})"
     layers = parse_spec(model.reference.spec if model.reference else "").layers
+    missing: list[str] = []
     for index, (name, outs) in enumerate(expected):
         if name not in actual:
-            continue  # folded away by the exporter: nothing to compare
+            missing.append(f"{name} (layer {index + 1}: {layers[index]})")
+            continue  # folded away by the exporter, or dropped: nothing to compare here
         if len(actual[name]) != len(outs) or not all(
             compare(e, a, atol, rtol) for e, a in zip(outs, actual[name], strict=True)
         ):
             return f"{name} (layer {index + 1}: {layers[index]})"
+    if missing:  # the output differs and no layer that has nodes does: the prime suspect has none
+        return f"{missing[0]}: no node of the artifact computes it (dropped, or folded into another layer)"
     return "none: every layer matches on its own, the difference builds up across layers"
 
 
@@ -501,7 +505,7 @@ def save_failure(
         "atol": options.atol,
         "rtol": options.rtol,
     }
-    arrays = {"input": x, **{f"expected_{i}": e for i, e in enumerate(expected)}}
+    arrays: dict[str, Any] = {"input": x, **{f"expected_{i}": e for i, e in enumerate(expected)}}
     arrays.update({f"actual_{i}": a for i, a in enumerate(actual)})
 
     def write(tmp: Path) -> None:

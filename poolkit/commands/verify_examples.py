@@ -10,6 +10,7 @@ seeds' numbers exactly (Sigmoid to the seeds' 4 decimals).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from poolkit.runtimes.registry import cuda_problem, runtime_class
 class WorkedExample:
     title: str
     spec: str
-    drawing: list[list[float]]
-    expected: list[list[float]]
+    drawing: Sequence[Sequence[float]]
+    expected: Sequence[Sequence[float]]
     decimals: int | None = None  # compare after rounding, as the seed prints it
 
     @property
@@ -52,8 +53,8 @@ class ExampleRow:
     runtime: str
     device: str
     status: str  # passed | failed | unavailable
-    expected: list[list[float]]
-    got: list[list[float]] | None = None  # channel 0; every channel is checked
+    expected: Sequence[Sequence[float]]
+    got: list[list[float | int]] | None = None  # channel 0; every channel is checked
     reason: str | None = None
 
     @property

@@ -15,9 +15,9 @@ Each set is a list of same-size arrays (a batch has one size); `batches()` slice
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DataError
 
@@ -38,9 +38,9 @@ ODD_IMAGES = 256
 LARGE = 16.0  # large against CIFAR's [0, 1], small enough that fp32 sums of a 3x3 conv stay within 1e-5
 
 # The seeds' worked examples (single-channel): the inputs the tutorials draw by hand.
-FIVE_BY_FIVE = [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]]
-TWO_BY_TWO = [[1, -0.5], [-1, 3]]
-FOUR_BY_FOUR = [[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]]
+FIVE_BY_FIVE: list[list[float]] = [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]]
+TWO_BY_TWO: list[list[float]] = [[1, -0.5], [-1, 3]]
+FOUR_BY_FOUR: list[list[float]] = [[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]]
 SEED_INPUTS = (FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO)
 
 
@@ -88,6 +88,8 @@ def normalize(images: np.ndarray) -> np.ndarray:
     """(x - mean) / std per channel with CIFAR10's statistics (3 channels), else around 0.5 by 0.25."""
     import numpy as np
 
+    mean: Any
+    std: Any
     if images.ndim == 4 and images.shape[1] == 3:
         mean = np.asarray(CIFAR10_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
         std = np.asarray(CIFAR10_STD, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -108,7 +110,7 @@ def edge_batch(sample_shape: tuple[int, ...], count: int = EDGE_IMAGES, seed: in
     rng = np.random.default_rng(seed)
     shape = (count, *sample_shape)
     out = np.empty(shape, dtype=np.float32)
-    kinds = [
+    kinds: list[Callable[[tuple[int, ...]], Any]] = [
         lambda s: np.zeros(s),
         lambda s: -rng.random(s) - 0.5,
         lambda s: rng.uniform(-LARGE, LARGE, s),
@@ -150,7 +152,9 @@ def build_input_sets(
         if name == "raw":
             sets.append(InputSet("raw", f"{kind} as ToTensor() gives it, in [0, 1]", [raw]))
         elif name == "normalized":
-            sets.append(InputSet("normalized", f"the same, normalised with CIFAR10's per-channel mean/std", [normalize(raw)]))
+            sets.append(
+                InputSet("normalized", "the same, normalised with CIFAR10's per-channel mean/std", [normalize(raw)])
+            )
         elif name == "edge":
             about = f"{EDGE_IMAGES} seeded edge inputs: zeros, negatives, ±{LARGE:g}, ties, kinks"
             sets.append(InputSet("edge", about, [edge_batch(sample_shape)], limited=False))

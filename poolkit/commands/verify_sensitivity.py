@@ -71,6 +71,7 @@ def wrong_variants(module: nn.Module) -> list[Variant]:
     variants = []
     for index, (name, layer) in enumerate(module.named_children()):
         kind = layer_kind(name)
+        wrong: Any
         if kind in ACTIVATIONS:
             wrong = copy.deepcopy(module)
             wrong[index] = nn.Identity()
