@@ -79,6 +79,8 @@ class Accumulator:
             return False
         e = expected.astype(np.float64, copy=False)
         a = actual.astype(np.float64, copy=False)
+        if e.size and np.isfinite(expected).all() and np.isfinite(actual).all():
+            return self._add_finite(expected, actual, e, a, first_image)
         nan_e, nan_a = np.isnan(e), np.isnan(a)
         inf_e, inf_a = np.isinf(e), np.isinf(a)
         r.nan_expected += int(nan_e.sum())
@@ -127,11 +129,55 @@ class Accumulator:
             r.mean_abs = self._sum_abs / r.elements if r.max_abs != math.inf else math.inf
             denominator = math.sqrt(self._norm_e) * math.sqrt(self._norm_a)
             r.cosine = self._dot / denominator if denominator else (1.0 if self._norm_e == self._norm_a else 0.0)
+        self._top1(expected, actual)
+        return not bad.any()
+
+    def _add_finite(
+        self, expected: np.ndarray, actual: np.ndarray, e: np.ndarray, a: np.ndarray, first_image: int
+    ) -> bool:
+        """The usual case, no NaN or infinity on either side: the same figures in a few vectorised passes."""
+        r = self.result
+        diff = np.abs(a - e)
+        abs_e = np.abs(e)
+        bad = diff > r.atol + r.rtol * abs_e
+        n_bad = int(np.count_nonzero(bad))
+        r.mismatched += n_bad
+        r.elements += int(e.size)
+        flat = int(np.argmax(diff))
+        worst = float(diff.flat[flat])
+        if worst > r.max_abs or r.worst_expected is None:
+            idx = list(np.unravel_index(flat, e.shape))
+            idx[0] += first_image
+            r.max_abs = worst
+            r.worst_location = [int(i) for i in idx]
+            r.worst_expected, r.worst_actual = float(expected.flat[flat]), float(actual.flat[flat])
+        if worst > 0:
+            r.max_rel = max(r.max_rel, float((diff / (abs_e + 1e-12)).max()))
+        r.min_atol = max(r.min_atol, float((diff - r.rtol * abs_e).max()))  # the atol this rtol needs
+        if worst > r.atol:
+            over = diff > r.atol
+            with np.errstate(divide="ignore", invalid="ignore"):
+                need = np.where(abs_e[over] > 0, (diff[over] - r.atol) / abs_e[over], np.inf)
+            r.min_rtol = max(r.min_rtol, float(need.max()))
+        ef, af = e.ravel(), a.ravel()
+        self._sum_abs += float(diff.sum())
+        # einsum, not np.dot: BLAS threads spin against torch's on a busy CPU (10 ms instead of 0.3 ms)
+        self._dot += float(np.einsum("i,i->", ef, af))
+        self._norm_e += float(np.einsum("i,i->", ef, ef))
+        self._norm_a += float(np.einsum("i,i->", af, af))
+        r.mean_abs = self._sum_abs / r.elements if r.max_abs != math.inf else math.inf
+        denominator = math.sqrt(self._norm_e) * math.sqrt(self._norm_a)
+        r.cosine = self._dot / denominator if denominator else (1.0 if self._norm_e == self._norm_a else 0.0)
+        self._top1(expected, actual)
+        return n_bad == 0
+
+    def _top1(self, expected: np.ndarray, actual: np.ndarray) -> None:
+        r = self.result
+        e = expected
         if e.ndim == 2 and e.shape[1] > 1:
             self._top1_same += int((np.argmax(expected, axis=1) == np.argmax(actual, axis=1)).sum())
             self._top1_total += e.shape[0]
             r.top1_agreement = self._top1_same / self._top1_total
-        return not bad.any()
 
 
 def compare(
