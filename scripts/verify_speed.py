@@ -14,15 +14,16 @@ import argparse
 import time
 from pathlib import Path
 
+from poolkit.runtimes.base import run_batch
+
 from poolkit.commands.artifacts import open_artifacts
 from poolkit.commands.cifar10 import load_cifar10
-from poolkit.commands.verify import VerifyOptions, _SetCache, verify
-from poolkit.runtimes.base import run_batch
+from poolkit.commands.verify import InputSetCache, VerifyOptions, verify
 
 
 def models_only(models_dir: Path, images, options: VerifyOptions) -> float:
     start = time.perf_counter()
-    cache = _SetCache(images, options.inputs)
+    cache = InputSetCache(images, options.inputs)
     for model in open_artifacts(models_dir):
         ref = model.reference
         sets = cache.get(ref.sample_shape, ref.dynamic_spatial)
@@ -30,11 +31,12 @@ def models_only(models_dir: Path, images, options: VerifyOptions) -> float:
         try:
             for input_set in sets:
                 for _, x in input_set.batches(options.batch_size, options.batches):
-                    for rt in runtimes:
-                        try:
-                            run_batch(rt, x)
-                        except Exception:  # noqa: BLE001, S112 - a size the model refuses: verify skips it too
-                            continue
+                    try:
+                        run_batch(runtimes[0], x)
+                    except Exception:  # noqa: BLE001, S112 - a size eager refuses: verify skips it too
+                        continue
+                    for rt in runtimes[1:]:
+                        run_batch(rt, x)
         finally:
             for rt in runtimes:
                 rt.close()

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from onnx import helper
 from poolkit.exporter.build import build_model
 from poolkit.exporter.manifest import load_manifest, save_manifest
@@ -193,3 +196,39 @@ def test_tolerance_guidance() -> None:
 
     g = guidance([exact], 1e-5, 1e-5, Noise())  # type: ignore[arg-type]
     assert g.noise_floor == 3e-5 and "tighter than the noise floor" in g.warnings[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float32, (3, 4), elements=st.floats(-1e3, 1e3, width=32)),
+    arrays(np.float32, (3, 4), elements=st.floats(-0.0009765625, 0.0009765625, width=32)),
+)
+def test_the_fast_comparison_agrees_with_numpy_and_the_general_path(e: np.ndarray, noise: np.ndarray) -> None:
+    a = (e + noise).astype(np.float32)
+    fast = compare(e, a, 1e-5, 1e-5)
+    e64, a64 = e.astype(np.float64), a.astype(np.float64)
+    assert fast.mismatched == int((~np.isclose(a64, e64, rtol=1e-5, atol=1e-5)).sum())
+    assert fast.max_abs == float(np.abs(a64 - e64).max())
+    # a shared infinity beside the same numbers takes the NaN/Inf-aware path: the same figures
+    inf = np.full((3, 1), np.inf, np.float32)
+    general = compare(np.hstack([e, inf]), np.hstack([a, inf]), 1e-5, 1e-5)
+    for name in ("mismatched", "max_abs", "min_atol", "min_rtol", "worst_location"):
+        assert getattr(general, name) == pytest.approx(getattr(fast, name)), name
+    assert general.max_rel == pytest.approx(fast.max_rel) and general.mean_abs * 15 == pytest.approx(fast.mean_abs * 12)
+
+
+@pytest.mark.cuda
+def test_input_sets_and_examples_on_cuda(zoo_dir, cifar, tmp_path) -> None:
+    """The same checks with --device cuda: every set through the CUDA rows, the examples exact on the GPU."""
+    options = VerifyOptions(devices=("cuda",), batches=2, results_dir=tmp_path)
+    report = verify(zoo_dir, cifar, options, names=["relu", "maxpool_ceil"])
+    assert report.passed and {r.device for r in report.rows} == {"cuda"}
+    for r in report.rows:
+        assert r.input_names == ["raw", "normalized", "edge", "odd", "seeds"] and r.guidance is not None
+    args = ["verify", "--models", str(zoo_dir), "--examples", "--device", "cuda", "--results", str(tmp_path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert {r["device"] for r in rows if r["runtime"] != "eager"} == {"cuda"} and all(
+        r["status"] == "passed" for r in rows
+    )

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
+NOISE_IMAGES = 16  # images of each set's first batch that also run through the fp64 copy of eager
 
 
 @dataclass
@@ -182,7 +183,7 @@ def row_plan(runtimes: tuple[str, ...], devices: tuple[str, ...]) -> list[tuple[
     return [(r, d) for r in wanted for d in devices if not (r == "eager" and d == "cpu")]
 
 
-class _SetCache:
+class InputSetCache:
     """Input sets built once per (sample shape, dynamic) and shared by every model that takes them."""
 
     def __init__(self, images: ImageSet, wanted: tuple[str, ...]) -> None:
@@ -198,6 +199,14 @@ class _SetCache:
             )
         return self._built[key]
 
+    def described(self) -> dict[str, str]:
+        """Every set built so far, name -> what it is, in the order they were asked for."""
+        out: dict[str, str] = {}
+        for sets in self._built.values():
+            for s in sets if isinstance(sets, list) else []:
+                out.setdefault(s.name, s.about)
+        return out
+
 
 def verify(
     models_dir: Path,
@@ -212,7 +221,7 @@ def verify(
     models = open_artifacts(Path(models_dir), names)
     plan = row_plan(options.runtimes, options.devices)
     cuda_reasons = {r: cuda_problem([r]) for r, d in plan if d == "cuda"}
-    cache = _SetCache(images, options.inputs)
+    cache = InputSetCache(images, options.inputs)
     if on_rows:
         on_rows(sum(_count_batches(m, cache, options) for m in models))
     report = VerifyReport(
@@ -229,13 +238,11 @@ def verify(
         rows, found = verify_model(model, cache, options, plan, cuda_reasons, on_batch)
         report.rows.extend(rows)
         report.sensitivity.extend(found)
-    for sets in cache._built.values():
-        for s in sets if isinstance(sets, list) else []:
-            report.input_sets.setdefault(s.name, s.about)
+    report.input_sets = cache.described()
     return report
 
 
-def _count_batches(model: ModelArtifacts, cache: _SetCache, options: VerifyOptions) -> int:
+def _count_batches(model: ModelArtifacts, cache: InputSetCache, options: VerifyOptions) -> int:
     ref = model.reference
     sets = cache.get(ref.sample_shape, ref.dynamic_spatial) if ref else []
     return sum(s.count_batches(options.batch_size, options.batches) for s in sets) if isinstance(sets, list) else 0
@@ -259,7 +266,7 @@ class _Live:
 
 def verify_model(
     model: ModelArtifacts,
-    cache: _SetCache | ImageSet,
+    cache: InputSetCache | ImageSet,
     options: VerifyOptions,
     plan: list[tuple[str, str]],
     cuda_reasons: dict[str, str | None],
@@ -267,7 +274,7 @@ def verify_model(
 ) -> tuple[list[VerifyRow], list[SensitivityResult]]:
     """One model: eager runs once per batch; every runtime and device gets the same batch."""
     if isinstance(cache, ImageSet):
-        cache = _SetCache(cache, options.inputs)
+        cache = InputSetCache(cache, options.inputs)
     rows, live = [], []
     spec = model.reference.spec if model.reference else next(iter(model.records.values())).spec
     sets: list[InputSet] | str | None = None
@@ -342,8 +349,8 @@ def _run_sets(
                     continue
                 if check is not None:
                     check.add(input_set.name, x, expected)
-                if first == 0:  # the noise floor is the reference's rounding: one batch per set measures it
-                    noise.add(x, expected)
+                if first == 0:  # the noise floor is the reference's rounding: a few images per set measure it
+                    noise.add(x[:NOISE_IMAGES], [e[:NOISE_IMAGES] for e in expected])
                 for item in live:
                     _fold(item, input_set.name, first, x, expected, options)
         for item in live:

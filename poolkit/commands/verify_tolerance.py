@@ -30,7 +30,7 @@ class Guidance:
     rtol: float
     min_atol: float  # smallest atol that passes at `rtol`
     min_rtol: float  # smallest rtol that passes at `atol`
-    noise_floor: float | None  # max |fp32 eager - fp64 eager| on the first batch of each set; None: not measured
+    noise_floor: float | None  # max |fp32 eager - fp64 eager| on the first 16 images of each set; None: not measured
     noise_min_atol: float | None = None  # the atol fp32 eager itself needs against fp64, at `rtol`
     warnings: list[str] = field(default_factory=list)
 
