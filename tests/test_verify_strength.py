@@ -232,3 +232,14 @@ def test_input_sets_and_examples_on_cuda(zoo_dir, cifar, tmp_path) -> None:
     assert {r["device"] for r in rows if r["runtime"] != "eager"} == {"cuda"} and all(
         r["status"] == "passed" for r in rows
     )
+
+
+def test_equal_outputs_take_the_short_path_with_the_same_figures() -> None:
+    e = np.random.default_rng(1).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    equal = compare(e, e.copy())
+    nudged = e.copy()
+    nudged[0, 0, 0, 0] = np.nextafter(nudged[0, 0, 0, 0], np.float32(np.inf))  # one ulp: the full pass
+    near = compare(e, nudged)
+    assert equal and near and equal.elements == near.elements == e.size
+    assert equal.max_abs == 0 and equal.worst_location == [0, 0, 0, 0] and equal.cosine == pytest.approx(1.0)
+    assert near.worst_location == [0, 0, 0, 0] and near.cosine == pytest.approx(1.0)
