@@ -51,6 +51,7 @@ def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar,
     found = {(s.model, s.variant): s for s in report.sensitivity}
     relu = found[("relu", "relu1→identity")]
     assert relu.missed_by == ["raw"] and relu.detected_by == ["normalized", "edge", "odd", "seeds"]
+    assert relu.images["raw"] == 256 and relu.images["normalized"] == 64  # caught in its first batch
     assert "relu: undetectable: relu1→identity on raw (caught by normalized, edge, odd, seeds)" in report.warnings
     # ceil_mode cannot matter on even sizes with a 2x2 window: only the odd sizes show it
     assert found[("maxpool_2x2", "maxpool1 ceil_mode False→True")].detected_by == ["odd", "seeds"]

@@ -47,7 +47,7 @@ class SensitivityResult:
     kind: str
     detected_by: list[str] = field(default_factory=list)
     missed_by: list[str] = field(default_factory=list)
-    images: dict[str, int] = field(default_factory=dict)  # per set, the images the variant ran on
+    images: dict[str, int] = field(default_factory=dict)  # per set, the images it ran on before caught (max 256)
 
     @property
     def detected(self) -> bool:
@@ -120,7 +120,8 @@ class SensitivityCheck:
             v.module = v.module.to(device).eval()
         self.results = [SensitivityResult(model, v.label, v.kind) for v in self.variants]
         self._seen: dict[str, set[int]] = {}  # set name -> variants detected on it
-        self._images: dict[str, int] = {}  # set name -> images the variants ran on
+        self._images: dict[str, int] = {}  # set name -> images the check ran on
+        self._ran: dict[tuple[int, str], int] = {}  # (variant, set name) -> images that variant ran on
         self.max_images = max_images
 
     def add(self, set_name: str, x: np.ndarray, expected: list[np.ndarray]) -> None:
@@ -144,6 +145,8 @@ class SensitivityCheck:
                 if len(outs) != len(refs) or any(self._differs(o, r) for o, r in zip(outs, refs, strict=False)):
                     detected.add(i)
         self._images[set_name] = self._images.get(set_name, 0) + len(x)
+        for i in pending:
+            self._ran[i, set_name] = self._ran.get((i, set_name), 0) + len(x)
 
     def _differs(self, out: Any, ref: np.ndarray) -> bool:
         """Out of tolerance anywhere, by verify's own rule (NaN never within), in numpy: one thread
@@ -165,5 +168,5 @@ class SensitivityCheck:
         for i, result in enumerate(self.results):
             result.detected_by = [s for s, found in self._seen.items() if i in found]
             result.missed_by = [s for s, found in self._seen.items() if i not in found]
-            result.images = dict(self._images)
+            result.images = {name: self._ran.get((i, name), 0) for name in self._seen}
         return self.results
