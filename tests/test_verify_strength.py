@@ -80,6 +80,10 @@ def test_an_artifact_without_its_activation_fails_by_default(zoo_dir, cifar, tmp
     # the picture of where it differs, beside the .npz
     assert Path(bad.failing_batch).is_file() and Path(bad.heatmap).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(Path(bad.tensorboard).glob("events.out.tfevents.*"))
+    result = runner.invoke(app, ["verify", "--models", str(models), "--results", str(results)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "error heatmap:" in result.stdout and "first diverging layer:" in result.stdout
+    onnx_line = next(line for line in result.stdout.splitlines() if "onnxruntime" in line and "FAILED" in line)
+    assert onnx_line.split("│")[5].strip() == "2.0e+00"  # max abs on the normalised set, not a dash
     # and what raw CIFAR10 alone would have missed is said in the table and the JSON
     result = runner.invoke(app, ["verify", "--models", str(models), "--inputs", "raw", "--results", str(results)])
     assert result.exit_code == 0, result.output
