@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
-from poolkit.exporter.onnx_export import export_onnx
-from poolkit.exporter.spec import default_input_shape
+from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
+from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
 
@@ -45,6 +45,8 @@ class ExportOptions:
     exporter: str = "dynamo"
     method: str = "script"
     dynamic_batch: bool = True
+    # Height and width open in the artifact: None = wherever the model's layers take any size.
+    dynamic_shape: bool | None = None
     static_batch_size: int = 64  # the batch a static-batch artifact is fixed to (CIFAR10 batches of 64)
     input_shape: tuple[int, ...] | None = None  # per sample; None: inferred from the spec
     seed: int = DEFAULT_SEED
@@ -81,10 +83,25 @@ class BuiltModel:
     n_outputs: int
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # several inputs: each one's shape
     source_sha256: str | None = None  # a user's model: its file at the moment it was imported
+    dynamic_spatial: bool = False
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
         return self.input_shapes or [self.input_shape]
+
+
+def shape_agnostic(spec: ModelSpec, input_shape: tuple[int, ...]) -> bool:
+    """Whether every layer takes any image size: 4-d images, and no Linear unless an adaptive pool
+    before it fixes the size it sees (convs, pools and activations work on any height and width)."""
+    if len(input_shape) != 3:
+        return False
+    sized = False
+    for layer in spec.layers:
+        if layer.kind.startswith("adaptive"):
+            sized = True
+        if layer.kind == "linear" and not sized:
+            return False
+    return True
 
 
 def versions() -> dict[str, str]:
@@ -111,7 +128,16 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
         assert ref.spec is not None
         shape = options.input_shape or default_input_shape(ref.spec)
         module = build_model(ref.spec, shape, seed=options.seed)
-        built.append(BuiltModel(ref, module, shape, len(output_shapes(module, shape, batch=1))))
+        agnostic = shape_agnostic(ref.spec, shape)
+        if options.dynamic_shape and not agnostic:
+            what = "its input is not an image" if len(shape) != 3 else "a Linear layer fixes its input size"
+            raise SpecError(
+                f"--dynamic-shape: '{ref.name}' cannot take any image size ({what}); "
+                "export it with --static-shape, or leave the option out"
+            )
+        dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
+        n_outputs = len(output_shapes(module, shape, batch=1))
+        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic))
     return built
 
 
@@ -128,6 +154,11 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
 
     user = ref.user
     assert user is not None
+    if options.dynamic_shape:
+        raise SpecError(
+            f"--dynamic-shape: poolkit cannot tell whether '{ref.spec_text}' takes any image size; "
+            "your own models export with the sizes of --input-shape"
+        )
     digest = source_sha256(user)  # before running it: what was hashed is what was imported
     module = import_user_module(user)
     model = construct(user, module)
@@ -219,6 +250,12 @@ def _expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, 
     return (options.method if fmt == "torchscript" else options.exporter), batch_axis + list(item.input_shape)
 
 
+def _expected_axes(item: BuiltModel, input_shape: list[Any]) -> list[str]:
+    """The axes a record leaves open. TorchScript runs the module's own code: it takes whatever sizes
+    the module takes, so its record says so too."""
+    return list(dynamic_axes(input_shape[0] == "batch", item.dynamic_spatial).values())
+
+
 def _cached(
     old: ExportRecord | None, item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[str, str], out_dir: Path
 ) -> ExportRecord | None:
@@ -231,6 +268,7 @@ def _cached(
         and old.seed == options.seed
         and old.method == method
         and old.input_shape == shape
+        and old.dynamic_axes == _expected_axes(item, shape)
         and old.versions == stamp
         and (fmt != "onnx" or old.opset_requested == options.opset)
         and old.weights == weights_filename(item.ref.name)
@@ -322,6 +360,7 @@ def export_artifact(
     dynamic_batch: bool = True,
     n_outputs: int = 1,
     metadata: dict[str, str] | None = None,
+    dynamic_spatial: bool = False,
 ) -> ArtifactWritten:
     """Write one artifact of `module` in `fmt` (torchscript or onnx) to `path`, atomically.
 
@@ -341,6 +380,7 @@ def export_artifact(
             dynamic_batch=dynamic_batch,
             n_outputs=n_outputs,
             metadata=metadata or {},
+            dynamic_spatial=dynamic_spatial,
         )
         return ArtifactWritten(opset=used)
     raise ValueError(f"unknown format '{fmt}' ({' or '.join(FORMATS)})")
@@ -370,6 +410,7 @@ def _export_one(
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
         opset_requested=options.opset if fmt == "onnx" else None,
         input_shapes=[input_shape[:1] + list(s) for s in item.input_shapes] or None,
+        dynamic_axes=_expected_axes(item, input_shape),
     )
     if item.ref.user is not None:
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
@@ -383,6 +424,7 @@ def _export_one(
         "poolkit.seed": str(options.seed),
         "poolkit.exporter": options.exporter,
         "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
+        "poolkit.dynamic_axes": ",".join(record.dynamic_axes),
         "torch.version": stamp["torch"],
     }
     if item.source_sha256:
@@ -407,6 +449,7 @@ def _export_one(
             dynamic_batch=options.dynamic_batch,
             n_outputs=item.n_outputs,
             metadata=metadata,
+            dynamic_spatial=item.dynamic_spatial,
         )
         if options.opset is not None and written.opset is not None and written.opset != options.opset:
             raise ValueError(

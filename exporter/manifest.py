@@ -54,6 +54,9 @@ class ExportRecord:
     input_shapes: list[list[Any]] | None = None  # every input, batch axis first, when there are several
     opset_requested: int | None = None  # what --opset asked for (None: the exporter's default)
     cached: bool = field(default=False, compare=False)  # this run found it current; never stored
+    # Axes the artifact leaves open, by name: "batch", "height", "width". Older manifests lack it:
+    # their batch axis is read from input_shape, and their images are fixed in size.
+    dynamic_axes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +69,11 @@ class ExportRecord:
     @property
     def dynamic_batch(self) -> bool:
         return bool(self.input_shape) and self.input_shape[0] == "batch"
+
+    @property
+    def dynamic_spatial(self) -> bool:
+        """Height and width are open: the artifact takes any image size (channels kept)."""
+        return {"height", "width"} <= set(self.dynamic_axes)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -37,10 +37,13 @@ def export_onnx(
     dynamic_batch: bool,
     n_outputs: int,
     metadata: dict[str, str],
+    dynamic_spatial: bool = False,
 ) -> int:
     """Export, check and stamp one ONNX file; returns the opset it really has.
 
     Several inputs (a tuple `example`) are named input_0, input_1...; all share the batch axis.
+    `dynamic_spatial` makes height and width (axes 2 and 3 of the first input) dynamic as well,
+    channels kept: a pooling or activation model then takes any image size, as its torch module does.
     """
     import onnx
     import torch
@@ -50,12 +53,17 @@ def export_onnx(
     outputs = output_names(n_outputs)
     args = example if isinstance(example, tuple) else (example,)
     inputs = input_names(len(args))
+    first_axes = dynamic_axes(dynamic_batch, dynamic_spatial)
+    axes_per_input = [first_axes] + [dynamic_axes(dynamic_batch, False) for _ in args[1:]]
 
     def write(tmp: Path) -> None:
         with captured_output():
             if exporter == "dynamo":
-                batch = torch.export.Dim("batch")
-                dynamic = tuple({0: batch} for _ in args) if dynamic_batch else None
+                # One Dim object per name, so every input shares the batch; min=1: an image may be as
+                # small as the seeds' 2x2 example.
+                names = {n for axes in axes_per_input for n in axes.values()}
+                dims = {n: torch.export.Dim(n, min=1) if n != "batch" else torch.export.Dim(n) for n in names}
+                dynamic = tuple({i: dims[n] for i, n in axes.items()} for axes in axes_per_input) if names else None
                 torch.onnx.export(
                     model,
                     args,
@@ -68,7 +76,10 @@ def export_onnx(
                     opset_version=opset,
                 )
             else:
-                axes = {name: {0: "batch"} for name in [*inputs, *outputs]} if dynamic_batch else None
+                # Output sizes follow from the input's (a pool shrinks them): only the batch is named there.
+                out_axes = {0: "batch"} if dynamic_batch else {}
+                named = dict(zip(inputs, axes_per_input, strict=True))
+                axes = {**named, **{n: out_axes for n in outputs}} if first_axes else None
                 torch.onnx.export(
                     model,
                     args,
@@ -89,6 +100,11 @@ def export_onnx(
 
     write_atomic(path, write)
     return onnx_opset(path)
+
+
+def dynamic_axes(batch: bool, spatial: bool) -> dict[int, str]:
+    """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 2 height, 3 width)."""
+    return {**({0: "batch"} if batch else {}), **({2: "height", 3: "width"} if spatial else {})}
 
 
 def onnx_opset(path: Path) -> int:

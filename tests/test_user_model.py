@@ -146,6 +146,10 @@ def test_verify_bench_show_and_zoo_take_your_own_models(user_dir: Path) -> None:
         (m, r, "passed") for m in ("cnn_SmallCNN", "two_TwoHeads") for r in ("torchscript", "onnxruntime")
     }
     assert [len(r["outputs"]) for r in rows if r["model"] == "two_TwoHeads"] == [2, 2]
+    # the sensitivity check finds the layers of your own module by their torch type, wherever they sit
+    sensitivity = json.loads((results / "verify.json").read_text())["sensitivity"]
+    variants = {v["variant"] for v in sensitivity if v["model"] == "cnn_SmallCNN"}
+    assert variants == {"conv.weight[0, 0, 0, 0] ×(1+0.001)", "fc.weight[0, 0] ×(1+0.001)"}
 
     result = invoke("bench", "--models", models, "--model", cnn, "--iters", "2", "--warmup", "0",
                     "--batch-size", "8", "--out", results)  # fmt: skip

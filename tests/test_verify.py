@@ -32,11 +32,30 @@ def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar,
     assert report.passed, [(r.model, r.format, r.reason) for r in report.rows if not r.passed]
     assert len(report.rows) == 2 * len(ZOO)
     assert {(r.model, r.format) for r in report.rows} == {(n, f) for n in ZOO for f in ("torchscript", "onnx")}
+    fixed_size = {"tudui", "mlp_head"}  # a Linear on flattened pixels: 3x32x32 only
     for r in report.rows:
-        assert r.images == 1000 and r.batches == 16 and r.provider
-        assert r.outputs[0].elements > 0 and r.outputs[0].max_abs <= 1e-5
+        runs = {i.name: i for i in r.inputs}
+        assert runs["raw"].images == 1000 and runs["raw"].batches == 16 and r.provider
+        assert runs["normalized"].images == 1000 and runs["edge"].images == 16
+        any_size = ["raw", "normalized", "edge", "odd", "seeds"]
+        assert r.input_names == (any_size[:3] if r.model in fixed_size else any_size), r.model
+        assert r.outputs[0].elements > 0 and all(i.max_abs <= 1e-5 for i in r.inputs)
+        assert r.guidance is not None and r.guidance.min_atol <= 1e-5 and r.guidance.noise_floor is not None
+    odd = {i.name: i for i in next(r for r in report.rows if r.model == "maxpool_ceil").inputs}
+    assert odd["odd"].sizes == ["31x27"] and odd["seeds"].sizes == ["5x5", "4x4", "2x2"]
+    floor = {i.name: i for i in next(r for r in report.rows if r.model == "maxpool_floor").inputs}
+    assert floor["seeds"].sizes == ["5x5", "4x4"] and "2x2: the model itself refuses it" in floor["seeds"].skipped[0]
     tudui = next(r for r in report.rows if (r.model, r.format) == ("tudui", "onnx"))
     assert tudui.provider == "CPUExecutionProvider" and tudui.outputs[0].top1_agreement == 1.0
+    # would the data have caught a wrong artifact? raw CIFAR10 cannot see a ReLU removed, the rest can
+    found = {(s.model, s.variant): s for s in report.sensitivity}
+    relu = found[("relu", "relu1→identity")]
+    assert relu.missed_by == ["raw"] and relu.detected_by == ["normalized", "edge", "odd", "seeds"]
+    assert relu.images["raw"] == 256 and relu.images["normalized"] == 64  # caught in its first batch
+    assert "relu: undetectable: relu1→identity on raw (caught by normalized, edge, odd, seeds)" in report.warnings
+    # ceil_mode cannot matter on even sizes with a 2x2 window: only the odd sizes show it
+    assert found[("maxpool_2x2", "maxpool1 ceil_mode False→True")].detected_by == ["odd", "seeds"]
+    assert found[("sigmoid", "sigmoid1→identity")].missed_by == []
 
 
 def tampered_copy(zoo_dir: Path, dest: Path, model: str, initializer: str, change) -> Path:
@@ -120,7 +139,9 @@ def test_synthetic_and_real_runs_state_their_data(zoo_dir: Path, tmp_path: Path)
         assert result.exit_code == 0, result.output
         saved = json.loads(report_path.read_text())
         assert saved["data"]["kind"] == kind and saved["data"]["images"] == images
-        assert saved["rows"][0]["images"] == 128 and saved["environment"]["torch"]
+        runs = {i["name"]: i for i in saved["rows"][0]["inputs"]}
+        assert runs["raw"]["images"] == 128 and runs["normalized"]["images"] == 128 and saved["environment"]["torch"]
+        assert saved["sensitivity"][0]["variant"] == "relu1→identity" and "warnings" in saved
     assert synthetic_images().source.origin == "synthetic"
 
 

@@ -51,16 +51,27 @@ def verify(
         Path | None,
         typer.Option(help="Re-run a failing batch saved by an earlier verify, on the artifact in --models."),
     ] = None,
+    inputs: Annotated[
+        str, typer.Option(help="Input sets: raw, normalized, edge, odd, seeds (comma-separated), or all.")
+    ] = "all",
+    sensitivity: Annotated[
+        bool, typer.Option("--sensitivity/--no-sensitivity", help="Check the data would catch wrong variants.")
+    ] = True,
+    examples: Annotated[
+        bool, typer.Option("--examples", help="Run the seeds' worked examples, exact numbers, through every artifact.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> int:
     """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch.
 
     Default runtimes: torchscript and onnxruntime (each reads its own artifact); with --device cuda,
     eager on the GPU is checked against eager on the CPU too. TorchScript files are code: only files
-    whose sha256 matches the manifest poolkit wrote are loaded.
+    whose sha256 matches the manifest poolkit wrote are loaded. Inputs: raw and normalised CIFAR10,
+    a seeded edge batch, and for artifacts that take any size an odd size and the seeds' examples.
     """
     from poolkit.cli.output import print_replay, print_verify, progress_callbacks
     from poolkit.commands.verify import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
+    from poolkit.commands.verify_inputs import parse_input_sets
 
     if replay is not None:
         meta, outputs = replay_batch(replay, models)
@@ -68,14 +79,35 @@ def verify(
         return EXIT_OK if all(outputs) else EXIT_FAILED
     writable_folder(results, "--results")
     writable_file(report, "--report")
+    runtimes = parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES)
+    if examples:
+        return _verify_examples(models, model, runtimes, devices_for(device), results, json_out)
     options = VerifyOptions(
-        atol, rtol, batch_size, parse_batches(batches), devices_for(device), results,
-        parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES),
+        atol, rtol, batch_size, parse_batches(batches), devices_for(device), results, runtimes,
+        parse_input_sets(inputs), sensitivity,
     )  # fmt: skip
     with progress_callbacks("verify") as (on_rows, on_batch):
         verdict, path = run_verify(models, model, options, data.value, data_root, download, report, on_batch, on_rows)
     print_verify(verdict, path, json_out)
     return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+def _verify_examples(
+    models: Path,
+    names: list[str] | None,
+    runtimes: tuple[str, ...],
+    devices: tuple[str, ...],
+    results: Path,
+    json_out: bool,
+) -> int:
+    """`verify --examples`: the seeds' worked examples; results/verify_examples.json beside the table."""
+    from poolkit.cli.output import print_examples
+    from poolkit.commands.verify_examples import run_examples
+    from poolkit.common.files import write_json_atomic
+
+    found = run_examples(models, names, runtimes, devices)
+    print_examples(found, write_json_atomic(Path(results) / "verify_examples.json", found), json_out)
+    return EXIT_OK if found.passed else EXIT_FAILED
 
 
 @app.command()

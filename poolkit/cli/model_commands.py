@@ -53,6 +53,13 @@ def export(
     batch_size: Annotated[
         int, typer.Option(help="Batch a --static-batch ONNX file is fixed to.", min=1, max=MAX_BATCH)
     ] = 64,
+    dynamic_shape: Annotated[
+        bool | None,
+        typer.Option(
+            "--dynamic-shape/--static-shape",
+            help="ONNX height and width dynamic (default for models whose layers take any size), or fixed.",
+        ),
+    ] = None,
     method: Annotated[JitMethod, typer.Option(help="TorchScript: torch.jit.script or trace.")] = JitMethod.script,  # type: ignore[attr-defined]
     input_shape: InputShapeOpt = None,
     seed: Annotated[
@@ -83,6 +90,7 @@ def export(
         exporter=exporter.value,
         method=method.value,
         dynamic_batch=dynamic_batch,
+        dynamic_shape=dynamic_shape,
         static_batch_size=batch_size,
         input_shape=shapes[0] if shapes else None,
         input_shapes=shapes,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from poolkit.commands.show import ShowRun
     from poolkit.commands.sweep import SweepRun
     from poolkit.commands.verify import VerifyReport
+    from poolkit.commands.verify_examples import ExamplesReport
     from poolkit.commands.zoo_info import ZooRow
     from poolkit.exporter.export import ExportRun
     from poolkit.exporter.manifest import ExportRecord
@@ -205,3 +206,13 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
         return
     console.print(sweep_table(run.results))
     console.print(f"[dim]written: {escape(f'{run.json_path}, {run.markdown_path}')}[/dim]")
+
+
+def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
+    from poolkit.cli.render import examples_table
+
+    if json_out:
+        print_json(found)
+        return
+    console.print(examples_table(found))
+    console.print(f"[dim]report: {escape(str(path))}[/dim]")

@@ -284,7 +284,7 @@ class LocalTimer:
         self.rt.infer(self._prepared)
         first = self.clock() - t0
         if self.cuda_graphs and self.rt.engine == "torch":
-            self._launch = capture_torch_graph(self.rt.module, self._prepared, self._torch_cuda())  # type: ignore[attr-defined]
+            self._launch = capture_torch_graph(self.rt.module, self._prepared, self._torch_cuda())  # type: ignore[union-attr]
         warm = self._timed(self._launch, warmup)[0] if warmup else []
         return Opened(load, first, self.rt.provider, warm)
 

@@ -1,9 +1,13 @@
 """`poolkit verify`: every artifact of a models folder against eager PyTorch, batch by batch.
 
 Per model: open its artifacts (hashes checked, eager rebuilt from spec + saved weights, see
-`artifacts.py`), run each batch once through eager on the CPU, and feed the same batch to every
-runtime and device asked for, folding the differences into one `Comparison` per output. A failure
-saves its first failing batch as `.npz` with a one-command replay, and names the first layer whose
+`artifacts.py`), and for every input set (`verify_inputs.py`: raw and normalised CIFAR10, an edge
+batch, and for artifacts that take any size an odd size and the seeds' small examples) run each
+batch once through eager on the CPU, then feed the same batch to every runtime and device asked
+for, folding the differences into one `Comparison` per output and set. Beside eager, on the same
+batch: the sensitivity variants (`verify_sensitivity.py`: would this data catch a wrong artifact?)
+and the fp64 noise floor (`verify_tolerance.py`). A failure saves its first failing batch as
+`.npz` with a one-command replay, an error heatmap per channel, and names the first layer whose
 output diverges. Verify only loops and collects; runtimes and the comparator do the work.
 """
 
@@ -13,13 +17,17 @@ import json
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.commands.artifacts import ModelArtifacts, open_artifacts
 from poolkit.commands.cifar10 import IMAGE_SHAPE, DataSource, ImageSet, synthetic_images
 from poolkit.commands.compare import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, fold_batch, mismatch_reason
+from poolkit.commands.verify_heatmap import write_heatmaps
+from poolkit.commands.verify_inputs import DEFAULT_INPUT_SETS, InputSet, build_input_sets
+from poolkit.commands.verify_sensitivity import SensitivityCheck, SensitivityResult
+from poolkit.commands.verify_tolerance import Guidance, NoiseFloor, guidance
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_atomic
 from poolkit.exporter.spec import parse_spec
@@ -30,11 +38,32 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
+NOISE_IMAGES = 16  # images of each set's first batch that also run through the fp64 copy of eager
+
+
+@dataclass
+class InputRun:
+    """One input set through one row: which sizes ran, and how the outputs compared on it."""
+
+    name: str
+    sizes: list[str] = field(default_factory=list)
+    images: int = 0
+    batches: int = 0
+    skipped: list[str] = field(default_factory=list)  # sizes or batches this row could not take, and why
+    outputs: list[Comparison] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outputs) and all(self.outputs)
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.outputs), default=0.0)
 
 
 @dataclass
 class VerifyRow:
-    """One artifact on one runtime and device."""
+    """One artifact on one runtime and device, over every input set."""
 
     model: str
     format: str
@@ -44,7 +73,7 @@ class VerifyRow:
     status: str  # passed | failed | unavailable
     reason: str | None = None
     provider: str | None = None
-    outputs: list[Comparison] = field(default_factory=list)
+    outputs: list[Comparison] = field(default_factory=list)  # on `worst_input`: the failing set, else the worst
     batches: int = 0
     images: int = 0
     skipped_images: int = 0
@@ -52,6 +81,11 @@ class VerifyRow:
     failing_batch: str | None = None
     replay: str | None = None
     seconds: float = 0.0
+    inputs: list[InputRun] = field(default_factory=list)
+    worst_input: str | None = None
+    guidance: Guidance | None = None
+    heatmap: str | None = None
+    tensorboard: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -60,6 +94,10 @@ class VerifyRow:
     @property
     def worst(self) -> Comparison | None:
         return max(self.outputs, key=lambda c: c.max_abs, default=None)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs if i.batches]
 
 
 @dataclass
@@ -72,6 +110,8 @@ class VerifyReport:
     devices: list[str]
     environment: dict[str, Any]
     rows: list[VerifyRow]
+    input_sets: dict[str, str] = field(default_factory=dict)  # name -> what it is
+    sensitivity: list[SensitivityResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -84,6 +124,19 @@ class VerifyReport:
             counts[r.status] += 1
         return counts
 
+    @property
+    def warnings(self) -> list[str]:
+        """Sensitivity gaps and tolerance warnings, each once, named by model."""
+        out = [f"{s.model}: {s.warning}" for s in self.sensitivity if s.warning]
+        for r in self.rows:
+            for w in r.guidance.warnings if r.guidance else []:
+                out.append(f"{r.model} {r.format} {r.runtime} {r.device}: {w}")
+        return out
+
+    def __json__(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**plain, "passed": self.passed, "summary": self.summary, "warnings": self.warnings}
+
 
 @dataclass
 class VerifyOptions:
@@ -94,6 +147,9 @@ class VerifyOptions:
     devices: tuple[str, ...] = ("cpu",)
     results_dir: Path = Path("results")
     runtimes: tuple[str, ...] = DEFAULT_VERIFY_RUNTIMES
+    inputs: tuple[str, ...] = DEFAULT_INPUT_SETS
+    sensitivity: bool = True
+    heatmaps: bool = True
 
 
 def run_verify(
@@ -128,6 +184,31 @@ def row_plan(runtimes: tuple[str, ...], devices: tuple[str, ...]) -> list[tuple[
     return [(r, d) for r in wanted for d in devices if not (r == "eager" and d == "cpu")]
 
 
+class InputSetCache:
+    """Input sets built once per (sample shape, dynamic) and shared by every model that takes them."""
+
+    def __init__(self, images: ImageSet, wanted: tuple[str, ...]) -> None:
+        self.images, self.wanted = images, wanted
+        self._built: dict[tuple[tuple[int, ...], bool], list[InputSet] | str] = {}
+
+    def get(self, sample_shape: tuple[int, ...], dynamic: bool) -> list[InputSet] | str:
+        key = (sample_shape, dynamic)
+        if key not in self._built:
+            data = _data_for(sample_shape, self.images)
+            self._built[key] = (
+                data if isinstance(data, str) else build_input_sets(data, sample_shape, dynamic, self.wanted)
+            )
+        return self._built[key]
+
+    def described(self) -> dict[str, str]:
+        """Every set built so far, name -> what it is, in the order they were asked for."""
+        out: dict[str, str] = {}
+        for sets in self._built.values():
+            for s in sets if isinstance(sets, list) else []:
+                out.setdefault(s.name, s.about)
+        return out
+
+
 def verify(
     models_dir: Path,
     images: ImageSet,
@@ -137,16 +218,14 @@ def verify(
     on_batch: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Verify every selected model on every requested runtime and device."""
+    """Verify every selected model on every requested runtime and device, on every input set."""
     models = open_artifacts(Path(models_dir), names)
     plan = row_plan(options.runtimes, options.devices)
     cuda_reasons = {r: cuda_problem([r]) for r, d in plan if d == "cuda"}
+    cache = InputSetCache(images, options.inputs)
     if on_rows:
-        on_rows(len(models) * images.count_batches(options.batch_size, options.batches))
-    rows: list[VerifyRow] = []
-    for model in models:
-        rows.extend(verify_model(model, images, options, plan, cuda_reasons, on_batch))
-    return VerifyReport(
+        on_rows(sum(_count_batches(m, cache, options) for m in models))
+    report = VerifyReport(
         data=images.source,
         atol=options.atol,
         rtol=options.rtol,
@@ -154,34 +233,52 @@ def verify(
         batches_limit=options.batches,
         devices=list(options.devices),
         environment=environment or {},
-        rows=rows,
+        rows=[],
     )
+    for model in models:
+        rows, found = verify_model(model, cache, options, plan, cuda_reasons, on_batch)
+        report.rows.extend(rows)
+        report.sensitivity.extend(found)
+    report.input_sets = cache.described()
+    return report
+
+
+def _count_batches(model: ModelArtifacts, cache: InputSetCache, options: VerifyOptions) -> int:
+    ref = model.reference
+    sets = cache.get(ref.sample_shape, ref.dynamic_spatial) if ref else []
+    return sum(s.count_batches(options.batch_size, options.batches) for s in sets) if isinstance(sets, list) else 0
 
 
 @dataclass
 class _Live:
-    """A row being measured: its open runtime, accumulators and first failing batch."""
+    """A row being measured: its open runtime, an accumulator list per input set, its first failing batch."""
 
     row: VerifyRow
     runtime: Runtime
     static_batch: int | None
-    accumulators: list[Accumulator]
-    first_failure: tuple[int, np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None
+    sample_shape: tuple[int, ...]
+    any_size: bool
+    runs: dict[str, InputRun] = field(default_factory=dict)
+    accumulators: dict[str, list[Accumulator]] = field(default_factory=dict)
+    first_failure: tuple[str, int, np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None
     started: float = field(default_factory=time.perf_counter)
+    stopped: bool = False
 
 
 def verify_model(
     model: ModelArtifacts,
-    images: ImageSet,
+    cache: InputSetCache | ImageSet,
     options: VerifyOptions,
     plan: list[tuple[str, str]],
     cuda_reasons: dict[str, str | None],
     on_batch: Callable[[str], None] | None = None,
-) -> list[VerifyRow]:
+) -> tuple[list[VerifyRow], list[SensitivityResult]]:
     """One model: eager runs once per batch; every runtime and device gets the same batch."""
+    if isinstance(cache, ImageSet):
+        cache = InputSetCache(cache, options.inputs)
     rows, live = [], []
     spec = model.reference.spec if model.reference else next(iter(model.records.values())).spec
-    data: ImageSet | str | None = None
+    sets: list[InputSet] | str | None = None
     for runtime_name, device in plan:
         cls = runtime_class(runtime_name)
         record = model.record_for(runtime_name)
@@ -194,9 +291,10 @@ def verify_model(
         row.reason = model.problem(runtime_name)
         if row.reason or record is None:
             continue
-        data = data if data is not None else _data_for(record.sample_shape, images)
-        if isinstance(data, str):
-            row.reason = data
+        reference = model.reference or record
+        sets = sets if sets is not None else cache.get(reference.sample_shape, reference.dynamic_spatial)
+        if isinstance(sets, str):
+            row.reason = sets
             continue
         try:
             runtime = model.open(runtime_name, device)
@@ -205,59 +303,115 @@ def verify_model(
             continue
         row.provider = runtime.provider
         static = None if record.dynamic_batch else int(record.input_shape[0])
-        live.append(_Live(row, runtime, static, [Accumulator(options.atol, options.rtol)]))
-    if live and isinstance(data, ImageSet):
+        any_size = record.dynamic_spatial or cls.reads == "module"
+        live.append(_Live(row, runtime, static, record.sample_shape, any_size))
+    found: list[SensitivityResult] = []
+    if live and isinstance(sets, list):
         try:
-            _run_batches(model, live, data, options, on_batch)
+            found = _run_sets(model, live, sets, options, on_batch)
         finally:
             for item in live:
                 item.runtime.close()
         for item in live:
             _conclude(item, model, options)
-    elif on_batch:
-        for _ in range(images.count_batches(options.batch_size, options.batches)):
+    elif on_batch and isinstance(sets, list):
+        for _ in range(sum(s.count_batches(options.batch_size, options.batches) for s in sets)):
             on_batch(model.name)
-    return rows
+    return rows, found
 
 
-def _run_batches(
+def _run_sets(
     model: ModelArtifacts,
     live: list[_Live],
-    data: ImageSet,
+    sets: list[InputSet],
     options: VerifyOptions,
     on_batch: Callable[[str], None] | None,
-) -> None:
+) -> list[SensitivityResult]:
+    """Every batch of every set: eager once, the sensitivity variants and fp64 noise beside it, then each row."""
+    module = model.eager_module()
+    # Both call the module on one array: a model of your own with several inputs has neither (yet).
+    single_input = model.reference is None or len(model.reference.sample_shapes) == 1
+    check = (
+        SensitivityCheck(model.name, module, options.atol, options.rtol)
+        if options.sensitivity and single_input
+        else None
+    )
+    noise = NoiseFloor(module, options.rtol) if single_input else None
+    refused: dict[tuple[str, tuple[int, ...]], str] = {}
     with runtime_for_reference(model) as reference:
-        running = list(live)
-        for first, x, _ in data.batches(options.batch_size, options.batches):
-            if on_batch:
-                on_batch(model.name)
-            expected = run_batch(reference, x)
-            for item in list(running):
-                row = item.row
-                if item.static_batch and len(x) != item.static_batch:
-                    row.skipped_images += len(x)  # a static-batch file cannot take another batch size
+        for input_set in sets:
+            for first, x in input_set.batches(options.batch_size, options.batches):
+                if on_batch:
+                    on_batch(model.name)
+                size = tuple(x.shape[1:])
+                key = (input_set.name, size)
+                if key in refused:
                     continue
                 try:
-                    actual = run_batch(item.runtime, x)
-                except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file is a failed row
-                    row.reason = f"{row.runtime} failed to run: {one_line(exc)}"
-                    running.remove(item)
+                    expected = run_batch(reference, x)
+                except Exception as exc:  # noqa: BLE001 - a size the module itself refuses is skipped, said why
+                    refused[key] = f"{'x'.join(map(str, size[1:]))}: the model itself refuses it ({one_line(exc)[:80]})"
+                    for item in live:
+                        item.runs.setdefault(input_set.name, InputRun(input_set.name)).skipped.append(refused[key])
                     continue
-                structure = fold_batch(expected, actual, item.accumulators, first)
-                if structure:
-                    row.reason = structure
-                    running.remove(item)
-                    continue
-                row.batches += 1
-                row.images += len(x)
-                batch_ok = all(
-                    acc.result.mismatched == 0 and not acc.result.shape_mismatch for acc in item.accumulators
-                )
-                if not batch_ok and item.first_failure is None:
-                    item.first_failure = (first, x, expected, actual)
-            for item in running:
-                item.row.seconds = round(time.perf_counter() - item.started, 3)
+                if check is not None:
+                    check.add(input_set.name, x, expected)
+                if first == 0 and noise is not None:  # the reference's rounding: a few images per set measure it
+                    noise.add(x[:NOISE_IMAGES], [e[:NOISE_IMAGES] for e in expected])
+                for item in live:
+                    _fold(item, input_set.name, first, x, expected, options)
+        for item in live:
+            item.row.guidance = guidance(
+                [c for acc in item.accumulators.values() for c in (a.result for a in acc)],
+                options.atol,
+                options.rtol,
+                noise,
+            )
+    return check.finish() if check is not None else []
+
+
+def _fold(
+    item: _Live, set_name: str, first: int, x: np.ndarray, expected: list[np.ndarray], options: VerifyOptions
+) -> None:
+    """One batch of one set through one row."""
+    row = item.row
+    run = item.runs.setdefault(set_name, InputRun(set_name))
+    if item.stopped:
+        return
+    size = "x".join(map(str, x.shape[2:] or x.shape[1:]))
+    if item.static_batch and len(x) != item.static_batch:
+        row.skipped_images += len(x)  # a static-batch file cannot take another batch size
+        note = f"batches of {len(x)}: the file's batch is fixed to {item.static_batch}"
+        if note not in run.skipped:
+            run.skipped.append(note)
+        return
+    if tuple(x.shape[1:]) != item.sample_shape and not item.any_size:
+        note = f"{size}: the {row.format} file is fixed to {'x'.join(map(str, item.sample_shape))}"
+        if note not in run.skipped:
+            run.skipped.append(note)
+        return
+    try:
+        actual = run_batch(item.runtime, x)
+    except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file is a failed row
+        row.reason = f"{row.runtime} failed to run on {set_name} ({size}): {one_line(exc)}"
+        item.stopped = True
+        return
+    accumulators = item.accumulators.setdefault(set_name, [Accumulator(options.atol, options.rtol)])
+    structure = fold_batch(expected, actual, accumulators, first)
+    if structure:
+        row.reason = structure
+        item.stopped = True
+        return
+    if size not in run.sizes:
+        run.sizes.append(size)
+    run.batches += 1
+    run.images += len(x)
+    row.batches += 1
+    row.images += len(x)
+    batch_ok = all(acc.result.mismatched == 0 and not acc.result.shape_mismatch for acc in accumulators)
+    if not batch_ok and item.first_failure is None:
+        item.first_failure = (set_name, first, x, expected, actual)
+    row.seconds = round(time.perf_counter() - item.started, 3)
 
 
 def runtime_for_reference(model: ModelArtifacts) -> Runtime:
@@ -267,27 +421,38 @@ def runtime_for_reference(model: ModelArtifacts) -> Runtime:
 
 def _conclude(item: _Live, model: ModelArtifacts, options: VerifyOptions) -> None:
     row = item.row
+    for name, run in item.runs.items():
+        run.outputs = [acc.result for acc in item.accumulators.get(name, [])]
+    row.inputs = list(item.runs.values())
     if row.reason:  # stopped early: could not run, or a different number of outputs
         return
-    row.outputs = [acc.result for acc in item.accumulators]
-    if not row.batches:
+    ran = [run for run in row.inputs if run.batches]
+    if not ran:
         row.reason = "no batch could be compared"
         return
-    if all(row.outputs):
+    failing = [run for run in ran if not run.passed]
+    worst = failing[0] if failing else max(ran, key=lambda run: run.max_abs)
+    row.worst_input, row.outputs = worst.name, worst.outputs
+    if not failing:
         row.status = "passed"
         return
     kind, detail = mismatch_reason(row.outputs)
     row.reason = (
-        f"output shape differs from eager ({detail})"
+        f"output shape differs from eager on {worst.name} ({detail})"
         if kind == "shape"
-        else f"{sum(c.mismatched for c in row.outputs):,} elements out of tolerance"
+        else f"{sum(c.mismatched for c in row.outputs):,} elements out of tolerance on {worst.name}"
+        + (f" (and on {', '.join(r.name for r in failing[1:])})" if failing[1:] else "")
     )
-    worst = row.worst
-    if worst is not None and (worst.nan_actual or worst.nan_expected):
-        row.reason += f" (NaN: {worst.nan_actual} in the artifact's output, {worst.nan_expected} in eager's)"
+    bad = row.worst
+    if bad is not None and (bad.nan_actual or bad.nan_expected):
+        row.reason += f" (NaN: {bad.nan_actual} in the artifact's output, {bad.nan_expected} in eager's)"
     if item.first_failure is not None:
-        first, x, expected, actual = item.first_failure
-        row.failing_batch, row.replay = save_failure(row, model, first, x, expected, actual, options)
+        set_name, first, x, expected, actual = item.first_failure
+        row.failing_batch, row.replay = save_failure(row, model, first, x, expected, actual, options, set_name)
+        if options.heatmaps:
+            stem = Path(row.failing_batch).with_suffix("")
+            title = f"{row.model} {row.format} {row.runtime} {row.device} on {set_name}"
+            row.heatmap, row.tensorboard = write_heatmaps(stem, title, expected, actual, first)
         if row.device == "cpu":
             row.diverging_layer = first_diverging_layer(row.runtime, model, x, options.atol, options.rtol)
 
@@ -316,13 +481,17 @@ def first_diverging_layer(runtime: str, model: ModelArtifacts, x: np.ndarray, at
         return f"unknown (layer outputs unavailable: {one_line(exc)})"
     reference = model.reference
     layers = parse_spec(reference.spec).layers if reference and not reference.is_user_model else ()
+    missing: list[str] = []
     for index, (name, outs) in enumerate(expected):
         if name not in actual:
-            continue  # folded away by the exporter: nothing to compare
+            missing.append(f"{name} (layer {index + 1}" + (f": {layers[index]})" if index < len(layers) else ")"))
+            continue  # folded away by the exporter, or dropped: nothing to compare here
         if len(actual[name]) != len(outs) or not all(
             compare(e, a, atol, rtol) for e, a in zip(outs, actual[name], strict=True)
         ):
             return f"{name} (layer {index + 1}" + (f": {layers[index]})" if index < len(layers) else ")")
+    if missing:  # the output differs and no layer that has nodes does: the prime suspect has none
+        return f"{missing[0]}: no node of the artifact computes it (dropped, or folded into another layer)"
     return "none: every layer matches on its own, the difference builds up across layers"
 
 
@@ -334,6 +503,7 @@ def save_failure(
     expected: list[np.ndarray],
     actual: list[np.ndarray],
     options: VerifyOptions,
+    input_set: str = "raw",
 ) -> tuple[str, str]:
     """Write the failing batch as .npz, with what is needed to replay it in one command."""
     import numpy as np
@@ -346,15 +516,16 @@ def save_failure(
         "runtime": row.runtime,
         "device": row.device,
         "first_image": first,
+        "input_set": input_set,
         "atol": options.atol,
         "rtol": options.rtol,
     }
-    arrays = {"input": x, **{f"expected_{i}": e for i, e in enumerate(expected)}}
+    arrays: dict[str, Any] = {"input": x, **{f"expected_{i}": e for i, e in enumerate(expected)}}
     arrays.update({f"actual_{i}": a for i, a in enumerate(actual)})
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
 
     write_atomic(path, write)
     return str(path), f"poolkit verify --replay {shlex.quote(str(path))} --models {shlex.quote(str(model.models_dir))}"
