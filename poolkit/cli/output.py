@@ -92,7 +92,7 @@ def progress_callbacks(
     def advance(description: str) -> None:
         start()
         clock["done"] += 1
-        fields = {}
+        fields: dict[str, Any] = {}
         if rate:
             per_s = clock["done"] / max(time.monotonic() - clock["start"], 1e-9)
             left = max(clock["left"] - clock["done"], 0)

@@ -279,6 +279,10 @@ def run_sweep_command(
         raise PoolkitError(
             f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
         )
+    if settings.scheduler:
+        from poolkit.commands.sweep_dask import check_cluster
+
+        check_cluster(settings.scheduler, versions)
     if on_total:
         on_total(len(cells), sum(c.id in done for c in cells))
     cell_fn = functools.partial(run_cell, bundles=str(bundles.resolve())) if settings.bundles else run_cell

@@ -52,7 +52,8 @@ def run_reference(path: Path, x: np.ndarray) -> list[np.ndarray]:
     model = onnx.load(str(path))
     evaluator = ReferenceEvaluator(model)
     name = model.graph.input[0].name
-    return [out for out in evaluator.run(None, {name: x})]
+    outputs: list[np.ndarray] = list(evaluator.run(None, {name: x}))  # type: ignore[arg-type]
+    return outputs
 
 
 def ort_session(path: Path, device: str, optimise: bool, log_level: int = 3) -> Any:

@@ -165,12 +165,12 @@ def judge(
         return CellResult(cell, "shape-mismatch", mismatch_reason(results)[1])
     integer = exact_integer_problems(expected, actual)
     if not all(results) or integer:
-        reason = mismatch_reason(results)[1] if not all(results) else integer
+        reason = mismatch_reason(results)[1] if not all(results) else (integer or "")
         if integer and not all(results) and integer not in reason:
             reason = f"{reason}; {integer}"
         return CellResult(cell, "value-mismatch", reason, worst)
     declared = declared_mismatch(onnx_path, actual) if onnx_path is not None else None
-    if declared:
+    if declared and onnx_path is not None:
         warnings = ort_shape_warnings(onnx_path, cell.device, x)
         reason = declared + (f"; onnxruntime says: {warnings}" if warnings else "")
         return CellResult(cell, "declared-shape-mismatch", reason, worst)

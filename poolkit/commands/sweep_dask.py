@@ -52,9 +52,32 @@ def connect(address: str) -> Any:
     except ImportError:
         raise PoolkitError("--scheduler needs dask.distributed: pip install 'poolkit[distributed]'") from None
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise PoolkitError(f"cannot reach the Dask scheduler at {address}: {one_line(exc)}") from None
+
+
+def check_cluster(address: str, versions: dict[str, str] | None) -> None:
+    """Fail early, before any progress is drawn: the scheduler answers, has workers, same versions."""
+    client = connect(address)
+    try:
+        _check(client, address, versions)
+    finally:
+        client.close()
+
+
+def _check(client: Any, address: str, versions: dict[str, str] | None) -> None:
+    try:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=30)
+    except TimeoutError:
+        raise PoolkitError(f"the Dask scheduler at {address} has no workers (waited 30 s)") from None
+    if versions:
+        for worker, theirs in client.run(worker_versions).items():
+            if theirs != versions:
+                raise PoolkitError(
+                    f"Dask worker {worker} has {theirs}, this is {versions}: every worker must run the same versions"
+                )
 
 
 def run_on_dask(
@@ -70,14 +93,7 @@ def run_on_dask(
 
     client = connect(address)
     try:
-        if not client.scheduler_info().get("workers"):
-            client.wait_for_workers(1, timeout=30)
-        if versions:
-            for worker, theirs in client.run(worker_versions).items():
-                if theirs != versions:
-                    raise PoolkitError(
-                        f"Dask worker {worker} has {theirs}, this is {versions}: every worker must run the same versions"
-                    )
+        _check(client, address, versions)
         run = uuid.uuid4().hex[:8]
         futures = {
             client.submit(run_isolated, cell, timeout_s, cell_fn, key=f"poolkit-cell-{run}-{cell.id}", pure=False): cell
@@ -92,7 +108,5 @@ def run_on_dask(
                 on_result(result)
         finally:
             client.cancel(list(futures))
-    except TimeoutError:
-        raise PoolkitError(f"the Dask scheduler at {address} has no workers (waited 30 s)") from None
     finally:
         client.close()
