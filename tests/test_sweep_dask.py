@@ -104,3 +104,7 @@ def test_an_unreachable_scheduler_is_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and result.stderr.startswith(
         "error: cannot reach the Dask scheduler at tcp://127.0.0.1:9"
     )
+    both = runner.invoke(
+        app, ["sweep", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2", "--out", str(tmp_path / "x")]
+    )
+    assert both.exit_code == 2 and "--jobs sets local workers; with --scheduler" in both.stderr

@@ -197,6 +197,10 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
     if run.resumed:
         note(f"resumed: {run.resumed:,} of {len(run.results):,} cells came from the journal")
+    if run.skipped_lines:
+        note(f"journal: skipped {run.skipped_lines:,} unreadable line(s) (cut short or not results)")
+    if run.newest:
+        note("newest opsets (measured): " + ", ".join(f"{e} {n or 'none'}" for e, n in run.newest.items()))
     if json_out:
         print_json({"summary": summary(run.results), "json": str(run.json_path), "markdown": str(run.markdown_path)})
         return

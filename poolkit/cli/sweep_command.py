@@ -27,7 +27,8 @@ LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda"
 @handles_errors
 def sweep(
     layer: Annotated[
-        list[str] | None, typer.Option(help="conv, maxpool, avgpool, adaptive, activation (default: all).")
+        list[str] | None,
+        typer.Option(help="conv, maxpool, avgpool, pool1d, pool3d, boundary, adaptive, activation (default: all)."),
     ] = None,
     exporters: Annotated[
         list[str] | None,
@@ -71,6 +72,8 @@ def sweep(
     from poolkit.commands.sweep import SweepSettings, run_sweep_command
     from poolkit.commands.sweep_grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
 
+    if scheduler and jobs:
+        raise PoolkitError("--jobs sets local workers; with --scheduler the cluster's workers run the cells")
     onnx_runtimes, devices = sweep_targets(runtime, device, runtimes)
     opset_values = split_values(opsets) or [*map(str, DEFAULT_OPSETS), "newest"]
     numbers = [v for v in opset_values if v != "newest"]
