@@ -183,6 +183,7 @@ def test_columns_say_which_opset_ran_and_failures_are_grouped_by_blame() -> None
     )
     md = markdown([converted, failing], {"torch": "2"})
     assert "| layer | input | dynamo-17→18 ort-cpu |" in md and "0 unclear" in md and "1 exporter" in md
+    assert "| `avgpool(k=3)` | 8x8 | ok (opset 18) |" in md
     assert "### exporter (1)" in md and "bundle `conformance-bundles/avgpool-x`" in md
     assert "**value-mismatch** (1.5e+00) [exporter]" in md and "one vote, not ground truth" in md
 

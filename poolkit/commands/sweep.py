@@ -186,6 +186,8 @@ def run_sweep(
     def record(result: CellResult) -> None:
         if result.outcome == INTERRUPTED:
             return
+        if result.failed and not result.blame:
+            result.blame = "unclear"  # a timeout or a crash: nothing ran to ask a second opinion of
         result.versions = versions
         journal.append(result)
         done[result.cell.id] = result

@@ -33,8 +33,11 @@ def blame_summary(results: list[CellResult]) -> dict[str, int]:
 
 
 def relative_bundles(results: list[CellResult], folder: Path) -> None:
-    """Bundle paths relative to the report's folder, so the report is readable from the repository."""
+    """Bundle paths relative to the report's folder, so the report is readable from the repository;
+    every failure labelled (journals from before blame existed say nothing)."""
     for r in results:
+        if r.failed and not r.blame:
+            r.blame = "unclear"
         if r.bundle and os.path.isabs(r.bundle):
             r.bundle = os.path.relpath(r.bundle, folder.resolve())
 
@@ -64,12 +67,13 @@ def write_json(results: list[CellResult], path: Path, environment: dict[str, Any
 
 
 def _cell_text(r: CellResult) -> str:
+    ran = f" (opset {r.opset_used})" if r.opset_used is not None and r.opset_used != r.cell.opset else ""
     if r.outcome == "ok":
-        return "ok"
+        return "ok" + ran
     blame = f" [{r.blame}]" if r.blame else ""
     if r.outcome == "value-mismatch" and r.max_abs is not None:
-        return f"**value-mismatch** ({r.max_abs:.1e}){blame}"
-    return f"**{r.outcome}**{blame}" if r.failed else r.outcome
+        return f"**value-mismatch** ({r.max_abs:.1e}){blame}{ran}"
+    return (f"**{r.outcome}**{blame}" if r.failed else r.outcome) + ran
 
 
 def column_labels(results: list[CellResult]) -> dict[str, str]:
