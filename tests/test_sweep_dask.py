@@ -28,12 +28,14 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler and one worker (two single-thread processes) on 127.0.0.1, as the README says."""
     folder = tmp_path_factory.mktemp("dask")
     file = folder / "scheduler.json"
-    dask = str(Path(sys.executable).parent / "dask")
+    # `python -m dask`, not the `dask` script: the script's shebang may name another environment's
+    # Python (a copied virtualenv), whose poolkit is not this one.
+    dask = [sys.executable, "-m", "dask"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the workers import tests.sweep_helpers too
     common = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [
         subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)],
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)],
             **common,  # type: ignore[call-overload]
         )
     ]
@@ -44,7 +46,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         address = json.loads(file.read_text())["address"]
         procs.append(
             subprocess.Popen(
-                [dask, "worker", address, "--nthreads", "1", "--nworkers", "2", "--no-dashboard"],
+                [*dask, "worker", address, "--nthreads", "1", "--nworkers", "2", "--no-dashboard"],
                 **common,  # type: ignore[call-overload]
             )
         )
