@@ -24,7 +24,7 @@ class Param:
     """One constructor argument of a torch layer, with the short names a spec may use."""
 
     name: str
-    kind: str  # int, float, bool, pair, padding, optional_int, choice
+    kind: str  # int, float, bool, pair, triple, padding, optional_int/pair/triple, choice
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
@@ -102,6 +102,57 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
             Param("divisor_override", "optional_int", None, ("divisor",)),
         ),
         aliases=("avgpool2d",),
+        max_positional=1,
+    ),
+    LayerKind(
+        "maxpool1d",
+        "MaxPool1d",
+        (
+            Param("kernel_size", "int", aliases=("k", "kernel")),
+            Param("stride", "optional_int", None, ("s",)),
+            Param("padding", "int", 0, ("p",)),
+            Param("dilation", "int", 1, ("d",)),
+            Param("return_indices", "bool", False, ("indices",)),
+            Param("ceil_mode", "bool", False, ("ceil",)),
+        ),
+        max_positional=1,
+    ),
+    LayerKind(
+        "avgpool1d",
+        "AvgPool1d",
+        (
+            Param("kernel_size", "int", aliases=("k", "kernel")),
+            Param("stride", "optional_int", None, ("s",)),
+            Param("padding", "int", 0, ("p",)),
+            Param("ceil_mode", "bool", False, ("ceil",)),
+            Param("count_include_pad", "bool", True, ("include_pad",)),
+        ),
+        max_positional=1,
+    ),
+    LayerKind(
+        "maxpool3d",
+        "MaxPool3d",
+        (
+            Param("kernel_size", "triple", aliases=("k", "kernel")),
+            Param("stride", "optional_triple", None, ("s",)),
+            Param("padding", "triple", 0, ("p",)),
+            Param("dilation", "triple", 1, ("d",)),
+            Param("return_indices", "bool", False, ("indices",)),
+            Param("ceil_mode", "bool", False, ("ceil",)),
+        ),
+        max_positional=1,
+    ),
+    LayerKind(
+        "avgpool3d",
+        "AvgPool3d",
+        (
+            Param("kernel_size", "triple", aliases=("k", "kernel")),
+            Param("stride", "optional_triple", None, ("s",)),
+            Param("padding", "triple", 0, ("p",)),
+            Param("ceil_mode", "bool", False, ("ceil",)),
+            Param("count_include_pad", "bool", True, ("include_pad",)),
+            Param("divisor_override", "optional_int", None, ("divisor",)),
+        ),
         max_positional=1,
     ),
     LayerKind(
@@ -273,6 +324,16 @@ def _coerce(p: Param, raw: Any) -> Any:
         except ValueError:
             raise ValueError("expected an integer or a pair of integers like (3,5)") from None
 
+    def as_triple(v: Any) -> int | tuple[int, int, int]:
+        if isinstance(v, tuple):
+            if len(v) != 3:
+                raise ValueError("expected an integer or three integers like (1,3,3)")
+            return (as_int(v[0]), as_int(v[1]), as_int(v[2]))
+        try:
+            return as_int(v)
+        except ValueError:
+            raise ValueError("expected an integer or three integers like (1,3,3)") from None
+
     word = raw.lower() if isinstance(raw, str) else None
     if p.kind == "int":
         return as_int(raw)
@@ -293,9 +354,13 @@ def _coerce(p: Param, raw: Any) -> Any:
         return _BOOLS[key]
     if p.kind == "pair":
         return as_pair(raw)
-    if p.kind in ("optional_pair", "optional_int"):
+    if p.kind == "triple":
+        return as_triple(raw)
+    if p.kind in ("optional_pair", "optional_int", "optional_triple"):
         if word == "none":
             return None
+        if p.kind == "optional_triple":
+            return as_triple(raw)
         return as_pair(raw) if p.kind == "optional_pair" else as_int(raw)
     if p.kind == "padding":
         if word in ("same", "valid"):
@@ -394,6 +459,10 @@ def default_input_shape(spec: ModelSpec, image_size: int = 32) -> tuple[int, ...
     """The per-sample input a spec expects: CIFAR10's 3x32x32 unless its first conv/linear says otherwise."""
     for layer in spec.layers:
         kw = layer.kwargs()
+        if layer.kind.endswith("1d"):  # (channels, length)
+            return (3, image_size)
+        if layer.kind.endswith("3d"):  # (channels, depth, height, width)
+            return (3, max(1, image_size // 4), image_size, image_size)
         if layer.kind == "conv":
             return (kw["in_channels"], image_size, image_size)
         if layer.kind == "linear":

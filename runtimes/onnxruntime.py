@@ -99,6 +99,8 @@ class OnnxRuntime(Runtime):
     engine = "onnxruntime"
     has_layer_outputs = True
     provider_name: ClassVar[str | None] = None  # None: the provider of the device (CPU or CUDA)
+    # Bench binds outputs allocated once (see prepare); verify and the rest let each run allocate its own.
+    preallocate_outputs: ClassVar[bool] = False
 
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -117,13 +119,12 @@ class OnnxRuntime(Runtime):
         return cuda_provider_problem(cls.provider_name)
 
     def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
-        """Copy the batch to the device once and bind it with pre-allocated outputs: the timed call is the model.
+        """Copy the batch to the device once and bind it with the outputs: the timed call is the model.
 
-        A tuple binds one array per graph input, in the file's input order. Output OrtValues are
-        allocated here, once, and bound by value, so a timed `infer` neither allocates its outputs nor
-        changes their addresses (what CUDA graphs need). Their shapes come from the graph's declared
-        outputs with the batch dimension filled in; where a shape is not static apart from the batch,
-        one run here tells it.
+        A tuple binds one array per graph input, in the file's input order. With
+        `preallocate_outputs` (bench), one run here allocates the outputs, which are then bound by
+        value: a timed `infer` neither allocates them nor moves them (what CUDA graphs need). Their
+        shapes come from that run, never from the shapes the file declares, which can be wrong.
         """
         arrays = batch if isinstance(batch, tuple) else (batch,)
         if len(arrays) != len(self.input_names):
@@ -134,33 +135,15 @@ class OnnxRuntime(Runtime):
         values = [self._ort.OrtValue.ortvalue_from_numpy(a, self.device, 0) for a in arrays]
         for name, value in zip(self.input_names, values, strict=True):
             binding.bind_ortvalue_input(name, value)
-        outputs = self._output_values(arrays[0].shape[0])
-        if outputs is None:  # shapes only known after a run: run once, then keep what it allocated
-            for name in self.output_names:
-                binding.bind_output(name, self.device, 0)
-            self.session.run_with_iobinding(binding)
-            outputs = binding.get_outputs()
+        for name in self.output_names:
+            binding.bind_output(name, self.device, 0)
+        if not self.preallocate_outputs:
+            return binding, values, None  # keep the OrtValues alive as long as the binding
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
         for name, out in zip(self.output_names, outputs, strict=True):
             binding.bind_ortvalue_output(name, out)
-        return binding, values, outputs  # keep the OrtValues alive as long as the binding
-
-    def _output_values(self, batch_size: int) -> list[Any] | None:
-        """One OrtValue per output on the device, or None when a shape depends on more than the batch."""
-        import numpy as np
-
-        dtypes = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-                  "tensor(int32)": np.int32, "tensor(float16)": np.float16, "tensor(bool)": np.bool_}  # fmt: skip
-        batch_dim = self.session.get_inputs()[0].shape[0]  # an int, or the symbol of a dynamic batch
-        values = []
-        for out in self.session.get_outputs():
-            dims = list(out.shape)
-            if not dims or dims[0] != batch_dim or out.type not in dtypes:
-                return None
-            if not all(isinstance(d, int) and d > 0 for d in dims[1:]):
-                return None
-            shape = [batch_size, *dims[1:]]
-            values.append(self._ort.OrtValue.ortvalue_from_shape_and_type(shape, dtypes[out.type], self.device, 0))
-        return values
+        return binding, values, outputs
 
     def infer(self, prepared: Any) -> Any:
         binding = prepared[0]

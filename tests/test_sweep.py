@@ -84,8 +84,11 @@ def test_sweep_cli_writes_json_and_markdown_and_resumes(tmp_path: Path) -> None:
         and "## activation" in md
         and "| `prelu(n=3)` | 8x8 | ok |" in md
     )
+    with open(f"{stem}.jsonl", "a") as fh:
+        fh.write('{"cell": {"group": "activ')  # an interruption cut the last line short
     again = runner.invoke(app, [*args, "--out", str(stem), "--jobs", "1"])
     assert again.exit_code == 0 and "resumed: 13 of 13 cells" in again.stderr
+    assert "journal: skipped 1 unreadable line(s)" in again.stderr
     bad = runner.invoke(app, ["sweep", "--layer", "pooling", "--out", str(stem)])
     assert bad.exit_code == 2 and "bad --layer 'pooling'" in bad.stderr
     bad = runner.invoke(app, ["sweep", "--input-size", "32xbig", "--out", str(stem)])

@@ -71,17 +71,31 @@ def error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def progress_callbacks(label: str) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+def progress_callbacks(
+    label: str, rate: str | None = None
+) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
     """A progress bar on stderr, gone when done: yields (set_total(n[, done]), advance(description)).
 
-    The bar appears only once work starts, so a preflight error stays one clean line.
+    The bar appears only once work starts, so a preflight error stays one clean line. With `rate`
+    (a unit, like "cells"), it also shows items per second and an ETA, from the items done in this run (resumed ones,
+    counted by `set_total`, do not inflate the rate).
     """
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns: tuple[Any, ...] = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    if rate:
+        columns += (TextColumn("{task.fields[rate]}"),)
     progress = Progress(*columns, console=err_console, transient=True)
-    task = progress.add_task(label, total=None)
+    task = progress.add_task(label, total=None, rate="")
     started: list[bool] = []
+    clock = {"start": time.monotonic(), "done": 0, "left": 0}
 
     def start() -> None:
         if not started:
@@ -90,11 +104,19 @@ def progress_callbacks(label: str) -> Iterator[tuple[Callable[..., None], Callab
 
     def set_total(total: int, completed: int = 0) -> None:
         start()
+        clock.update(start=time.monotonic(), done=0, left=total - completed)
         progress.update(task, total=total, completed=completed)
 
     def advance(description: str) -> None:
         start()
-        progress.update(task, advance=1, description=escape(description))
+        clock["done"] += 1
+        fields: dict[str, Any] = {}
+        if rate:
+            per_s = clock["done"] / max(time.monotonic() - clock["start"], 1e-9)
+            left = max(clock["left"] - clock["done"], 0)
+            eta = left / per_s if per_s else 0.0
+            fields["rate"] = f"{per_s:.2f} {rate}/s, ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        progress.update(task, advance=1, description=escape(description), **fields)
 
     try:
         yield set_total, advance
@@ -201,6 +223,10 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
     if run.resumed:
         note(f"resumed: {run.resumed:,} of {len(run.results):,} cells came from the journal")
+    if run.skipped_lines:
+        note(f"journal: skipped {run.skipped_lines:,} unreadable line(s) (cut short or not results)")
+    if run.newest:
+        note("newest opsets (measured): " + ", ".join(f"{e} {n or 'none'}" for e, n in run.newest.items()))
     if json_out:
         print_json({"summary": summary(run.results), "json": str(run.json_path), "markdown": str(run.markdown_path)})
         return

@@ -253,21 +253,20 @@ def _si(value: int | None, unit: str = "") -> str:
 
 
 def sweep_table(results: list[CellResult]) -> Group:
-    from poolkit.commands.sweep import OUTCOMES
-    from poolkit.commands.sweep_report import summary, summary_line
+    from poolkit.commands.sweep import FAILURES
+    from poolkit.commands.sweep_blame import BLAMES
+    from poolkit.commands.sweep_report import blame_summary, summary, summary_line
 
-    table = Table(title="poolkit sweep — outcomes per layer group")
+    short = {"declared-shape-mismatch": "declared", "export-failed": "export", "runtime-failed": "runtime"}
+    table = Table(title="poolkit sweep — outcomes per layer group (failures, then their blame)")
     table.add_column("layer", no_wrap=True)
-    for outcome in ("cells", *OUTCOMES):
-        table.add_column(outcome, justify="right", no_wrap=True)
-    groups = list(dict.fromkeys(r.cell.group for r in results))
-    for group in groups:
-        s = summary([r for r in results if r.cell.group == group])
-        table.add_row(
-            group,
-            *[
-                (f"[red]{s[k]}[/red]" if s[k] and k not in ("cells", "ok", "invalid") else str(s[k]))
-                for k in ("cells", *OUTCOMES)
-            ],
-        )
+    for col in ("cells", "ok", "invalid", *(short.get(o, o.removesuffix("-mismatch")) for o in FAILURES)):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("blame " + "/".join(b[:3] for b in BLAMES), justify="right", no_wrap=True)
+    for group in dict.fromkeys(r.cell.group for r in results):
+        mine = [r for r in results if r.cell.group == group]
+        s = summary(mine)
+        counts = [f"[red]{s[k]}[/red]" if s[k] else "0" for k in FAILURES]
+        blames = "/".join(str(n) for n in blame_summary(mine).values())
+        table.add_row(group, str(s["cells"]), str(s["ok"]), str(s["invalid"]), *counts, blames)
     return Group(table, Text(summary_line(results)))

@@ -28,13 +28,19 @@ LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda"
 @handles_errors
 def sweep(
     layer: Annotated[
-        list[str] | None, typer.Option(help="conv, maxpool, avgpool, adaptive, activation (default: all).")
+        list[str] | None,
+        typer.Option(help="conv, maxpool, avgpool, pool1d, pool3d, boundary, adaptive, activation (default: all)."),
     ] = None,
     exporters: Annotated[
         list[str] | None,
         typer.Option(help="Export paths: torchscript-script, torchscript-trace, onnx-dynamo, onnx-legacy."),
     ] = None,
-    opsets: Annotated[list[str] | None, typer.Option(help="ONNX opsets (default 17,20).")] = None,
+    opsets: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ONNX opsets; 'newest': the newest each exporter and ONNX Runtime accept, measured (default 17,20,newest)."
+        ),
+    ] = None,
     runtime: RuntimeOpt = None,
     device: Annotated[
         Device | None, typer.Option(help="Where ONNX files run (default: cpu, plus cuda where it works).")
@@ -52,7 +58,16 @@ def sweep(
     out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
         "results/conformance"
     ),
-    fresh: Annotated[bool, typer.Option(help="Ignore the journal and run every cell again.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Ignore the journal (and old bundles) and run every cell again.")] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the cells on this dask.distributed scheduler (tcp://HOST:PORT) instead of local workers."
+        ),
+    ] = None,
+    bundles: Annotated[
+        bool, typer.Option(help="Write a bundle (model.onnx, test data, repro.py) per failing cell to STEM-bundles/.")
+    ] = True,
     json_out: JsonOpt = False,
 ) -> int:
     """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
@@ -60,21 +75,29 @@ def sweep(
     from poolkit.commands.sweep import SweepSettings, run_sweep_command
     from poolkit.commands.sweep_grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
 
+    if scheduler and jobs:
+        raise PoolkitError("--jobs sets local workers; with --scheduler the cluster's workers run the cells")
     onnx_runtimes, devices = sweep_targets(runtime, device, runtimes)
+    opset_values = split_values(opsets) or [*map(str, DEFAULT_OPSETS), "newest"]
+    numbers = [v for v in opset_values if v != "newest"]
+    opset_numbers = parse_ints(numbers, "--opsets", "17,20,newest") if numbers else ()
     sizes = tuple(parse_shape(s, "--input-size", "32x32") for s in split_values(input_size) or ["32x32", "31x31"])
     if any(s is None or len(s) != 2 for s in sizes):
         raise PoolkitError("bad --input-size: give HxW, like 32x32")
     settings = SweepSettings(
         groups=choose(layer, LAYER_GROUPS, "--layer") if layer and layer != ["all"] else LAYER_GROUPS,
         exports=choose(exporters, EXPORT_PATHS, "--exporters") if exporters else EXPORT_PATHS,
-        opsets=parse_ints(opsets, "--opsets", "17,20") if opsets else DEFAULT_OPSETS,
+        opsets=opset_numbers,
         input_sizes=sizes,  # type: ignore[arg-type]
         runtimes=onnx_runtimes,
         devices=devices,
         timeout_s=timeout,
         jobs=jobs,
+        newest="newest" in opset_values,
+        scheduler=scheduler,
+        bundles=bundles,
     )
-    with progress_callbacks("sweep") as (on_total, on_step):
+    with progress_callbacks("sweep", rate="cells") as (on_total, on_step):
         run = run_sweep_command(settings, out, fresh, on_total, lambda r: on_step(f"{r.cell.group} {r.outcome}"))
     print_sweep(run, json_out)
     return EXIT_OK

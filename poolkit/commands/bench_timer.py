@@ -93,6 +93,8 @@ class BenchOnnxRuntime(OnnxRuntime):
     `create_session`, it refuses a session that would not run on the provider asked for.
     """
 
+    preallocate_outputs = True
+
     def __init__(
         self,
         path: Path,

@@ -1,160 +1,46 @@
 """`poolkit sweep`: run every cell of the conformance grid in worker processes and record the outcome.
 
-Each cell: build the layer and run it eagerly (PyTorch refusing it makes the cell `invalid`),
-export it one way, load and run the artifact, compare with eager. Outcomes: ok, invalid,
-export-failed, runtime-failed, shape-mismatch, value-mismatch, and, from the pool itself, timeout
-and crashed. Workers are long-lived processes fed one cell at a time; a cell that hangs past its
-timeout or kills its worker is recorded and the worker replaced, so one cell never stops a sweep.
-Every result is appended to a journal as soon as it arrives, which is how a sweep resumes.
+Each cell (see `sweep_cell`): build the layer and run it eagerly, export it one way, load and run
+the artifact, compare with eager; failures get a blame and a bundle. Workers are long-lived child
+processes (`sweep_worker`) fed one cell at a time, locally or on a Dask cluster (`sweep_dask`); a
+cell that hangs past its timeout or kills its worker is recorded and the worker replaced, so one
+cell never stops a sweep. Every result is appended to a journal as soon as it arrives, which is
+how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again on resume.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing as mp
 import os
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from poolkit.commands.sweep_cell import (  # noqa: F401 - the sweep's public names
+    FAILURES,
+    INTERRUPTED,
+    OUTCOMES,
+    SWEEP_ATOL,
+    SWEEP_BATCH,
+    SWEEP_RTOL,
+    CellResult,
+    run_cell,
+)
 from poolkit.commands.sweep_grid import Cell
 
-OUTCOMES = (
-    "ok",
-    "invalid",
-    "export-failed",
-    "runtime-failed",
-    "shape-mismatch",
-    "value-mismatch",
-    "timeout",
-    "crashed",
-)
-FAILURES = OUTCOMES[2:]
-SWEEP_ATOL = 1e-5
-SWEEP_RTOL = 1e-5
-SWEEP_BATCH = 3  # not the export example's batch of 2: the dynamic batch axis is exercised too
-
-
-@dataclass
-class CellResult:
-    cell: Cell
-    outcome: str
-    reason: str | None = None
-    max_abs: float | None = None
-    seconds: float = 0.0
-    versions: dict[str, str] | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome in FAILURES
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["id"] = self.cell.id
-        return data
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> CellResult:
-        return CellResult(
-            Cell(**data["cell"]),
-            data["outcome"],
-            data.get("reason"),
-            data.get("max_abs"),
-            data.get("seconds", 0.0),
-            data.get("versions"),
-        )
-
-
-def run_cell(cell: Cell) -> CellResult:
-    """Run one cell in this process. Never raises: every problem is an outcome with its reason."""
-    start = time.perf_counter()
-    result = _run_cell(cell)
-    result.seconds = round(time.perf_counter() - start, 3)
-    return result
-
-
-def _run_cell(cell: Cell) -> CellResult:
-    import numpy as np
-
-    from poolkit.commands.compare import Accumulator, fold_batch, mismatch_reason
-    from poolkit.common.errors import one_line
-    from poolkit.exporter.build import build_model
-    from poolkit.exporter.export import example_input, export_artifact
-    from poolkit.exporter.spec import parse_spec
-    from poolkit.runtimes.base import run_batch
-    from poolkit.runtimes.registry import open_runtime
-
-    shape = (3, cell.height, cell.width)
-    try:
-        model = build_model(parse_spec(cell.spec), shape)
-    except Exception as exc:  # noqa: BLE001 - PyTorch refusing the combination is data, not a crash
-        return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
-    x = np.random.default_rng(0).random((SWEEP_BATCH, *shape), dtype=np.float32)
-    with open_runtime("eager", model, "cpu") as eager:
-        expected = run_batch(eager, x)
-
-    with tempfile.TemporaryDirectory(prefix="poolkit-sweep-") as tmp:
-        fmt, how = cell.export.split("-", 1)
-        path = Path(tmp) / ("model.pt" if fmt == "torchscript" else "model.onnx")
-        try:
-            export_artifact(
-                model,
-                example_input(shape, 2, 0),
-                path,
-                fmt,
-                method=how,
-                exporter=how,
-                opset=cell.opset,
-                n_outputs=len(expected),
-                metadata={"poolkit.spec": cell.spec},
-            )
-        except Exception as exc:  # noqa: BLE001
-            return CellResult(cell, "export-failed", one_line(exc))
-        try:
-            with open_runtime(cell.runtime, path, cell.device, threads=1) as runtime:
-                actual = run_batch(runtime, x)
-        except Exception as exc:  # noqa: BLE001
-            return CellResult(cell, "runtime-failed", one_line(exc))
-    accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
-    structure = fold_batch(expected, actual, accumulators)
-    if structure:
-        return CellResult(cell, "shape-mismatch", structure)
-    results = [acc.result for acc in accumulators]
-    worst = max(c.max_abs for c in results)
-    if all(results):
-        return CellResult(cell, "ok", None, worst)
-    kind, reason = mismatch_reason(results)
-    return CellResult(cell, f"{kind}-mismatch", reason, worst if kind == "value" else None)
+CellFn = Callable[[Cell], CellResult]
 
 
 # ---------------------------------------------------------------- worker pool
 
 
-def _worker(conn: Connection, cell_fn: Callable[[Cell], CellResult]) -> None:
-    """A long-lived worker: imports torch once, then runs the cells it is sent."""
-    from poolkit.common.capture import captured_output
-
-    while True:
-        try:
-            cell = conn.recv()
-        except EOFError:
-            return
-        if cell is None:
-            return
-        with captured_output():  # exporters and runtimes talk; the parent draws a progress bar
-            result = cell_fn(cell)
-        conn.send(result)
-
-
 @dataclass
 class _Slot:
-    process: Any
-    conn: Connection
+    worker: Any  # sweep_worker.WorkerProcess
     cell: Cell | None = None
     deadline: float = 0.0
     started: float = 0.0
@@ -165,102 +51,120 @@ def run_pool(
     jobs: int,
     timeout_s: float,
     on_result: Callable[[CellResult], None],
-    cell_fn: Callable[[Cell], CellResult] = run_cell,
+    cell_fn: CellFn = run_cell,
 ) -> None:
     """Run cells on `jobs` workers; a hang (past `timeout_s`) or a dead worker becomes that cell's outcome."""
-    ctx = mp.get_context("spawn")  # no fork after torch's threads have started
-    pending = list(reversed(cells))
+    from poolkit.commands.sweep_worker import WorkerProcess
 
-    def start() -> _Slot:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, cell_fn), daemon=True)
-        proc.start()
-        child.close()
-        return _Slot(proc, parent)
+    pending = list(reversed(cells))
 
     def feed(slot: _Slot) -> None:
         if pending:
             slot.cell = pending.pop()
             slot.started = time.monotonic()
             slot.deadline = slot.started + timeout_s
-            slot.conn.send(slot.cell)
+            with contextlib.suppress(OSError):  # a dead worker's pipe reads EOF: handled as a crash
+                slot.worker.send(cell_fn, slot.cell)
         else:
             slot.cell = None
 
-    slots = [start() for _ in range(max(1, min(jobs, len(cells))))]
+    slots = [_Slot(WorkerProcess()) for _ in range(max(1, min(jobs, len(cells))))]
     try:
         for slot in slots:
             feed(slot)
         while any(s.cell is not None for s in slots):
             busy = [s for s in slots if s.cell is not None]
             wait_s = max(0.0, min(s.deadline for s in busy) - time.monotonic())
-            ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=wait_s)
+            ready = wait([s.worker.conn for s in busy], timeout=wait_s)
             now = time.monotonic()
-            for i, slot in enumerate(slots):
-                if slot.cell is None:
-                    continue
+            for slot in busy:
                 cell = slot.cell
-                if slot.conn in ready:
+                assert cell is not None
+                if slot.worker.conn in ready:
                     try:
-                        on_result(slot.conn.recv())
+                        result = slot.worker.conn.recv()
+                    except (EOFError, OSError):
+                        on_result(slot.worker.dead_result(cell, now - slot.started))
+                    else:
+                        on_result(result)
                         feed(slot)
                         continue
-                    except (EOFError, OSError):
-                        pass  # the worker died while answering: handled as a crash below
-                if slot.conn in ready or slot.process.sentinel in ready or not slot.process.is_alive():
-                    slot.process.join(1)
-                    code = slot.process.exitcode
-                    on_result(
-                        CellResult(cell, "crashed", f"worker died (exit code {code})", seconds=now - slot.started)
-                    )
                 elif now >= slot.deadline:
-                    slot.process.kill()
-                    slot.process.join(5)
+                    slot.worker.kill()
                     on_result(
                         CellResult(cell, "timeout", f"no answer within {timeout_s:g} s", seconds=now - slot.started)
                     )
                 else:
                     continue
-                slot.conn.close()
-                slots[i] = start()
-                feed(slots[i])
+                slot.worker.close()
+                slot.worker = WorkerProcess()
+                feed(slot)
     finally:
         for slot in slots:
-            with contextlib.suppress(OSError):  # a dead worker's pipe is already closed
-                slot.conn.send(None)
-        for slot in slots:
-            slot.process.join(5)
-            if slot.process.is_alive():
-                slot.process.kill()
+            slot.worker.stop()
 
 
 # ---------------------------------------------------------------- journal (resume)
 
 
 class Journal:
-    """Results as JSON lines, appended and flushed one by one: what an interrupted sweep resumes from."""
+    """Results as JSON lines, appended and flushed one by one: what an interrupted sweep resumes from.
+
+    Reading skips what it cannot use (a line cut short by an interruption, a stray edit) and counts
+    it in `skipped`; results that were not really measured (a worker stopped by Ctrl-C) are left
+    out, so a resumed sweep runs those cells again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.skipped = 0
 
     def read(self) -> dict[str, CellResult]:
+        from poolkit.common.errors import PoolkitError
+
         done: dict[str, CellResult] = {}
+        self.skipped = 0
         if not self.path.exists():
             return done
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = self.path.read_bytes().decode("utf-8", "replace")
+        except OSError as exc:
+            raise PoolkitError(f"cannot read the sweep journal {self.path}: {exc.strerror or exc}") from None
+        for line in text.splitlines():
+            if not line.strip():
+                continue
             try:
                 result = CellResult.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by an interruption
-            done[result.cell.id] = result
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.skipped += 1  # cut short by an interruption, or not a result at all
+                continue
+            if measured(result):
+                done[result.cell.id] = result
         return done
 
     def append(self, result: CellResult) -> None:
+        """One line per result, always starting on a fresh line (a cut-off last line stays alone)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(result.to_json(), default=str) + "\n")
+        line = (json.dumps(result.to_json(), default=str) + "\n").encode("utf-8")
+        with open(self.path, "a+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell():
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line
+            fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def measured(result: CellResult) -> bool:
+    """Whether a journaled result is a measurement (else a resumed sweep runs the cell again)."""
+    from poolkit.commands.sweep_worker import INTERRUPT_CODES
+
+    if result.outcome not in OUTCOMES:
+        return False
+    stopped = tuple(f"worker died (exit code {code})" for code in INTERRUPT_CODES)
+    return not (result.outcome == "crashed" and (result.reason or "") in stopped)
 
 
 def run_sweep(
@@ -269,21 +173,32 @@ def run_sweep(
     jobs: int,
     timeout_s: float,
     on_result: Callable[[CellResult], None] | None = None,
-    cell_fn: Callable[[Cell], CellResult] = run_cell,
+    cell_fn: CellFn = run_cell,
     versions: dict[str, str] | None = None,
+    scheduler: str | None = None,
 ) -> tuple[list[CellResult], int]:
-    """Run the cells the journal lacks; returns all results in grid order and how many were resumed."""
+    """Run the cells the journal lacks (on `jobs` local workers, or on the Dask cluster at
+    `scheduler`); returns all results in grid order and how many were resumed. Interrupted cells
+    are neither journaled nor returned."""
     done = journal.read()
     todo = [c for c in cells if c.id not in done]
 
     def record(result: CellResult) -> None:
+        if result.outcome == INTERRUPTED:
+            return
+        if result.failed and not result.blame:
+            result.blame = "unclear"  # a timeout or a crash: nothing ran to ask a second opinion of
         result.versions = versions
         journal.append(result)
         done[result.cell.id] = result
         if on_result:
             on_result(result)
 
-    if todo:
+    if todo and scheduler:
+        from poolkit.commands.sweep_dask import run_on_dask
+
+        run_on_dask(todo, scheduler, timeout_s, record, cell_fn, versions)
+    elif todo:
         run_pool(todo, jobs, timeout_s, record, cell_fn)
     return [done[c.id] for c in cells if c.id in done], len(cells) - len(todo)
 
@@ -300,6 +215,9 @@ class SweepSettings:
     devices: tuple[str, ...]
     timeout_s: float = 120.0
     jobs: int | None = None
+    newest: bool = False  # add, per ONNX exporter, the newest opset it and ONNX Runtime accept (measured)
+    scheduler: str | None = None  # a dask.distributed scheduler address; None: local worker processes
+    bundles: bool = True  # write a failure bundle per failing cell next to the report
 
 
 @dataclass
@@ -308,6 +226,17 @@ class SweepRun:
     resumed: int
     json_path: Path
     markdown_path: Path
+    newest: dict[str, int] = field(default_factory=dict)
+    skipped_lines: int = 0
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a cell's verdict depends on; every worker (local or Dask) must match them."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 def run_sweep_command(
@@ -318,39 +247,69 @@ def run_sweep_command(
     on_result: Callable[[CellResult], None] | None = None,
 ) -> SweepRun:
     """What `poolkit sweep` does: build the grid, resume from the journal, run, write JSON and Markdown."""
+    import functools
+    import shutil
+
     from poolkit.commands.bench import usable_cores
     from poolkit.commands.envinfo import environment
     from poolkit.commands.sweep_grid import build_grid
-    from poolkit.commands.sweep_report import write_json, write_markdown
+    from poolkit.commands.sweep_opsets import newest_opsets
+    from poolkit.commands.sweep_report import relative_bundles, write_json, write_markdown
     from poolkit.common.errors import PoolkitError
 
+    onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
+    newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
     cells = build_grid(
-        settings.groups, settings.exports, settings.opsets, settings.input_sizes, settings.runtimes, settings.devices
+        settings.groups,
+        settings.exports,
+        settings.opsets,
+        settings.input_sizes,
+        settings.runtimes,
+        settings.devices,
+        extra_opsets={e: n for e, n in newest.items() if n},
     )
     journal = Journal(Path(f"{out}.jsonl"))
-    if fresh and journal.path.exists():
-        journal.path.unlink()
+    bundles = Path(f"{out}-bundles")
+    if fresh:
+        journal.path.unlink(missing_ok=True)
+        shutil.rmtree(bundles, ignore_errors=True)
     env = environment()
-    versions = {k: env[k] for k in ("torch", "onnx", "onnxruntime")}
+    versions = library_versions()
     done = journal.read()
     stale = [r for r in done.values() if r.versions and r.versions != versions]
     if stale:
         raise PoolkitError(
             f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
         )
+    if settings.scheduler:
+        from poolkit.commands.sweep_dask import check_cluster
+
+        check_cluster(settings.scheduler, versions)
     if on_total:
         on_total(len(cells), sum(c.id in done for c in cells))
+    cell_fn = functools.partial(run_cell, bundles=str(bundles.resolve())) if settings.bundles else run_cell
     results, resumed = run_sweep(
-        cells, journal, settings.jobs or usable_cores(), settings.timeout_s, on_result, versions=versions
+        cells,
+        journal,
+        settings.jobs or usable_cores(),
+        settings.timeout_s,
+        on_result,
+        cell_fn=cell_fn,
+        versions=versions,
+        scheduler=settings.scheduler,
     )
     report_settings = {
         "groups": list(settings.groups),
         "exports": list(settings.exports),
         "opsets": list(settings.opsets),
+        "newest_opsets": newest,
         "input_sizes": [list(s) for s in settings.input_sizes],
         "runtimes": list(settings.runtimes),
         "devices": list(settings.devices),
         "timeout_s": settings.timeout_s,
+        "scheduler": settings.scheduler,
     }
+    relative_bundles(results, Path(f"{out}.json").parent)
     json_path = write_json(results, Path(f"{out}.json"), env, report_settings)
-    return SweepRun(results, resumed, json_path, write_markdown(results, Path(f"{out}.md"), env))
+    md_path = write_markdown(results, Path(f"{out}.md"), env, report_settings)
+    return SweepRun(results, resumed, json_path, md_path, newest, journal.skipped)

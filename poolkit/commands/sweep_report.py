@@ -1,19 +1,45 @@
-"""The conformance matrix on disk: JSON for machines, Markdown grouped by layer with failures first."""
+"""The conformance matrix on disk: JSON for machines, Markdown grouped by layer with failures first,
+then every failure grouped by blame with its bundle."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from poolkit.commands.sweep import FAILURES, OUTCOMES, CellResult
+from poolkit.commands.sweep_blame import BLAMES
 from poolkit.commands.sweep_grid import LAYER_GROUPS
 from poolkit.common.files import write_json_atomic, write_text_atomic
+
+BLAME_MEANING = {
+    "exporter": "the reference evaluator agrees with ONNX Runtime, both differ from PyTorch: the file says "
+    "something else than the module did",
+    "runtime": "the reference evaluator agrees with PyTorch, ONNX Runtime does not",
+    "optimiser": "ONNX Runtime with graph optimisations off agrees with PyTorch, optimised it does not",
+    "unclear": "no two engines agree (or the reference failed too, or no ONNX file to ask)",
+}
 
 
 def summary(results: list[CellResult]) -> dict[str, int]:
     counts = Counter(r.outcome for r in results)
     return {"cells": len(results), **{o: counts.get(o, 0) for o in OUTCOMES}}
+
+
+def blame_summary(results: list[CellResult]) -> dict[str, int]:
+    counts = Counter(r.blame or "unclear" for r in results if r.failed)
+    return {b: counts.get(b, 0) for b in BLAMES}
+
+
+def relative_bundles(results: list[CellResult], folder: Path) -> None:
+    """Bundle paths relative to the report's folder, so the report is readable from the repository;
+    every failure labelled (journals from before blame existed say nothing)."""
+    for r in results:
+        if r.failed and not r.blame:
+            r.blame = "unclear"
+        if r.bundle and os.path.isabs(r.bundle):
+            r.bundle = os.path.relpath(r.bundle, folder.resolve())
 
 
 def summary_line(results: list[CellResult]) -> str:
@@ -34,51 +60,88 @@ def write_json(results: list[CellResult], path: Path, environment: dict[str, Any
             "environment": environment,
             "settings": settings,
             "summary": summary(results),
+            "blame": blame_summary(results),
             "cells": [r.to_json() for r in results],
         },
     )
 
 
 def _cell_text(r: CellResult) -> str:
+    ran = f" (opset {r.opset_used})" if r.opset_used is not None and r.opset_used != r.cell.opset else ""
     if r.outcome == "ok":
-        return "ok"
+        return "ok" + ran
+    blame = f" [{r.blame}]" if r.blame else ""
     if r.outcome == "value-mismatch" and r.max_abs is not None:
-        return f"**value-mismatch** ({r.max_abs:.1e})"
-    return f"**{r.outcome}**" if r.failed else r.outcome
+        return f"**value-mismatch** ({r.max_abs:.1e}){blame}{ran}"
+    return (f"**{r.outcome}**{blame}" if r.failed else r.outcome) + ran
 
 
-def markdown(results: list[CellResult], environment: dict[str, Any]) -> str:
-    """One table per layer group: rows are configurations at an input size, columns export paths."""
+def column_labels(results: list[CellResult]) -> dict[str, str]:
+    """Column titles that say what ran: `dynamo-17 ort-cpu` when every file had opset 17,
+    `dynamo-17→18 ort-cpu` when the files carried opset 18 (the exporter converted), `→18/17` mixed."""
+    used: dict[str, set[int]] = defaultdict(set)
+    for r in results:
+        if r.opset_used is not None:
+            used[r.cell.path_label].add(r.opset_used)
+    labels = {}
+    for r in results:
+        label = r.cell.path_label
+        opsets = used.get(label, set())
+        if r.cell.opset is not None and opsets and opsets != {r.cell.opset}:
+            ran = "/".join(str(o) for o in sorted(opsets))
+            head, _, tail = label.partition(" ")
+            labels[label] = f"{head}→{ran} {tail}"
+        else:
+            labels[label] = label
+    return labels
+
+
+def markdown(results: list[CellResult], environment: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
+    """One table per layer group: rows are configurations at an input size, columns export paths;
+    then the failures grouped by blame, each with its bundle."""
+    newest = (settings or {}).get("newest_opsets") or {}
+    blames = blame_summary(results)
     lines = [
         "# poolkit conformance matrix",
         "",
         f"Measured by `poolkit sweep` on {environment.get('cpu', '?')} with torch {environment.get('torch', '?')}, "
         f"onnx {environment.get('onnx', '?')}, onnxruntime {environment.get('onnxruntime', '?')}. "
         "Each cell exports the layer one way, runs the artifact and compares it with eager PyTorch "
-        "(atol = rtol = 1e-5, batch of 3 random images). `invalid`: PyTorch itself rejects the combination.",
+        "(atol = rtol = 1e-5, integer outputs such as MaxPool indices bit-exact, batch of 3 random inputs). "
+        "`invalid`: PyTorch itself rejects the combination. `declared-shape-mismatch`: the numbers match, "
+        "but the ONNX file declares an output shape the runtime does not produce. Columns name the opset "
+        "asked for and, after →, the opset the file really has when they differ.",
         "",
         f"**Summary:** {summary_line(results)}.",
         "",
+        "**Blame** of the failures: " + ", ".join(f"{n} {b}" for b, n in blames.items()) + ". "
+        "Each failing ONNX file is also run with `onnx.reference.ReferenceEvaluator` and with ONNX Runtime's "
+        "graph optimisations off; the reference has pooling bugs of its own, so it is one vote, not ground truth.",
+        "",
     ]
+    if newest:
+        shown = ", ".join(f"{e}: {n or 'none above the others'}" for e, n in newest.items())
+        lines += [f"Newest opset per exporter (measured: exports, keeps the opset, runs on ONNX Runtime): {shown}.", ""]
     by_group: dict[str, list[CellResult]] = defaultdict(list)
     for r in results:
         by_group[r.cell.group].append(r)
     for group in [g for g in LAYER_GROUPS if g in by_group]:
-        rows: dict[tuple[str, int, int], dict[str, CellResult]] = defaultdict(dict)
+        rows: dict[tuple[str, str], dict[str, CellResult]] = defaultdict(dict)
         columns: list[str] = []
+        titles = column_labels(by_group[group])
         for r in by_group[group]:
-            rows[(r.cell.spec, r.cell.height, r.cell.width)][r.cell.path_label] = r
+            rows[(r.cell.spec, r.cell.input_label)][r.cell.path_label] = r
             if r.cell.path_label not in columns:
                 columns.append(r.cell.path_label)
         failing = [k for k, v in rows.items() if any(r.failed for r in v.values())]
         passing = [k for k in rows if k not in failing]
         lines += [f"## {group}", "", f"{summary_line(by_group[group])}.", ""]
-        lines.append("| layer | input | " + " | ".join(columns) + " |")
+        lines.append("| layer | input | " + " | ".join(titles[c] for c in columns) + " |")
         lines.append("|---|---|" + "---|" * len(columns))
         for key in failing + passing:
-            spec, h, w = key
+            spec, size = key
             cells = [(_cell_text(rows[key][c]) if c in rows[key] else "") for c in columns]
-            lines.append(f"| `{spec}` | {h}x{w} | " + " | ".join(cells) + " |")
+            lines.append(f"| `{spec}` | {size} | " + " | ".join(cells) + " |")
         reasons = Counter(
             (r.outcome, r.cell.export, r.reason or "")
             for r in by_group[group]
@@ -89,8 +152,35 @@ def markdown(results: list[CellResult], environment: dict[str, Any]) -> str:
             for (outcome, export, reason), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"- {outcome}, {export} ({n}): {reason[:300]}")
         lines.append("")
+    lines += failures_by_blame(results)
     return "\n".join(lines)
 
 
-def write_markdown(results: list[CellResult], path: Path, environment: dict[str, Any]) -> Path:
-    return write_text_atomic(path, markdown(results, environment))
+def failures_by_blame(results: list[CellResult]) -> list[str]:
+    """Every failing cell under its blame, with its reason and bundle."""
+    failed = [r for r in results if r.failed]
+    if not failed:
+        return []
+    lines = ["## Failures by blame", ""]
+    for blame in BLAMES:
+        mine = [r for r in failed if (r.blame or "unclear") == blame]
+        if not mine:
+            continue
+        lines += [f"### {blame} ({len(mine)})", "", f"{BLAME_MEANING[blame]}.", ""]
+        for r in mine:
+            c = r.cell
+            bundle = f" — bundle `{r.bundle}`" if r.bundle else ""
+            votes = "; ".join(f"{k}: {v}" for k, v in (r.votes or {}).items())
+            lines.append(
+                f"- `{c.spec}` {c.input_label}, {c.path_label}: {r.outcome}: {(r.reason or '')[:200]}"
+                + (f" (votes: {votes})" if votes else "")
+                + bundle
+            )
+        lines.append("")
+    return lines
+
+
+def write_markdown(
+    results: list[CellResult], path: Path, environment: dict[str, Any], settings: dict[str, Any] | None = None
+) -> Path:
+    return write_text_atomic(path, markdown(results, environment, settings))
