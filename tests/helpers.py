@@ -32,3 +32,15 @@ def records_by_key(models_dir: Path) -> dict[tuple[str, str], ExportRecord]:
 def measurement(samples_ms: list[float], model: str = "relu", runtime: str = "onnxruntime", **fields) -> Measurement:
     """A Measurement with scripted samples: statistics, flags and comparisons are then exact."""
     return Measurement(model, runtime, "cpu", 64, samples_ms=list(samples_ms), **fields)
+
+
+def copy_model(zoo_dir: Path, dest: Path, model: str) -> list[ExportRecord]:
+    """Copy one model's artifacts and weights into `dest`; returns its records (to tamper with, then save)."""
+    import shutil
+
+    dest.mkdir(exist_ok=True)
+    records = [r for r in load_manifest(zoo_dir) if r.name == model]
+    for r in records:
+        shutil.copy(zoo_dir / str(r.path), dest / str(r.path))
+        shutil.copy(zoo_dir / str(r.weights), dest / str(r.weights))
+    return records

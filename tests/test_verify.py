@@ -18,6 +18,7 @@ from poolkit.cli import app
 from poolkit.commands.cifar10 import load_cifar10, synthetic_images
 from poolkit.commands.verify import VerifyOptions, verify
 from poolkit.common.files import sha256_file
+from tests.helpers import copy_model
 
 runner = CliRunner()
 
@@ -60,11 +61,7 @@ def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar,
 
 def tampered_copy(zoo_dir: Path, dest: Path, model: str, initializer: str, change) -> Path:
     """A copy of one model's artifacts whose ONNX initializer is changed and whose manifest hash is updated."""
-    dest.mkdir(exist_ok=True)
-    records = [r for r in load_manifest(zoo_dir) if r.name == model]
-    for r in records:
-        shutil.copy(zoo_dir / r.path, dest / r.path)
-        shutil.copy(zoo_dir / r.weights, dest / r.weights)
+    records = copy_model(zoo_dir, dest, model)
     onnx_rec = next(r for r in records if r.format == "onnx")
     proto = onnx.load(str(dest / onnx_rec.path))
     init = next(i for i in proto.graph.initializer if i.name == initializer)

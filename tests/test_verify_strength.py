@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from poolkit.commands.verify_sensitivity import wrong_variants
 from poolkit.commands.verify_tolerance import guidance
 from poolkit.common.errors import DataError
 from poolkit.common.files import sha256_file
+from tests.helpers import copy_model
 
 runner = CliRunner()
 
@@ -39,11 +39,7 @@ def cifar():
 def activation_removed(zoo_dir: Path, dest: Path, model: str, op_type: str) -> Path:
     """A copy of one model whose ONNX activation node became an Identity, manifest hash updated:
     the file is 'valid', only the numbers can tell."""
-    dest.mkdir(exist_ok=True)
-    records = [r for r in load_manifest(zoo_dir) if r.name == model]
-    for r in records:
-        shutil.copy(zoo_dir / r.path, dest / r.path)
-        shutil.copy(zoo_dir / r.weights, dest / r.weights)
+    records = copy_model(zoo_dir, dest, model)
     onnx_rec = next(r for r in records if r.format == "onnx")
     proto = onnx.load(str(dest / onnx_rec.path))
     (index,) = [i for i, n in enumerate(proto.graph.node) if n.op_type == op_type]

@@ -103,14 +103,7 @@ class Accumulator:
         r.elements += int(e.size)
 
         if e.size:
-            flat = int(np.argmax(diff))
-            worst = float(diff.flat[flat])
-            if worst > r.max_abs or r.worst_expected is None:
-                idx = list(np.unravel_index(flat, e.shape))
-                idx[0] += first_image
-                r.max_abs = worst
-                r.worst_location = [int(i) for i in idx]
-                r.worst_expected, r.worst_actual = float(expected.flat[flat]), float(actual.flat[flat])
+            self._note_worst(diff, expected, actual, first_image)
             finite = np.isfinite(diff)
             rel = diff[finite] / (finite_e[finite] + 1e-12)
             if rel.size:
@@ -134,6 +127,21 @@ class Accumulator:
             r.cosine = self._dot / denominator if denominator else (1.0 if self._norm_e == self._norm_a else 0.0)
         self._top1(expected, actual)
         return not bad.any()
+
+    def _note_worst(self, diff: np.ndarray, expected: np.ndarray, actual: np.ndarray, first_image: int) -> float:
+        """Keep the batch's worst element when it beats the data set's so far; returns the batch's worst.
+
+        Its location names the image in the whole data set, not its position in the batch."""
+        r = self.result
+        flat = int(np.argmax(diff))
+        worst = float(diff.flat[flat])
+        if worst > r.max_abs or r.worst_expected is None:
+            idx = list(np.unravel_index(flat, diff.shape))
+            idx[0] += first_image
+            r.max_abs = worst
+            r.worst_location = [int(i) for i in idx]
+            r.worst_expected, r.worst_actual = float(expected.flat[flat]), float(actual.flat[flat])
+        return worst
 
     def _add_equal(self, expected: np.ndarray, actual: np.ndarray, first_image: int) -> bool:
         """Bit-equal outputs (most TorchScript rows, every pooling): the figures without a diff pass."""
@@ -164,14 +172,7 @@ class Accumulator:
         n_bad = int(np.count_nonzero(bad))
         r.mismatched += n_bad
         r.elements += int(e.size)
-        flat = int(np.argmax(diff))
-        worst = float(diff.flat[flat])
-        if worst > r.max_abs or r.worst_expected is None:
-            idx = list(np.unravel_index(flat, e.shape))
-            idx[0] += first_image
-            r.max_abs = worst
-            r.worst_location = [int(i) for i in idx]
-            r.worst_expected, r.worst_actual = float(expected.flat[flat]), float(actual.flat[flat])
+        worst = self._note_worst(diff, expected, actual, first_image)
         if worst > 0:
             r.max_rel = max(r.max_rel, float((diff / (abs_e + 1e-12)).max()))
         r.min_atol = max(r.min_atol, float((diff - r.rtol * abs_e).max()))  # the atol this rtol needs
