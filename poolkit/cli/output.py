@@ -147,14 +147,19 @@ def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
         note(JIT_DEPRECATION_NOTE.format(version=torch.__version__.split("+")[0]))
 
 
+def print_report(data: Any, table: Any, path: Path, json_out: bool) -> None:
+    """A report written to `path`: its JSON, or its table and where the file is."""
+    if json_out:
+        print_json(data)
+        return
+    console.print(table)
+    console.print(f"[dim]report: {escape(str(path))}[/dim]")
+
+
 def print_verify(report: VerifyReport, path: Path, json_out: bool) -> None:
     from poolkit.cli.render import verify_table
 
-    if json_out:
-        print_json(report)
-        return
-    console.print(verify_table(report))
-    console.print(f"[dim]report: {escape(str(path))}[/dim]")
+    print_report(report, None if json_out else verify_table(report), path, json_out)
 
 
 def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool) -> None:
@@ -237,8 +242,4 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
     from poolkit.cli.render import examples_table
 
-    if json_out:
-        print_json(found)
-        return
-    console.print(examples_table(found))
-    console.print(f"[dim]report: {escape(str(path))}[/dim]")
+    print_report(found, None if json_out else examples_table(found), path, json_out)
