@@ -49,6 +49,8 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
         return (f"cannot use {where}: {reason}" if where else f"file system error: {reason}"), EXIT_USAGE
     if isinstance(exc, RecursionError):
         return "input nested too deeply to process (simplify the spec or file)", EXIT_USAGE
+    if isinstance(exc, SystemExit):  # user code (a model file) called sys.exit() inside the command
+        return f"stopped by sys.exit({exc.code!r}) inside the command (in your model's code?)", EXIT_USAGE
     if isinstance(exc, MemoryError):
         return "not enough memory for this request: use smaller sizes", EXIT_USAGE
     return (
@@ -130,7 +132,7 @@ def handles_errors(fn: F) -> F:
             code = fn(*args, **kwargs)
         except (typer.Exit, ClickException):
             raise
-        except (Exception, KeyboardInterrupt) as exc:
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model
             if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
                 raise
             message, exit_code = one_line_error(exc)
