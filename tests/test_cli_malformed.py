@@ -457,6 +457,8 @@ def test_a_bug_is_one_line_with_how_to_see_the_traceback(monkeypatch: pytest.Mon
 
 
 def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import sys
     import warnings
 
     from poolkit.commands import zoo_info
@@ -466,6 +468,10 @@ def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -
     def noisy(*args: object, **kwargs: object) -> object:
         warnings.warn("torch says something", UserWarning, stacklevel=1)
         warnings.warn("overflow encountered in exp", RuntimeWarning, stacklevel=1)
+        logger = logging.getLogger("poolkit_test_torch")  # like torch: its own handler on stderr
+        logger.addHandler(handler := logging.StreamHandler(sys.stderr))
+        logger.warning("W1124 No CUDA runtime is found")  # what torch.compile logs on a machine without CUDA
+        logger.removeHandler(handler)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(zoo_info, "describe", noisy)
@@ -556,3 +562,23 @@ def test_a_tampered_journal_record_is_run_again(tmp_path: Path) -> None:
     journal.path.write_text("\n".join(lines) + "\n")
     done = journal.read()
     assert list(done) == [cell.id] and done[cell.id].max_abs == 0.0 and journal.skipped == 7
+
+
+def test_ctrl_c_in_a_bench_worker_is_an_interrupt_not_a_failed_row(capfd: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C reaches the whole process group: the worker exits quietly (130), the parent sees an interrupt."""
+    import signal
+
+    from poolkit.commands.bench_worker import WorkerTimer
+
+    timer = WorkerTimer("eager", "cpu", 1, False, False)
+    try:
+        with pytest.raises(PoolkitError, match="unknown request"):  # the worker is in its loop, in Python
+            timer._call("bogus")
+        os.kill(timer.process.pid, signal.SIGINT)
+        timer.process.join(timeout=60)
+        with pytest.raises(KeyboardInterrupt):
+            timer.round(1, 0)
+    finally:
+        timer.shutdown()
+    assert timer.process.exitcode == 130
+    assert "Traceback" not in capfd.readouterr().err

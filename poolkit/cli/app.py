@@ -12,6 +12,7 @@ Heavy imports happen inside the command bodies, so `poolkit --help` stays instan
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import warnings
@@ -72,10 +73,12 @@ class OneLineGroup(TyperGroup):
     ) -> Any:
         from poolkit.cli.output import error
 
+        saved_logging = logging.root.manager.disable
         try:
             with warnings.catch_warnings():
                 if not _debug():
                     warnings.simplefilter("ignore")
+                    logging.disable(logging.WARNING)  # torch's logged warnings too (torch.compile's "W1124 ...")
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NoArgsIsHelpError as exc:  # `poolkit` alone: the help is the answer (rich printed it already)
             if exc.format_message().strip():
@@ -92,6 +95,8 @@ class OneLineGroup(TyperGroup):
                 raise
             message, code = one_line_error(exc)
             error(message)
+        finally:
+            logging.disable(saved_logging)
         code = code if isinstance(code, int) else EXIT_OK
         if standalone_mode:
             sys.exit(code)
