@@ -363,6 +363,8 @@ def later_options(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
         ("empty --input-size", ["sweep", "--input-size", ""], 2),
         ("sweep opset out of range", [*sweep, "--opsets", "999"], 2),
         ("bad --layer in a list", ["sweep", "--layer", "pool1d,x[/foo]"], 2),
+        ("infinite sweep --timeout", ["sweep", "--timeout", "inf"], 2),
+        ("absurd sweep --timeout", ["sweep", "--timeout", "1e308"], 2),
     ]
     if cuda_problem(["onnxruntime"]):  # only CUDA asked for where there is none: refused, not 'unavailable'
         rows.append(("examples on missing CUDA", ["verify", *models, "--examples", "--device", "cuda"], 2))

@@ -20,7 +20,7 @@ from poolkit.cli.options import (
     parse_shape,
 )
 from poolkit.common.errors import EXIT_OK, PoolkitError
-from poolkit.common.limits import MAX_JOBS
+from poolkit.common.limits import MAX_JOBS, MAX_SECONDS
 
 LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda": ("onnxruntime", "cuda")}
 
@@ -54,7 +54,8 @@ def sweep(
         int | None, typer.Option(min=1, max=MAX_JOBS, help="Worker processes (default: all cores).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=1.0, help="Seconds a cell may take before it is recorded as timeout.")
+        float,
+        typer.Option(min=1.0, max=MAX_SECONDS, help="Seconds a cell may take before it is recorded as timeout."),
     ] = 120.0,
     out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
         "results/conformance"
