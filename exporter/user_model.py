@@ -120,7 +120,7 @@ def import_user_module(ref: UserModelRef) -> Any:
         try:
             with _user_code():
                 return importlib.import_module(ref.import_path)
-        except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything while importing
             raise SpecError(f"importing {ref.import_path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     module_name = f"poolkit_user_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
@@ -135,7 +135,7 @@ def import_user_module(ref: UserModelRef) -> Any:
     try:
         with _user_code():
             spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything while importing
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything while importing
         sys.modules.pop(module_name, None)
         raise SpecError(f"importing {path} failed: {_reason(exc)} ({_where_in(exc, path)})") from None
     finally:
@@ -177,7 +177,7 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
     try:
         with _user_code():
             model = obj()
-    except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's constructor may raise anything
         raise SpecError(
             f"{ref.object_name}() in {where} failed: {one_line(exc)} ({_where_in(exc, source_file(ref))})"
         ) from None
@@ -207,7 +207,7 @@ def example_shapes(ref: UserModelRef, module: Any) -> list[tuple[int, ...]] | No
         try:
             with _user_code():
                 found = found()
-        except Exception as exc:  # noqa: BLE001 - the user's function may raise anything
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's function may raise anything
             raise SpecError(f"{EXAMPLE_INPUT}() for {ref.object_name} failed: {one_line(exc)}") from None
     inputs = tuple(found) if isinstance(found, tuple | list) else (found,)
     if not inputs or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in inputs):
@@ -260,7 +260,7 @@ def check_forward(model: nn.Module, shapes: list[tuple[int, ...]], what: str, ba
     try:
         with torch.inference_mode(), _user_code():
             out = model(*example_batch(shapes, batch))
-    except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's forward may raise anything
         raise SpecError(f"{what} cannot run on input {shown}: {one_line(exc)}") from None
     outs = tuple(out) if isinstance(out, tuple | list) else (out,)
     if not outs or not all(isinstance(o, torch.Tensor) for o in outs):

@@ -303,7 +303,72 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
         ("bad runtime", ["verify", *models, "--runtime", "nope"], 2),
         ("bad batches", ["verify", *models, "--batches", "0"], 2),
         ("bad sweep opset", ["sweep", "--opsets", "abc"], 2),
+        *later_options(tmp, good),
     ]
+
+
+def later_options(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
+    """Options added after the first hostile pass: verify's input sets and examples, export's user
+    models and shapes, bench's adaptive and ORT settings and --compare files, sweep's scheduler."""
+    from poolkit.runtimes.registry import cuda_problem
+
+    models = ["--models", str(good)]
+    exits = tmp / "exits.py"
+    exits.write_text("import sys\n\nsys.exit(0)\n")  # would end poolkit with exit 0 and no export
+    bench = ["bench", *models, "-m", "relu", "--out", str(tmp / "bench"), "--runtime", "eager"]
+    sample = {"model": "relu", "runtime": "eager", "device": "cpu", "batch_size": 64, "samples_ms": [1.0, 1.2]}
+
+    def compare(name: str, schema: object = 3, **row: object) -> list[str]:
+        return [
+            *bench,
+            "--compare",
+            str(_write(tmp / f"{name}.json", {"schema": schema, "measurements": [sample | row]})),
+        ]
+
+    sweep = ["sweep", "--layer", "activation", "--exporters", "onnx-legacy", "--input-size", "8x8"]
+    sweep += ["--no-bundles", "--out", str(tmp / "sweep" / "conformance")]
+    rows = [
+        ("verify empty --inputs", ["verify", *models, "--inputs", ""], 2),
+        ("verify infinite --atol", ["verify", *models, "--atol", "inf"], 2),
+        ("verify infinite --rtol", ["verify", *models, "--rtol", "1e999"], 2),
+        (
+            "full-width digits in a shape",
+            ["export", "-m", "relu", "--input-shape", "\uff13x32x32", "--out", str(tmp / "o")],
+            2,
+        ),
+        ("underscore in a shape", ["zoo", "-m", "relu", "--input-shape", "3x3_2x32"], 2),
+        ("empty second input", ["zoo", "-m", "relu", "--input-shape", "3x32x32+"], 2),
+        ("sys.exit in a model file", ["export", "-m", f"{exits}:Net", "--out", str(tmp / "o")], 2),
+        ("full-width batch size", [*bench, "--batch-sizes", "\uff11"], 2),
+        ("--max-time below --min-time", [*bench, "--min-time", "2", "--max-time", "1"], 2),
+        ("--ci-target without --min-time", [*bench, "--ci-target", "0.5"], 2),
+        ("--max-time without --min-time", [*bench, "--max-time", "5"], 2),
+        ("--ort-spinning without onnxruntime", [*bench, "--ort-spinning", "on"], 2),
+        ("compare negative samples", compare("neg", samples_ms=[-1.0, -2.0]), 2),
+        ("compare NaN samples", compare("nan", samples_ms=[1.0, float("nan")]), 2),
+        ("compare huge samples", compare("huge", samples_ms=[1e308]), 2),
+        ("compare boolean samples", compare("bool", samples_ms=[True]), 2),
+        ("compare missing samples", compare("missing", samples_ms=[]), 2),
+        ("compare batch size as text", compare("bstext", batch_size="64"), 2),
+        ("compare without a model", compare("nomodel", model=None), 2),
+        ("compare schema 1", compare("schema1", schema=1), 2),
+        ("compare schema from the future", compare("schema9", schema=9), 2),
+        ("empty --scheduler", [*sweep, "--scheduler", ""], 2),
+        ("--scheduler not an address", [*sweep, "--scheduler", "not a url"], 2),
+        ("--scheduler port out of range", [*sweep, "--scheduler", "tcp://127.0.0.1:99999"], 2),
+        ("--scheduler http", [*sweep, "--scheduler", "http://127.0.0.1:8786"], 2),
+        ("--scheduler markup", [*sweep, "--scheduler", "x[/foo]"], 2),
+        ("--scheduler closed local port", [*sweep, "--opsets", "17", "--scheduler", "tcp://127.0.0.1:9"], 2),
+        ("empty --opsets", [*sweep, "--opsets", ""], 2),
+        ("empty --input-size", ["sweep", "--input-size", ""], 2),
+        ("sweep opset out of range", [*sweep, "--opsets", "999"], 2),
+        ("bad --layer in a list", ["sweep", "--layer", "pool1d,x[/foo]"], 2),
+        ("infinite sweep --timeout", ["sweep", "--timeout", "inf"], 2),
+        ("absurd sweep --timeout", ["sweep", "--timeout", "1e308"], 2),
+    ]
+    if cuda_problem(["onnxruntime"]):  # only CUDA asked for where there is none: refused, not 'unavailable'
+        rows.append(("examples on missing CUDA", ["verify", *models, "--examples", "--device", "cuda"], 2))
+    return rows
 
 
 def _write(path: Path, data: object) -> Path:
@@ -394,6 +459,8 @@ def test_a_bug_is_one_line_with_how_to_see_the_traceback(monkeypatch: pytest.Mon
 
 
 def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import sys
     import warnings
 
     from poolkit.commands import zoo_info
@@ -403,6 +470,10 @@ def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -
     def noisy(*args: object, **kwargs: object) -> object:
         warnings.warn("torch says something", UserWarning, stacklevel=1)
         warnings.warn("overflow encountered in exp", RuntimeWarning, stacklevel=1)
+        logger = logging.getLogger("poolkit_test_torch")  # like torch: its own handler on stderr
+        logger.addHandler(handler := logging.StreamHandler(sys.stderr))
+        logger.warning("W1124 No CUDA runtime is found")  # what torch.compile logs on a machine without CUDA
+        logger.removeHandler(handler)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(zoo_info, "describe", noisy)
@@ -465,3 +536,51 @@ def test_hash_matching_files_torch_cannot_load_are_one_line(good: Path, tmp_path
     with pytest.raises(PoolkitError, match=r"^torchscript cannot load .*relu\.torchscript\.pt: ") as info:
         model.open("torchscript", "cpu")
     assert "\n" not in str(info.value)
+
+
+def test_an_overlong_value_is_named_not_echoed_whole() -> None:
+    result = runner.invoke(app, ["verify", "--inputs", "raw" * 100_000])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr) < 2_100 and "characters in all)" in result.stderr
+
+
+def test_bidi_controls_are_shown_escaped() -> None:
+    result = runner.invoke(app, ["zoo", "-m", "relu\u202eabc"])
+    assert result.exit_code == 2 and "\u202e" not in result.stderr and "\\u202e" in result.stderr
+
+
+def test_a_tampered_journal_record_is_run_again(tmp_path: Path) -> None:
+    """Wrong types in a journal line (a stray edit) are skipped, never reported as a measurement."""
+    from poolkit.commands.sweep import Journal
+    from poolkit.commands.sweep_cell import CellResult
+    from poolkit.commands.sweep_grid import Cell
+
+    cell = Cell("activation", "relu", 8, 8, "onnx-legacy", 17, "onnxruntime")
+    good = CellResult(cell, "ok", max_abs=0.0, seconds=1.0, versions={"onnx": "1"}).to_json()
+    bad = [good | {"max_abs": "x"}, good | {"blame": {"a": 1}}, good | {"versions": [1]}, good | {"seconds": None},
+           good | {"cell": good["cell"] | {"height": "8"}}, good | {"votes": ["x"]}]  # fmt: skip
+    lines = [json.dumps(r) for r in [*bad, good]] + ["[" * 100_000 + "]" * 100_000]
+    journal = Journal(tmp_path / "sweep.jsonl")
+    journal.path.write_text("\n".join(lines) + "\n")
+    done = journal.read()
+    assert list(done) == [cell.id] and done[cell.id].max_abs == 0.0 and journal.skipped == 7
+
+
+def test_ctrl_c_in_a_bench_worker_is_an_interrupt_not_a_failed_row(capfd: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C reaches the whole process group: the worker exits quietly (130), the parent sees an interrupt."""
+    import signal
+
+    from poolkit.commands.bench_worker import WorkerTimer
+
+    timer = WorkerTimer("eager", "cpu", 1, False, False)
+    try:
+        with pytest.raises(PoolkitError, match="unknown request"):  # the worker is in its loop, in Python
+            timer._call("bogus")
+        os.kill(timer.process.pid, signal.SIGINT)
+        timer.process.join(timeout=60)
+        with pytest.raises(KeyboardInterrupt):
+            timer.round(1, 0)
+    finally:
+        timer.shutdown()
+    assert timer.process.exitcode == 130
+    assert "Traceback" not in capfd.readouterr().err

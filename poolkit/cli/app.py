@@ -12,6 +12,7 @@ Heavy imports happen inside the command bodies, so `poolkit --help` stays instan
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import warnings
@@ -49,6 +50,8 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
         return (f"cannot use {where}: {reason}" if where else f"file system error: {reason}"), EXIT_USAGE
     if isinstance(exc, RecursionError):
         return "input nested too deeply to process (simplify the spec or file)", EXIT_USAGE
+    if isinstance(exc, SystemExit):  # user code (a model file) called sys.exit() inside the command
+        return f"stopped by sys.exit({exc.code!r}) inside the command (in your model's code?)", EXIT_USAGE
     if isinstance(exc, MemoryError):
         return "not enough memory for this request: use smaller sizes", EXIT_USAGE
     return (
@@ -70,10 +73,12 @@ class OneLineGroup(TyperGroup):
     ) -> Any:
         from poolkit.cli.output import error
 
+        saved_logging = logging.root.manager.disable
         try:
             with warnings.catch_warnings():
                 if not _debug():
                     warnings.simplefilter("ignore")
+                    logging.disable(logging.WARNING)  # torch's logged warnings too (torch.compile's "W1124 ...")
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NoArgsIsHelpError as exc:  # `poolkit` alone: the help is the answer (rich printed it already)
             if exc.format_message().strip():
@@ -90,6 +95,8 @@ class OneLineGroup(TyperGroup):
                 raise
             message, code = one_line_error(exc)
             error(message)
+        finally:
+            logging.disable(saved_logging)
         code = code if isinstance(code, int) else EXIT_OK
         if standalone_mode:
             sys.exit(code)
@@ -130,7 +137,7 @@ def handles_errors(fn: F) -> F:
             code = fn(*args, **kwargs)
         except (typer.Exit, ClickException):
             raise
-        except (Exception, KeyboardInterrupt) as exc:
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model
             if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
                 raise
             message, exit_code = one_line_error(exc)

@@ -19,7 +19,7 @@ from poolkit.cli.options import (
     parse_runtimes,
     writable_folder,
 )
-from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.errors import EXIT_FAILED, EXIT_OK, PoolkitError
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
 
 
@@ -49,8 +49,9 @@ def bench(
         ),
     ] = None,
     ci_target: Annotated[
-        float, typer.Option(min=0.001, max=1.0, help="Adaptive: width of the median's 95% interval, share of it.")
-    ] = 0.05,
+        float | None,
+        typer.Option(min=0.001, max=1.0, help="Adaptive: width of the median's 95% interval, share of it (0.05)."),
+    ] = None,
     max_time: Annotated[
         float | None, typer.Option(min=0.0, max=MAX_SECONDS, help="Adaptive: stop narrowing after this long.")
     ] = None,
@@ -96,7 +97,7 @@ def bench(
         in_process=in_process,
         ort_spinning=None if ort_spinning is None else ort_spinning == OnOff.on,
         cuda_graphs=cuda_graphs,
-        ci_target=ci_target,
+        ci_target=adaptive_target(min_time, max_time, ci_target),
         max_time_s=max_time,
     )
     writable_folder(out, "--out")
@@ -108,3 +109,15 @@ def bench(
         run = run_bench_command(models, model, settings, out, compare, on_step, on_total)
     print_bench(run, compare, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def adaptive_target(min_time: float | None, max_time: float | None, ci_target: float | None) -> float:
+    """--ci-target and --max-time steer adaptive timing only: without --min-time they would be ignored."""
+    if min_time is None and (ci_target is not None or max_time is not None):
+        given = "--ci-target" if ci_target is not None else "--max-time"
+        raise PoolkitError(f"{given} applies to adaptive timing only: add --min-time SECONDS")
+    if min_time is not None and max_time is not None and max_time < min_time:
+        raise PoolkitError(f"--max-time {max_time:g} is shorter than --min-time {min_time:g}")
+    from poolkit.commands.bench import BenchSettings
+
+    return BenchSettings.ci_target if ci_target is None else ci_target

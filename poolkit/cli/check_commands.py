@@ -20,6 +20,7 @@ from poolkit.cli.options import (
     ModelsDirOpt,
     RuntimeOpt,
     devices_for,
+    finite,
     parse_batches,
     parse_runtimes,
     writable_file,
@@ -83,7 +84,7 @@ def verify(
     if examples:
         return _verify_examples(models, model, runtimes, devices_for(device), results, json_out)
     options = VerifyOptions(
-        atol, rtol, batch_size, parse_batches(batches), devices_for(device), results, runtimes,
+        finite(atol, "--atol"), finite(rtol, "--rtol"), batch_size, parse_batches(batches), devices_for(device), results, runtimes,
         parse_input_sets(inputs), sensitivity,
     )  # fmt: skip
     with progress_callbacks("verify") as (on_rows, on_batch):

@@ -8,7 +8,9 @@ option behaves the same: repeat it, or separate values with commas (`--runtime e
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +65,34 @@ DataRootOpt = Annotated[
 DownloadOpt = Annotated[bool, typer.Option(help="Ask torchvision to fetch the whole test set into --data-root.")]
 
 
+# Sizes are plain ASCII digits: int() would also take '３' (full-width), '1_000' and ' 7 ', so a
+# value that looks like one number to a reader could be parsed as another.
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def ascii_int(text: str) -> int:
+    """A non-negative integer written in ASCII digits only; ValueError otherwise (and beyond 30 digits)."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text) or len(text) > 30:
+        raise ValueError(text)
+    return int(text)
+
+
+def finite(value: float, option: str) -> float:
+    """Click's ranges let `inf` through (`--atol inf` would pass every artifact): refuse it by name."""
+    if not math.isfinite(value):
+        raise PoolkitError(f"bad {option} {value}: give a finite number")
+    return value
+
+
+def given_values(values: list[str] | str | None, option: str) -> list[str]:
+    """`split_values`, but an option given with nothing in it (`--opsets ''`) is refused, not read as the default."""
+    items = split_values(values)
+    if values is not None and not items:
+        raise PoolkitError(f"bad {option} '': give a value (or leave the option out for the default)")
+    return items
+
+
 def split_values(values: list[str] | str | None) -> list[str]:
     """Repeated options and comma-separated values, flattened, order kept, blanks dropped."""
     if values is None:
@@ -98,7 +128,7 @@ def parse_shape(text: str | None, option: str = "--input-shape", example: str = 
     if text is None:
         return None
     try:
-        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
+        dims = tuple(ascii_int(d) for d in text.lower().replace(",", "x").split("x"))
     except ValueError:
         raise PoolkitError(f"bad {option} '{text}': expected sizes like {example} (no batch axis)") from None
     if not dims or any(d <= 0 for d in dims):
@@ -143,7 +173,7 @@ def writable_file(path: Path | None, option: str) -> Path | None:
 def parse_batches(text: str) -> int | None:
     if text.lower() == "all":
         return None
-    if text.isdigit() and int(text) > 0:
+    if _DIGITS.fullmatch(text) and len(text) <= 30 and int(text) > 0:
         return int(text)
     raise PoolkitError(f"bad --batches '{text}': a positive number or 'all'")
 
@@ -152,7 +182,7 @@ def parse_ints(values: list[str] | str | None, option: str, example: str, maximu
     """Positive integers from a multi-value option (`--batch-sizes 1,16,64`), each at most `maximum`."""
     items = split_values(values)
     try:
-        numbers = tuple(int(t) for t in items)
+        numbers = tuple(ascii_int(t) for t in items)
     except ValueError:
         numbers = ()
     if not numbers or any(n <= 0 for n in numbers):
@@ -162,3 +192,33 @@ def parse_ints(values: list[str] | str | None, option: str, example: str, maximu
     if too_big:
         raise PoolkitError(f"bad {option} {too_big[0]:,}: the limit is {maximum:,}")
     return numbers
+
+
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def parse_scheduler(text: str | None) -> str | None:
+    """A Dask scheduler address, `tcp://HOST:PORT` (or `HOST:PORT`), checked before any connection is tried.
+
+    An empty value would otherwise mean "no scheduler" and run locally without a word, and a port
+    out of range would cost the connection timeout before failing.
+    """
+    from urllib.parse import urlsplit
+
+    if text is None:
+        return None
+    address = text.strip() if "://" in text else f"tcp://{text.strip()}"
+    example = "like tcp://127.0.0.1:8786"
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise PoolkitError(f"bad --scheduler '{text}': {exc} ({example})") from None
+    if parts.scheme not in SCHEDULER_SCHEMES:
+        raise PoolkitError(
+            f"bad --scheduler '{text}': scheme '{parts.scheme}' is not one of {', '.join(SCHEDULER_SCHEMES)} ({example})"
+        )
+    odd = any(ch.isspace() for ch in address) or parts.path.strip("/") or parts.query or parts.fragment
+    if not parts.hostname or port == 0 or odd:
+        raise PoolkitError(f"bad --scheduler '{text}': give the scheduler's host and port, {example}")
+    return address

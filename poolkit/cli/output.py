@@ -46,7 +46,9 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the bidirectional overrides that make a terminal show text in another order.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_MESSAGE = 2000  # characters of one error line: a 300 kB option value is named, not echoed whole
 
 
 def printable(text: str) -> str:
@@ -67,6 +69,8 @@ def note(message: str) -> None:
 
 def error(message: str) -> None:
     """The one line a failed command prints; user text inside it is never read as markup."""
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[: MAX_MESSAGE - 40]}… ({len(message):,} characters in all)"
     err_console.print(f"[bold red]error:[/bold red] {printable(message)}", soft_wrap=True)
 
 

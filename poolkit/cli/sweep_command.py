@@ -13,13 +13,14 @@ from poolkit.cli.options import (
     JsonOpt,
     RuntimeOpt,
     choose,
+    given_values,
     parse_ints,
     parse_runtimes,
+    parse_scheduler,
     parse_shape,
-    split_values,
 )
 from poolkit.common.errors import EXIT_OK, PoolkitError
-from poolkit.common.limits import MAX_JOBS
+from poolkit.common.limits import MAX_JOBS, MAX_SECONDS
 
 LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda": ("onnxruntime", "cuda")}
 
@@ -53,7 +54,8 @@ def sweep(
         int | None, typer.Option(min=1, max=MAX_JOBS, help="Worker processes (default: all cores).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=1.0, help="Seconds a cell may take before it is recorded as timeout.")
+        float,
+        typer.Option(min=1.0, max=MAX_SECONDS, help="Seconds a cell may take before it is recorded as timeout."),
     ] = 120.0,
     out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
         "results/conformance"
@@ -75,13 +77,16 @@ def sweep(
     from poolkit.commands.sweep import SweepSettings, run_sweep_command
     from poolkit.commands.sweep_grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
 
+    scheduler = parse_scheduler(scheduler)
     if scheduler and jobs:
         raise PoolkitError("--jobs sets local workers; with --scheduler the cluster's workers run the cells")
     onnx_runtimes, devices = sweep_targets(runtime, device, runtimes)
-    opset_values = split_values(opsets) or [*map(str, DEFAULT_OPSETS), "newest"]
+    opset_values = given_values(opsets, "--opsets") or [*map(str, DEFAULT_OPSETS), "newest"]
     numbers = [v for v in opset_values if v != "newest"]
     opset_numbers = parse_ints(numbers, "--opsets", "17,20,newest") if numbers else ()
-    sizes = tuple(parse_shape(s, "--input-size", "32x32") for s in split_values(input_size) or ["32x32", "31x31"])
+    sizes = tuple(
+        parse_shape(s, "--input-size", "32x32") for s in given_values(input_size, "--input-size") or ["32x32", "31x31"]
+    )
     if any(s is None or len(s) != 2 for s in sizes):
         raise PoolkitError("bad --input-size: give HxW, like 32x32")
     settings = SweepSettings(

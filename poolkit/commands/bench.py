@@ -613,6 +613,8 @@ def run_bench_command(
             raise PoolkitError(f"--runtime {name} runs on --device {' or '.join(cls.devices)} only")
     if settings.cuda_graphs and "cuda" not in settings.devices:
         raise PoolkitError("--cuda-graphs applies to CUDA rows only: add --device cuda or --device all")
+    if settings.ort_spinning is not None and "onnxruntime" not in settings.runtimes:
+        raise PoolkitError("--ort-spinning applies to onnxruntime rows only: add --runtime onnxruntime")
     if settings.devices == ("cuda",):
         require_cuda(settings.runtimes)
     refs = resolve_models(names)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poolkit.commands.bench import BenchReport, Measurement
+from poolkit.commands.bench import BENCH_SCHEMA, BenchReport, Measurement
 from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
+from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS
+
+MIN_COMPARE_SCHEMA = 2  # schema 1 kept summaries only: nothing to test a change on
 
 CSV_COLUMNS = [
     "model", "runtime", "device", "batch_size", "status", "provider", "threads", "process", "ort_spinning",
@@ -88,17 +91,51 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
 
 
 def load_report(path: Path) -> list[Measurement]:
-    """Measurements of a saved bench JSON (for --compare), rebuilt from their raw samples."""
+    """Measurements of a saved bench JSON (for --compare), rebuilt from their raw samples.
+
+    Only what the comparison reads is kept (the row's key, status and samples), and each of those is
+    checked: a negative, NaN or absurd sample, or a row without samples, would otherwise become a
+    confident "regression" or "improvement" after the whole timing ran.
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        rows = data["measurements"]
-        known = {f.name for f in fields(Measurement)}
-        measurements = [Measurement(**{k: v for k, v in row.items() if k in known}) for row in rows]
-        for m in measurements:  # derive the figures now: a bad sample fails here, not after the timing
-            _ = m.key, m.latency_ms
-        return measurements
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise DataError(f"--compare {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
+        raise DataError(f"--compare {path}: not a poolkit bench JSON (no 'measurements' list)")
+    schema = data.get("schema")
+    if type(schema) is not int or not MIN_COMPARE_SCHEMA <= schema <= BENCH_SCHEMA:
+        raise DataError(
+            f"--compare {path}: bench JSON schema {schema!r}; this poolkit compares schemas "
+            f"{MIN_COMPARE_SCHEMA} to {BENCH_SCHEMA} (files that keep raw samples)"
+        )
+    return [_compared_row(path, i, row) for i, row in enumerate(data["measurements"])]
+
+
+def _compared_row(path: Path, index: int, row: Any) -> Measurement:
+    def bad(why: str) -> DataError:
+        return DataError(f"--compare {path}: measurement {index} {why}")
+
+    if not isinstance(row, dict):
+        raise bad("is not an object")
+    for key in ("model", "runtime", "device", "status"):
+        if not isinstance(row.get(key, "ok" if key == "status" else None), str):
+            raise bad(f"has a bad {key} {row.get(key)!r}")
+    size = row.get("batch_size")
+    if type(size) is not int or not 0 < size <= MAX_BATCH:
+        raise bad(f"has a bad batch_size {size!r}")
+    samples = row.get("samples_ms", [])
+    if not isinstance(samples, list) or len(samples) > MAX_ITERS:
+        raise bad(f"has bad samples_ms (a list of at most {MAX_ITERS:,} times in ms)")
+    for value in samples:
+        if type(value) not in (int, float) or not 0 < value <= MAX_SECONDS * 1000:
+            raise bad(f"has a bad sample {value!r}: times are milliseconds above 0, at most {MAX_SECONDS * 1000:,.0f}")
+    status = row.get("status", "ok")
+    if status == "ok" and not samples:
+        raise bad("is 'ok' but has no samples_ms")
+    return Measurement(
+        row["model"], row["runtime"], row["device"], size, status, samples_ms=[float(v) for v in samples]
+    )
 
 
 @dataclass

@@ -15,18 +15,32 @@ the next model.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from typing import Any
 
 from poolkit.common.errors import PoolkitError, one_line
 
 SETTLE_S = 0.005  # pause between two runtimes' rounds: lets a spinning ORT pool go idle
+INTERRUPT_CODES = (130, -signal.SIGINT)  # a worker stopped by Ctrl-C
 ALLOWED = {"open", "round", "overhead", "profile", "close"}
 
 
 def worker_main(
     conn: Any, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool
 ) -> None:
-    """The worker's loop: serve requests until ("quit",) or the pipe closes."""
+    """The worker's loop: serve requests until ("quit",) or the pipe closes.
+
+    Ctrl-C reaches the worker too (same process group): it exits quietly with 130, no traceback of
+    its own; the parent reports the interrupt once.
+    """
+    try:
+        _serve(conn, runtime, device, threads, ort_spinning, cuda_graphs)
+    except KeyboardInterrupt:
+        os._exit(130)
+
+
+def _serve(conn: Any, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool) -> None:
     from poolkit.commands.bench_timer import LocalTimer
 
     preload(runtime)
@@ -94,6 +108,8 @@ class WorkerTimer:
             reply = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             self.process.join(timeout=5)
+            if self.process.exitcode in INTERRUPT_CODES:  # Ctrl-C reached the worker first: not a failed row
+                raise KeyboardInterrupt from None
             raise PoolkitError(
                 f"the {self.runtime_name} worker process died (exit code {self.process.exitcode})", exit_code=1
             ) from None

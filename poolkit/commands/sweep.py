@@ -135,8 +135,8 @@ class Journal:
                 continue
             try:
                 result = CellResult.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                self.skipped += 1  # cut short by an interruption, or not a result at all
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                self.skipped += 1  # cut short by an interruption, or not a result at all (or a stray edit)
                 continue
             if measured(result):
                 done[result.cell.id] = result
@@ -165,6 +165,19 @@ def measured(result: CellResult) -> bool:
         return False
     stopped = tuple(f"worker died (exit code {code})" for code in INTERRUPT_CODES)
     return not (result.outcome == "crashed" and (result.reason or "") in stopped)
+
+
+def check_opsets(opsets: tuple[int, ...]) -> None:
+    """The opsets `poolkit export --opset` accepts: a typo (`--opsets 999`) is refused, not a column of failures."""
+    import onnx.defs
+
+    from poolkit.common.errors import PoolkitError
+    from poolkit.exporter.export import MIN_OPSET
+
+    newest = onnx.defs.onnx_opset_version()
+    bad = [o for o in opsets if not MIN_OPSET <= o <= newest]
+    if bad:
+        raise PoolkitError(f"bad --opsets {bad[0]}: the installed onnx writes opsets {MIN_OPSET} to {newest}")
 
 
 def run_sweep(
@@ -258,6 +271,7 @@ def run_sweep_command(
     from poolkit.common.errors import PoolkitError
 
     onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
+    check_opsets(settings.opsets if onnx_exports else ())
     newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
     cells = build_grid(
         settings.groups,

@@ -62,9 +62,11 @@ class CellResult:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> CellResult:
-        return CellResult(
+        """A journaled result; a TypeError or ValueError for a record whose fields have the wrong types
+        (a stray edit must not reach the report, or crash it, as a measurement)."""
+        result = CellResult(
             Cell(**data["cell"]),
-            str(data["outcome"]),
+            data["outcome"],
             data.get("reason"),
             data.get("max_abs"),
             data.get("seconds", 0.0),
@@ -74,6 +76,30 @@ class CellResult:
             data.get("votes"),
             data.get("bundle"),
         )
+        result.check_types()
+        return result
+
+    def check_types(self) -> None:
+        def number(value: object, kinds: tuple[type, ...] = (int, float)) -> bool:
+            return type(value) in kinds
+
+        def texts(value: object) -> bool:
+            return value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+
+        c = self.cell
+        fields_ok = (
+            all(isinstance(v, str) for v in (c.group, c.spec, c.export, c.runtime, c.device, self.outcome))
+            and all(number(v, (int,)) for v in (c.height, c.width, c.depth))
+            and (c.opset is None or number(c.opset, (int,)))
+            and all(v is None or isinstance(v, str) for v in (self.reason, self.blame, self.bundle))
+            and (self.max_abs is None or number(self.max_abs))
+            and number(self.seconds)
+            and (self.opset_used is None or number(self.opset_used, (int,)))
+            and texts(self.versions)
+            and texts(self.votes)
+        )
+        if not fields_ok:
+            raise TypeError("a journal record with fields of the wrong type")
 
 
 def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:

@@ -20,7 +20,7 @@ from poolkit.commands.verify_inputs import FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TW
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import run_batch
-from poolkit.runtimes.registry import cuda_problem, runtime_class
+from poolkit.runtimes.registry import cuda_problem, require_cuda, runtime_class
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ def run_examples(
     """Every worked example through every matching model's artifacts; a DataError when none matches."""
     import numpy as np
 
+    if devices == ("cuda",):  # only CUDA was asked for: refuse, as verify does, rather than report it unavailable
+        require_cuda(list(runtimes))
     report = ExamplesReport(str(models_dir))
     plan = [("eager", "cpu"), *[(r, d) for r in runtimes for d in devices if (r, d) != ("eager", "cpu")]]
     for model in open_artifacts(Path(models_dir), names):

@@ -75,7 +75,7 @@ class InputSet:
 
 def parse_input_sets(text: str | None) -> tuple[str, ...]:
     """`--inputs raw,edge` (or `all`) -> the set names, checked."""
-    if not text or text.strip() == "all":
+    if text is None or text.strip() == "all":  # "" is not "all": an empty value is refused below
         return DEFAULT_INPUT_SETS
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in INPUT_SETS]

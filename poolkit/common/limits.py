@@ -17,7 +17,7 @@ MAX_BATCH_ELEMENTS = 1 << 28  # values in one batch (1 GiB of float32)
 MAX_THREADS = 1024  # torch.set_num_threads(100000) crashes the process
 MAX_JOBS = 64  # worker processes; each imports torch (hundreds of MB)
 MAX_ITERS = 1_000_000  # timed or warm-up runs of one measurement
-MAX_SECONDS = 3600.0  # a time budget (bench --min-time) above an hour is a typo
+MAX_SECONDS = 3600.0  # a time budget (bench --min-time, sweep --timeout) above an hour is a typo
 
 
 def check_sample(shape: tuple[int, ...], option: str = "--input-shape") -> None:
