@@ -237,10 +237,10 @@ def check_options(options: ExportOptions) -> None:
             )
     if options.seed < 0 or options.seed > MAX_SEED:
         raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
-    if options.input_shape is not None:
-        check_sample(options.input_shape)
+    for sample in options.input_shapes or ([options.input_shape] if options.input_shape is not None else []):
+        check_sample(sample)
         if not options.dynamic_batch:
-            check_batch(options.static_batch_size, options.input_shape)
+            check_batch(options.static_batch_size, sample)
 
 
 def _expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, list[Any]]:
@@ -268,6 +268,7 @@ def _cached(
         and old.seed == options.seed
         and old.method == method
         and old.input_shape == shape
+        and (old.input_shapes or None) == ([shape[:1] + list(s) for s in item.input_shapes] or None)
         and old.dynamic_axes == _expected_axes(item, shape)
         and old.versions == stamp
         and (fmt != "onnx" or old.opset_requested == options.opset)
@@ -293,7 +294,31 @@ def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged
                 os.replace(staged.pop(record.format), out_dir / str(record.path))
             if record.ok:
                 record.weights, record.weights_sha256 = weights.name, weights_digest
-        update_manifest(out_dir, fresh, locked=True)
+        update_manifest(out_dir, fresh + _stale_others(out_dir, item, fresh, weights_digest), locked=True)
+
+
+def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], digest: str | None) -> list[ExportRecord]:
+    """The model's other formats, when this export replaced the weights they were built with.
+
+    Their artifacts hold the old weights: they are marked failed with the reason (never left to pass
+    or to fail later as a mysterious hash mismatch). Equal weights are not rewritten, so a
+    re-export with the same seed keeps them valid.
+    """
+    if digest is None:
+        return []
+    formats = {r.format for r in fresh}
+    stale = []
+    for old in load_manifest(out_dir):
+        if old.name == item.ref.name and old.format not in formats and old.ok and old.weights_sha256 != digest:
+            stale.append(
+                replace(
+                    old,
+                    status="failed",
+                    error=f"stale: a later export of {', '.join(sorted(formats))} replaced the weights this "
+                    f"{old.format} file was built with; export it again (--format all)",
+                )
+            )
+    return stale
 
 
 def weights_filename(name: str) -> str:
@@ -482,8 +507,11 @@ def ensure_exported(refs: list[ModelRef], out_dir: Path) -> list[str]:
     """
     from poolkit.exporter.manifest import load_manifest
 
-    have = {(r.name, r.format) for r in load_manifest(out_dir)}
-    missing = [r for r in refs if not {(r.name, "onnx"), (r.name, "torchscript")} <= have]
+    # Only models with no record at all: re-exporting a model that has one (with default options)
+    # would replace what the user exported (a static batch, their --weights). A missing format is
+    # reported by the command that needs it.
+    have = {r.name for r in load_manifest(out_dir)}
+    missing = [r for r in refs if r.name not in have]
     if missing:
         export_models(missing, out_dir, ExportOptions())
     return [r.name for r in missing]

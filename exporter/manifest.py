@@ -134,7 +134,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)),
     "exported_at": (str,),
     "opset_requested": (int, type(None)),
+    "import_path": (str, type(None)),
+    "object_name": (str, type(None)),
+    "source_sha256": (str, type(None)),
+    "input_shapes": (list, type(None)),
+    "dynamic_axes": (list,),
 }
+DYNAMIC_AXES = ("batch", "height", "width")
 
 
 def _record(row: Any, index: int, path: Path) -> ExportRecord:
@@ -155,7 +161,8 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
     except TypeError:
         missing = sorted(f.name for f in fields(ExportRecord)[:6] if f.name not in values)
         raise bad(f"lacks {', '.join(missing) or 'required fields'}") from None
-    for key in ("name", "spec", "format", "method", "path", "weights", "sha256", "weights_sha256"):
+    for key in ("name", "spec", "format", "method", "path", "weights", "sha256", "weights_sha256", "import_path",
+                "object_name", "source_sha256"):  # fmt: skip
         value = getattr(record, key)
         if isinstance(value, str) and not value.isprintable():
             raise bad(f"has control characters in '{key}'")  # they would reach the terminal raw
@@ -163,10 +170,20 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
         record.error = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in record.error)
     if record.status not in STATUSES:
         raise bad(f"has status '{record.status}' (ok or failed)")
-    shape_ok = all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in record.input_shape[1:])
-    if not record.input_shape or not shape_ok:
-        raise bad(f"has a bad input_shape {record.input_shape!r}")
+    for shape in [record.input_shape, *(record.input_shapes or [])]:
+        if not isinstance(shape, list) or not shape or not _dims_ok(shape[1:]) or not _batch_ok(shape[0]):
+            raise bad(f"has a bad input shape {shape!r}")
+    if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
+        raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
     return record
+
+
+def _dims_ok(dims: list[Any]) -> bool:
+    return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
+
+
+def _batch_ok(axis: Any) -> bool:
+    return axis == "batch" or _dims_ok([axis])
 
 
 def save_manifest(models_dir: Path, records: list[ExportRecord]) -> Path:

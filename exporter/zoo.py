@@ -67,6 +67,12 @@ class ModelRef:
     spec_text: str
     user: UserModelRef | None = None
 
+    @property
+    def given(self) -> str:
+        """The text that names this model again: PATH.py:NAME for a model of your own (which is what
+        lets its code run when it is rebuilt), else the artifact name."""
+        return self.user.text if self.user is not None else self.name
+
 
 def resolve_model(text: str) -> ModelRef:
     """`maxpool_ceil` -> the zoo entry; `net.py:Net` -> a user's model; anything else is parsed as a spec

@@ -190,3 +190,26 @@ def test_files_get_the_users_umask_not_0600(tmp_path: Path) -> None:
         assert write_text_atomic(tmp_path / "other.json", "{}").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_new_weights_mark_the_other_format_stale_not_silently_broken(tmp_path: Path) -> None:
+    """Another seed writes other weights: the TorchScript file still holds the old ones, and says so."""
+    export_models(resolve_models(["conv"]), tmp_path, ExportOptions())
+    run = export_models(resolve_models(["conv"]), tmp_path, ExportOptions(formats=("onnx",), seed=5))
+    assert [(r.format, r.ok) for r in run.records] == [("onnx", True)]
+    records = records_by_key(tmp_path)
+    stale = records[("conv", "torchscript")]
+    assert stale.status == "failed" and stale.error is not None
+    assert stale.error.startswith("stale: a later export of onnx replaced the weights this torchscript file")
+    (model,) = open_artifacts(tmp_path, ["conv"])
+    assert model.problem("torchscript") == f"export failed: {stale.error}"
+    assert model.problem("onnxruntime") is None
+
+
+def test_ensure_exported_never_replaces_what_the_user_exported(tmp_path: Path) -> None:
+    """bench/show export only models with no record: a static-batch ONNX-only export stays as it is."""
+    export_models(resolve_models(["relu"]), tmp_path, ExportOptions(formats=("onnx",), dynamic_batch=False))
+    before = snapshot(tmp_path)
+    assert ensure_exported(resolve_models(["relu"]), tmp_path) == []
+    assert snapshot(tmp_path) == before
+    assert records_by_key(tmp_path)[("relu", "onnx")].input_shape[0] == 64

@@ -120,7 +120,7 @@ def test_export_records_source_weights_and_both_formats(user_dir: Path) -> None:
 
 
 def test_rebuilt_eager_is_in_eval_mode_and_matches_every_runtime(user_dir: Path) -> None:
-    (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"])
+    (model,) = open_artifacts(user_dir / "models", [f"{user_dir}/cnn.py:SmallCNN"])
     eager = model.eager_module()
     assert not eager.training and not eager.bn.training and not eager.drop.training
     x = np.random.default_rng(1).random((4, 3, 32, 32), dtype=np.float32)
@@ -184,7 +184,7 @@ def test_several_inputs_export_run_and_verify(tmp_path: Path) -> None:
     model = f"{tmp_path}/two.py:TwoInputs"
     result = invoke("export", "--model", model, "--input-shape", "3x32x32+5", "--exporter", "legacy", "--out", models)
     assert result.exit_code == 0, result.output
-    (artifacts,) = open_artifacts(models, ["two_TwoInputs"])
+    (artifacts,) = open_artifacts(models, [model])
     assert artifacts.records["onnx"].sample_shapes == [(3, 32, 32), (5,)]
     rng = np.random.default_rng(0)
     x, y = rng.random((3, 3, 32, 32), dtype=np.float32), rng.random((3, 5), dtype=np.float32)
@@ -196,8 +196,8 @@ def test_several_inputs_export_run_and_verify(tmp_path: Path) -> None:
     with artifacts.open("onnxruntime", "cpu") as rt:  # one array: the others get the same seeded noise
         assert np.array_equal(run_batch(rt, x)[0], run_batch(rt, x)[0])
     assert model_cost(artifacts.eager_module(), (3, 32, 32), 2).flops is None  # cannot run on one input
-    result = invoke("verify", "--models", models, "--data", "synthetic", "--batches", "1", "--batch-size", "8",
-                    "--results", tmp_path / "results")  # fmt: skip
+    result = invoke("verify", "--models", models, "--model", model, "--data", "synthetic", "--batches", "1",
+                    "--batch-size", "8", "--results", tmp_path / "results")  # fmt: skip
     assert result.exit_code == 0, result.output
     # bench's worker processes feed several inputs the same way (each runtime in its own process)
     result = invoke("bench", "--models", models, "--model", model, "--iters", "2", "--warmup", "0",
@@ -220,7 +220,7 @@ def test_weights_file_is_loaded_and_a_changed_source_is_refused(tmp_path: Path) 
     args = ("export", "--model", model, "--input-shape", "3x32x32", "--format", "torchscript", "--out", models)
     result = invoke(*args, "--weights", tmp_path / "w.pt")
     assert result.exit_code == 0, result.output
-    (artifacts,) = open_artifacts(models, ["cnn_SmallCNN"])
+    (artifacts,) = open_artifacts(models, [model])
     assert torch.all(artifacts.eager_module().conv.bias == 0.7)
 
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
@@ -320,7 +320,7 @@ def test_two_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
 def test_divergence_finder_says_why_it_cannot_split_your_forward(user_dir: Path) -> None:
     from poolkit.commands.verify import first_diverging_layer
 
-    (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"])
+    (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"], trust=[f"{user_dir}/cnn.py:SmallCNN"])
     x = np.zeros((2, 3, 32, 32), dtype=np.float32)
     assert first_diverging_layer("onnxruntime", model, x, 1e-5, 1e-5) == (
         "unknown (layer outputs unavailable: PoolkitError: SmallCNN has its own forward(): its layers are not a"
@@ -380,3 +380,27 @@ def test_unscriptable_code_is_a_failed_row_that_suggests_trace(tmp_path: Path) -
         "(torch.jit.script cannot compile this code: try --method trace)"
     )
     assert invoke(*args, "--out", tmp_path / "models", "--method", "trace").exit_code == 0
+
+
+def test_a_manifest_alone_never_runs_a_models_code(tmp_path: Path) -> None:
+    """A models folder is data: a manifest naming a .py file (with its own sha256) must not get it imported."""
+    import shutil
+
+    (tmp_path / "cnn.py").write_text(CNN)
+    models = tmp_path / "models"
+    model = f"{tmp_path}/cnn.py:SmallCNN"
+    assert invoke("export", "--model", model, "--input-shape", "3x32x32", "--out", models).exit_code == 0
+    marker = tmp_path / "ran"
+    (tmp_path / "cnn.py").write_text(CNN + f"\nopen({str(marker)!r}, 'w').close()\n")  # what an attacker ships
+    manifest = json.loads((models / "manifest.json").read_text())
+    for row in manifest["artifacts"]:
+        row["source_sha256"] = sha256_file(tmp_path / "cnn.py")
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(models, tmp_path / "received")
+    result = invoke("verify", "--models", tmp_path / "received", "--batches", "1", "--results", tmp_path / "r")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: 'cnn_SmallCNN' is a model of your own ({model}): rebuilding it runs that code, so poolkit does so"
+        f" only when you name it: add --model {model}\n"
+    )
+    assert not marker.exists()

@@ -75,7 +75,7 @@ def verify(
     from poolkit.commands.verify_inputs import parse_input_sets
 
     if replay is not None:
-        meta, outputs = replay_batch(replay, models)
+        meta, outputs = replay_batch(replay, models, model)
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
     writable_folder(results, "--results")

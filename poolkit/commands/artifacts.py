@@ -41,6 +41,9 @@ class ModelArtifacts:
     name: str
     models_dir: Path
     records: dict[str, ExportRecord]  # by format, failed exports included
+    # A user's model is rebuilt by importing its source: only when the user named it on the command
+    # line (never from what a manifest says alone: a manifest can be written by anyone).
+    trusted_sources: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     _checked: dict[str, str | None] = field(default_factory=dict, repr=False)
     _eager: Any = field(default=None, repr=False)
 
@@ -107,6 +110,7 @@ class ModelArtifacts:
             weights = inside(self.models_dir, record.weights or "")
             try:
                 if record.import_path and record.object_name:
+                    self.check_source()
                     user = UserModelRef(record.import_path, record.object_name)
                     self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
                 else:
@@ -119,16 +123,32 @@ class ModelArtifacts:
                 raise ArtifactProblem(f"cannot load the weights {weights}: {one_line(exc)}") from None
         return self._eager
 
+    @property
+    def reopen_name(self) -> str:
+        """What reopens this model elsewhere (a bench worker) with the same trust: PATH.py:NAME for a
+        model of your own that was named on the command line, else the artifact name."""
+        record = self.reference
+        source = (record.import_path, record.object_name) if record is not None else (None, None)
+        return f"{source[0]}:{source[1]}" if source in self.trusted_sources else self.name
+
     def _rerun_hint(self, user: Any) -> str:
         return f": poolkit export --model {user.text} --out {self.models_dir}"
 
     def check_source(self) -> None:
-        """A user's model whose .py file changed since export is refused (exit 2) before any work starts."""
+        """A user's model runs its own code when rebuilt: it must be named on the command line (the
+        manifest alone is not trusted), and its .py file must not have changed since export (exit 2)."""
         from poolkit.exporter.user_model import UserModelRef, check_source_unchanged
 
         record = self.reference
         if record is not None and record.import_path and record.object_name:
             user = UserModelRef(record.import_path, record.object_name)
+            if (user.import_path, user.object_name) not in self.trusted_sources:
+                raise DataError(
+                    f"'{self.name}' is a model of your own ({user.text}): rebuilding it runs that code, so poolkit "
+                    f"does so only when you name it: add --model {user.text}"
+                )
+            if user.is_file and not Path(user.import_path).is_absolute():
+                raise DataError(f"manifest entry '{self.name}': import path {user.import_path!r} is not absolute")
             check_source_unchanged(user, record.source_sha256, self._rerun_hint(user))
 
     def source(self, runtime: str) -> Any:
@@ -208,8 +228,11 @@ class ExtraInputs(Runtime):
         self._inner.close()
 
 
-def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[ModelArtifacts]:
-    """The models of a manifest (all, or those named by zoo name, artifact name or spec string)."""
+def open_artifacts(
+    models_dir: Path, names: list[str] | None = None, trust: list[str] | None = None
+) -> list[ModelArtifacts]:
+    """The models of a manifest (all, or those named by zoo name, artifact name, spec string or
+    PATH.py:NAME). Models of your own named in `names` or `trust` may run their code when rebuilt."""
     models_dir = Path(models_dir)
     records = load_manifest(models_dir, required=True)
     by_model: dict[str, dict[str, ExportRecord]] = {}
@@ -221,10 +244,26 @@ def open_artifacts(models_dir: Path, names: list[str] | None = None) -> list[Mod
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
     wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
-    models = [ModelArtifacts(n, models_dir, by_model[n]) for n in dict.fromkeys(wanted)]
+    trusted = frozenset(_named_sources([*(names or []), *(trust or [])]))
+    models = [ModelArtifacts(n, models_dir, by_model[n], trusted) for n in dict.fromkeys(wanted)]
     for model in models:
         model.check_source()
     return models
+
+
+def _named_sources(names: list[str]) -> list[tuple[str, str]]:
+    """(import path, name) of the models of your own named on the command line: the ones trusted to run."""
+    from poolkit.exporter.zoo import resolve_model
+
+    found = []
+    for text in names:
+        try:
+            ref = resolve_model(text)
+        except PoolkitError:
+            continue
+        if ref.user is not None:
+            found.append((ref.user.import_path, ref.user.object_name))
+    return found
 
 
 def _artifact_name(name: str, known: dict[str, Any], models_dir: Path) -> str:

@@ -118,7 +118,9 @@ class Measurement:
         """What explains the row (the profile of a slow ONNX Runtime row); flags say what to distrust."""
         out = []
         p = self.profile
-        if p:
+        if p and "error" in p:
+            out.append(f"no ONNX Runtime profile: {p['error']}")
+        elif p:
             runner_up = ", ".join(f"{o['op']} {o['share']:.0%}" for o in p.get("ops", [])[1:3])
             out.append(
                 f"ONNX Runtime profile ({p.get('iters', '?')} runs): {p['op']} takes {p['share']:.0%} of kernel time"
@@ -453,7 +455,7 @@ def _open_row(
     """Open the model on the row's timer (load time, first inference, warm-up); None when it cannot run."""
     timer = timers.get(m.runtime, m.device)
     try:
-        opened = timer.open(str(model.models_dir), model.name, batch, settings.warmup, model)
+        opened = timer.open(str(model.models_dir), model.reopen_name, batch, settings.warmup, model)
     except PoolkitError as exc:
         m.status, m.reason = ("unavailable" if exc.exit_code == 2 else "failed"), str(exc)
         return None
@@ -480,10 +482,14 @@ def _measure_group(rows: list[Row], settings: BenchSettings, timers: Timers) -> 
                 continue
             try:
                 m.overhead_ms = row.timer.overhead(settings.iters or 100)
-                if m.runtime == "onnxruntime" and needs_profile(m, eager):
-                    m.profile = row.timer.profile()
             except PoolkitError as exc:
                 m.status, m.reason = "failed", str(exc)
+                continue
+            if m.runtime == "onnxruntime" and needs_profile(m, eager):
+                try:
+                    m.profile = row.timer.profile()
+                except PoolkitError as exc:  # the samples stand; only the explanation is missing
+                    m.profile = {"error": str(exc)}
     finally:
         for row in rows:
             row.timer.close()
@@ -624,7 +630,7 @@ def run_bench_command(
         on_total(len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(settings.runtimes))
     before = machine_state()
     env = environment()
-    report = run_bench(models_dir, [r.name for r in refs], settings, images.images, env, images.source.note, on_step)
+    report = run_bench(models_dir, [r.given for r in refs], settings, images.images, env, images.source.note, on_step)
     after = machine_state()
     warning = load_warning(before["load_average"], after["load_average"], report.settings.threads or 1, usable_cores())
     report.machine = {"before": before, "after": after, "load_warning": warning}
@@ -642,7 +648,7 @@ def run_self_check(models_dir: Path, names: list[str] | None, threads: int | Non
 
     refs = resolve_models(names)
     ensure_exported(refs[:1], models_dir)
-    check = self_check(models_dir, refs[0].name, threads, batch_size)
-    check["onnxruntime"] = ort_loop_check(models_dir, refs[0].name, threads, batch_size)
+    check = self_check(models_dir, refs[0].given, threads, batch_size)
+    check["onnxruntime"] = ort_loop_check(models_dir, refs[0].given, threads, batch_size)
     check["all_within_10_percent"] = check["within_10_percent"] and check["onnxruntime"]["within_10_percent"]
     return check

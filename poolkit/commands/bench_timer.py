@@ -152,11 +152,11 @@ def capture_torch_graph(module: Any, static_input: Any, cuda: Any, warmup: int =
     side.wait_stream(cuda.current_stream())
     with cuda.stream(side), torch.inference_mode():
         for _ in range(warmup):
-            module(static_input)
+            module(*static_input) if isinstance(static_input, tuple) else module(static_input)
     cuda.current_stream().wait_stream(side)
     graph = cuda.CUDAGraph()
     with cuda.graph(graph), torch.inference_mode():
-        module(static_input)
+        module(*static_input) if isinstance(static_input, tuple) else module(static_input)
     return graph.replay
 
 
@@ -185,7 +185,12 @@ def dominant_op(events: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def profile_onnxruntime(
-    path: Path, device: str, threads: int | None, spinning: bool, batch: np.ndarray, iters: int = 20
+    path: Path,
+    device: str,
+    threads: int | None,
+    spinning: bool,
+    batch: np.ndarray | tuple[np.ndarray, ...],
+    iters: int = 20,
 ) -> dict[str, Any] | None:
     """Run the file `iters` times with ONNX Runtime's profiler on (SessionOptions.enable_profiling)."""
     import json
@@ -306,7 +311,7 @@ class LocalTimer:
 
         def launch() -> Any:
             with torch.inference_mode():
-                return module(prepared)
+                return module(*prepared) if isinstance(prepared, tuple) else module(prepared)
 
         return launch
 
@@ -365,7 +370,10 @@ class LocalTimer:
         """ONNX Runtime rows only: which op dominates the kernel time."""
         if self.runtime_name != "onnxruntime" or self.batch is None:
             return None
-        return profile_onnxruntime(Path(self.source), self.device, self.threads, self.ort_spinning, self.batch, iters)
+        from poolkit.commands.artifacts import ExtraInputs
+
+        inputs = self.rt.inputs(self.batch) if isinstance(self.rt, ExtraInputs) else self.batch  # every input fed
+        return profile_onnxruntime(Path(self.source), self.device, self.threads, self.ort_spinning, inputs, iters)
 
     def close(self) -> None:
         if self.rt is not None:

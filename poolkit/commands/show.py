@@ -158,7 +158,7 @@ def show_models(
     images = load_images(data, data_root, download)
     exported = ensure_exported(refs, models_dir)
     results = []
-    for model in open_artifacts(models_dir, [r.name for r in refs]):
+    for model in open_artifacts(models_dir, [r.name for r in refs], trust=names):
         reference = model.reference
         shape = reference.sample_shape if reference else ()
         model_images = images

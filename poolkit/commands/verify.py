@@ -510,7 +510,7 @@ def save_failure(
 
     path = Path(options.results_dir) / "verify_failures" / f"{row.model}.{row.format}.{row.runtime}.{row.device}.npz"
     meta = {
-        "models_dir": str(model.models_dir),
+        "models_dir": str(Path(model.models_dir).resolve()),  # the replay command works from any folder
         "model": row.model,
         "format": row.format,
         "runtime": row.runtime,
@@ -528,10 +528,16 @@ def save_failure(
             np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
 
     write_atomic(path, write)
-    return str(path), f"poolkit verify --replay {shlex.quote(str(path))} --models {shlex.quote(str(model.models_dir))}"
+    command = f"poolkit verify --replay {shlex.quote(str(Path(path).resolve()))} --models {shlex.quote(str(meta['models_dir']))}"
+    user = model.reference.import_path if model.reference else None
+    if user and model.reference and model.reference.object_name:  # a model of your own runs only when named
+        command += f" --model {shlex.quote(f'{user}:{model.reference.object_name}')}"
+    return str(path), command
 
 
-def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Comparison]]:
+def replay_batch(
+    path: Path, models_dir: Path, trust: list[str] | None = None
+) -> tuple[dict[str, Any], list[Comparison]]:
     """Run a saved failing batch again through the same artifact and runtime; compare with the saved eager output.
 
     The `.npz` names the models folder it came from, but a file is not trusted to choose what code
@@ -569,9 +575,15 @@ def replay_batch(path: Path, models_dir: Path) -> tuple[dict[str, Any], list[Com
         raise DataError(f"{path}: {exc}") from None
     if device not in DEVICES:
         raise DataError(f"{path} names device {device!r} (known: {', '.join(DEVICES)})")
-    (model,) = open_artifacts(Path(models_dir), [model_name])
+    (model,) = open_artifacts(Path(models_dir), [model_name], trust=trust)
     with model.open(runtime, device) as rt:
-        actual = run_batch(rt, x)
+        try:
+            actual = run_batch(rt, x)
+        except Exception as exc:  # noqa: BLE001 - e.g. the file was re-exported with another fixed shape
+            shape = "x".join(map(str, x.shape))
+            raise DataError(
+                f"{path}: {runtime} cannot run its {shape} batch on {model.name}: {one_line(exc)}"
+            ) from None
     if len(actual) != len(expected):
         raise DataError(f"{path} holds {len(expected)} outputs but the artifact gives {len(actual)}")
     results = []
