@@ -32,8 +32,10 @@ def worker_main(
     """The worker's loop: serve requests until ("quit",) or the pipe closes.
 
     Ctrl-C reaches the worker too (same process group): it exits quietly with 130, no traceback of
-    its own; the parent reports the interrupt once.
+    its own; the parent reports the interrupt once. SIGINT is handled explicitly: a process started
+    in the background by a shell inherits it ignored, and the worker must still stop on it.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _serve(conn, runtime, device, threads, ort_spinning, cuda_graphs)
     except KeyboardInterrupt:

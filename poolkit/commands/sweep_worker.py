@@ -106,6 +106,8 @@ def main(argv: list[str]) -> int:
     """The child's loop: receive (cell_fn, cell), run it with its output captured, send the result."""
     from poolkit.common.capture import captured_output
 
+    # A process started in the background by a shell inherits SIGINT ignored: Ctrl-C must still stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
     try:
