@@ -45,6 +45,20 @@ def manifest_dir(root: Path, name: str, content: object) -> Path:
     return folder
 
 
+def overwrite_rehashed(folder: Path, data: bytes, *names: str) -> None:
+    """Overwrite files of the folder with `data` and record their new sha256 in the manifest: hash-valid
+    files that torch or ONNX Runtime cannot load."""
+    for name in names:
+        (folder / name).write_bytes(data)
+    records = load_manifest(folder)
+    for r in records:
+        if r.path in names:
+            r.sha256 = sha256_file(folder / r.path)
+        if r.weights in names:
+            r.weights_sha256 = sha256_file(folder / r.weights)
+    save_manifest(folder, records)
+
+
 def edited_copy(good: Path, root: Path, name: str, **changes: object) -> Path:
     """A copy of the good folder whose onnx record has `changes`."""
     folder = root / name
@@ -431,12 +445,7 @@ def test_hashes_are_checked_before_loading(good: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "Traceback" not in result.output
     # a file whose hash matches but that ONNX Runtime cannot load: one-line ArtifactProblem
     folder = edited_copy(good, tmp_path, "garbage")
-    (folder / "relu.onnx").write_bytes(b"not an onnx model")
-    records = load_manifest(folder)
-    for r in records:
-        if r.format == "onnx":
-            r.sha256 = sha256_file(folder / "relu.onnx")
-    save_manifest(folder, records)
+    overwrite_rehashed(folder, b"not an onnx model", "relu.onnx")
     (model,) = open_artifacts(folder, ["relu"])
     with pytest.raises(PoolkitError, match=r"^onnxruntime cannot load .*relu\.onnx: ") as info:
         model.open("onnxruntime", "cpu")
@@ -510,14 +519,7 @@ def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
 def test_hash_matching_files_torch_cannot_load_are_one_line(good: Path, tmp_path: Path) -> None:
     folder = tmp_path / "garbage"
     shutil.copytree(good, folder)
-    for name in ("relu.torchscript.pt", "relu.weights.pt"):
-        (folder / name).write_bytes(b"PK\x03\x04 not a zip")
-    records = load_manifest(folder)
-    for r in records:
-        r.weights_sha256 = sha256_file(folder / "relu.weights.pt")
-        if r.format == "torchscript":
-            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
-    save_manifest(folder, records)
+    overwrite_rehashed(folder, b"PK\x03\x04 not a zip", "relu.torchscript.pt", "relu.weights.pt")
     (model,) = open_artifacts(folder, ["relu"])
     with pytest.raises(PoolkitError, match=r"^cannot load the weights .*relu\.weights\.pt: "):
         model.eager_module()
@@ -526,12 +528,7 @@ def test_hash_matching_files_torch_cannot_load_are_one_line(good: Path, tmp_path
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot load the weights" in result.stderr
     folder = tmp_path / "garbage_ts"
     shutil.copytree(good, folder)
-    (folder / "relu.torchscript.pt").write_bytes(b"PK\x03\x04 not a zip")
-    records = load_manifest(folder)
-    for r in records:
-        if r.format == "torchscript":
-            r.sha256 = sha256_file(folder / "relu.torchscript.pt")
-    save_manifest(folder, records)
+    overwrite_rehashed(folder, b"PK\x03\x04 not a zip", "relu.torchscript.pt")
     (model,) = open_artifacts(folder, ["relu"])
     with pytest.raises(PoolkitError, match=r"^torchscript cannot load .*relu\.torchscript\.pt: ") as info:
         model.open("torchscript", "cpu")
