@@ -13,6 +13,7 @@ output diverges. Verify only loops and collects; runtimes and the comparator do 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
@@ -279,39 +280,37 @@ def verify_model(
     rows, live = [], []
     spec = model.reference.spec if model.reference else next(iter(model.records.values())).spec
     sets: list[InputSet] | str | None = None
-    for runtime_name, device in plan:
-        cls = runtime_class(runtime_name)
-        record = model.record_for(runtime_name)
-        row = VerifyRow(model.name, record.format if record and cls.reads != "module" else cls.reads,
-                        cls.name, device, spec, "failed")  # fmt: skip
-        rows.append(row)
-        if device == "cuda" and cuda_reasons.get(runtime_name):
-            row.status, row.reason = "unavailable", cuda_reasons[runtime_name]
-            continue
-        row.reason = model.problem(runtime_name)
-        if row.reason or record is None:
-            continue
-        reference = model.reference or record
-        sets = sets if sets is not None else cache.get(reference.sample_shape, reference.dynamic_spatial)
-        if isinstance(sets, str):
-            row.reason = sets
-            continue
-        try:
-            runtime = model.open(runtime_name, device)
-        except PoolkitError as exc:
-            row.reason = str(exc)
-            continue
-        row.provider = runtime.provider
-        static = None if record.dynamic_batch else int(record.input_shape[0])
-        any_size = record.dynamic_spatial or cls.reads == "module"
-        live.append(_Live(row, runtime, static, record.sample_shape, any_size))
     found: list[SensitivityResult] = []
-    if live and isinstance(sets, list):
-        try:
+    with contextlib.ExitStack() as opened:  # every runtime opened here is closed, whatever happens
+        for runtime_name, device in plan:
+            cls = runtime_class(runtime_name)
+            record = model.record_for(runtime_name)
+            row = VerifyRow(model.name, record.format if record and cls.reads != "module" else cls.reads,
+                            cls.name, device, spec, "failed")  # fmt: skip
+            rows.append(row)
+            if device == "cuda" and cuda_reasons.get(runtime_name):
+                row.status, row.reason = "unavailable", cuda_reasons[runtime_name]
+                continue
+            row.reason = model.problem(runtime_name)
+            if row.reason or record is None:
+                continue
+            reference = model.reference or record
+            sets = sets if sets is not None else cache.get(reference.sample_shape, reference.dynamic_spatial)
+            if isinstance(sets, str):
+                row.reason = sets
+                continue
+            try:
+                runtime = opened.enter_context(model.open(runtime_name, device))
+            except PoolkitError as exc:
+                row.reason = str(exc)
+                continue
+            row.provider = runtime.provider
+            static = None if record.dynamic_batch else int(record.input_shape[0])
+            any_size = record.dynamic_spatial or cls.reads == "module"
+            live.append(_Live(row, runtime, static, record.sample_shape, any_size))
+        if live and isinstance(sets, list):
             found = _run_sets(model, live, sets, options, on_batch)
-        finally:
-            for item in live:
-                item.runtime.close()
+    if live and isinstance(sets, list):
         for item in live:
             _conclude(item, model, options)
     elif on_batch and isinstance(sets, list):
