@@ -23,15 +23,17 @@ if TYPE_CHECKING:
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def session_options(threads: int | None) -> Any:
+def session_options(threads: int | None, spinning: bool = False) -> Any:
+    """Threads set (one inter-op thread), a quiet log, and intra-op spinning off unless asked for:
+    spinning threads slow down torch in the same process (onnxruntime issue 13808); bench's isolated
+    workers, alone in their process, keep ORT's default (on)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    # Spinning intra-op threads slow down torch in the same process (onnxruntime issue 13808).
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.log_severity_level = 3  # errors only; we report what matters ourselves
     return opts
 
@@ -46,8 +48,20 @@ def preload_cuda_libraries() -> None:
             ort.preload_dlls()
 
 
-def create_session(path: str | bytes, device: str, threads: int | None, provider: str | None = None) -> Any:
-    """An InferenceSession that really runs on `device` (with `provider` when given), or a DeviceError."""
+def create_session(
+    path: str | bytes,
+    device: str,
+    threads: int | None,
+    provider: str | None = None,
+    *,
+    options: Any = None,
+    provider_options: dict[str, str] | None = None,
+) -> Any:
+    """An InferenceSession that really runs on `device` (with `provider` when given), or a DeviceError.
+
+    `options` replaces `session_options(threads)`; `provider_options` go to the device's provider
+    (bench: a CUDA stream, CUDA graphs).
+    """
     import onnxruntime as ort
 
     wanted = provider or PROVIDERS[device]
@@ -58,10 +72,12 @@ def create_session(path: str | bytes, device: str, threads: int | None, provider
         )
     if device == "cuda":
         preload_cuda_libraries()
-    providers = [wanted] if wanted == PROVIDERS["cpu"] else [wanted, PROVIDERS["cpu"]]
+    first: Any = (wanted, provider_options) if provider_options else wanted
+    providers = [first] if wanted == PROVIDERS["cpu"] else [first, PROVIDERS["cpu"]]
+    opts = options if options is not None else session_options(threads)
     with captured_output() as out:
         try:
-            session = ort.InferenceSession(path, sess_options=session_options(threads), providers=providers)
+            session = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001
             from poolkit.common.errors import one_line
 
@@ -103,11 +119,15 @@ class OnnxRuntime(Runtime):
     preallocate_outputs: ClassVar[bool] = False
 
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
+        self._start(create_session(str(path), device, threads, self.provider_name), device)
+
+    def _start(self, session: Any, device: str) -> None:
+        """What every ONNX Runtime session gives the runtime: provider, threads, input and output names."""
         import onnxruntime as ort
 
         self._ort = ort
         self.device = device
-        self.session = create_session(str(path), device, threads, self.provider_name)
+        self.session = session
         self.provider = self.session.get_providers()[0]
         self.threads = self.session.get_session_options().intra_op_num_threads or None
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from poolkit.common.errors import DeviceError, PoolkitError, one_line
-from poolkit.runtimes.onnxruntime import PROVIDERS, OnnxRuntime
+from poolkit.common.errors import PoolkitError
+from poolkit.runtimes.onnxruntime import OnnxRuntime, create_session, session_options
 from poolkit.runtimes.registry import open_runtime, runtime_class
 
 if TYPE_CHECKING:
@@ -70,22 +70,6 @@ class Opened:
     warmup_s: list[float]
 
 
-def bench_session_options(threads: int | None, spinning: bool) -> Any:
-    """The runtime's session options (threads, one inter-op thread, quiet log) with the spinning asked for.
-
-    Built afresh rather than overwriting `session_options`' entry: ORT warns on an overwrite.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.log_severity_level = 3
-    return opts
-
-
 class BenchOnnxRuntime(OnnxRuntime):
     """OnnxRuntime with the settings a bench records: spinning, profiling, CUDA graphs, a given CUDA stream.
 
@@ -106,36 +90,19 @@ class BenchOnnxRuntime(OnnxRuntime):
         profile_prefix: str | None = None,
         cuda_stream: int | None = None,
     ) -> None:
-        import onnxruntime as ort
-
-        self._ort = ort
-        self.device = device
-        opts = bench_session_options(threads, spinning)
+        if cuda_graph and device != "cuda":
+            raise PoolkitError("--cuda-graphs applies to CUDA rows only")
+        opts = session_options(threads, spinning)
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
-        wanted = PROVIDERS[device]
-        if wanted not in ort.get_available_providers():
-            raise DeviceError(f"onnxruntime {ort.__version__} has no {wanted}; install onnxruntime-gpu")
-        providers: list[Any] = [wanted]
+        provider_options: dict[str, str] = {}
         if device == "cuda":
-            options = {"enable_cuda_graph": "1"} if cuda_graph else {}
+            provider_options = {"enable_cuda_graph": "1"} if cuda_graph else {}
             if cuda_stream is not None:
-                options["user_compute_stream"] = str(cuda_stream)
-            providers = [(wanted, options), PROVIDERS["cpu"]]
-        elif cuda_graph:
-            raise PoolkitError("--cuda-graphs applies to CUDA rows only")
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:  # noqa: BLE001
-            raise PoolkitError(f"onnxruntime cannot load {path}: {one_line(exc)}", exit_code=1) from None
-        if wanted not in self.session.get_providers():
-            raise DeviceError(f"onnxruntime's {wanted} did not load")
-        self.provider = self.session.get_providers()[0]
-        self.threads = self.session.get_session_options().intra_op_num_threads or None
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.input_name = self.input_names[0]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+                provider_options["user_compute_stream"] = str(cuda_stream)
+        session = create_session(str(path), device, threads, options=opts, provider_options=provider_options)
+        self._start(session, device)
         self.spinning = spinning
         self.cuda_graph = cuda_graph
 
