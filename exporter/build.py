@@ -6,10 +6,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.exporter.spec import LayerSpec, ModelSpec
-
 from poolkit.common.errors import SpecError, one_line
 from poolkit.common.limits import check_sample
+from poolkit.exporter.spec import LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -129,6 +128,7 @@ def rebuild_model(spec_text: str, sample_shape: tuple[int, ...], seed: int, weig
     `weights_only=True`: a weights file is data, and must never be able to run code.
     """
     import torch
+
     from poolkit.exporter.spec import parse_spec
 
     model = build_model(parse_spec(spec_text), sample_shape, seed=seed)

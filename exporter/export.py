@@ -18,16 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from poolkit.common.errors import PoolkitError, SpecError, one_line
+from poolkit.common.files import sha256_file, write_atomic
+from poolkit.common.limits import check_batch, check_sample
+from poolkit.common.machine import library_versions
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
 from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
 from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
-
-from poolkit.common.errors import PoolkitError, SpecError, one_line
-from poolkit.common.files import sha256_file, write_atomic
-from poolkit.common.limits import check_batch, check_sample
 
 if TYPE_CHECKING:
     import torch
@@ -105,12 +105,9 @@ def shape_agnostic(spec: ModelSpec, input_shape: tuple[int, ...]) -> bool:
 
 
 def versions() -> dict[str, str]:
-    import onnx
-    import torch
-
-    import poolkit
-
-    return {"poolkit": poolkit.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
+    """What the manifest records of the libraries an export came from."""
+    found = library_versions()
+    return {name: found[name] for name in ("poolkit", "torch", "onnx")}
 
 
 def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:

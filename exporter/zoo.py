@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from poolkit.common.errors import SpecError
 from poolkit.exporter.spec import LAYER_KINDS, ModelSpec, parse_spec
 from poolkit.exporter.user_model import UserModelRef, is_user_model, parse_user_model
-
-from poolkit.common.errors import SpecError
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from poolkit.runtimes.base import LayerOutputs, Reads, Runtime
-
 from poolkit.common.capture import captured_output
 from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.runtimes.base import LayerOutputs, Reads, Runtime
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from poolkit.common.errors import DeviceError, PoolkitError
 from poolkit.runtimes.base import DEVICES, Runtime
 from poolkit.runtimes.compiled import CompiledRuntime
 from poolkit.runtimes.eager import EagerRuntime
 from poolkit.runtimes.onnxruntime import OnnxRuntime
 from poolkit.runtimes.tensorrt import TensorRTRuntime
 from poolkit.runtimes.torchscript import TorchScriptRuntime
-
-from poolkit.common.errors import DeviceError, PoolkitError
 
 RUNTIMES: dict[str, type[Runtime]] = {
     cls.name: cls for cls in (EagerRuntime, TorchScriptRuntime, OnnxRuntime, CompiledRuntime, TensorRTRuntime)

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from poolkit.runtimes.base import run_batch
-
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.commands.cifar10 import load_cifar10
-from poolkit.commands.verify import InputSetCache, VerifyOptions, verify
+from poolkit.services.artifacts import open_artifacts
+from poolkit.services.cifar10 import load_cifar10
+from poolkit.verify.run import InputSetCache, VerifyOptions, verify
 
 
 def models_only(models_dir: Path, images, options: VerifyOptions) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.zoo import resolve_models
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from poolkit.bench.run import Measurement
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
-
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.commands.bench import Measurement
+from poolkit.services.artifacts import open_artifacts
 
 
 def run_artifact(models_dir: Path, record: ExportRecord, x: np.ndarray, runtime: str | None = None) -> list[np.ndarray]:

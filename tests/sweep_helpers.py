@@ -6,8 +6,8 @@ import os
 import signal
 import time
 
-from poolkit.commands.sweep import CellResult
-from poolkit.commands.sweep_grid import Cell
+from poolkit.sweep.grid import Cell
+from poolkit.sweep.result import CellResult
 
 
 def hang_crash_or_pass(cell: Cell) -> CellResult:

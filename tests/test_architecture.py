@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from poolkit.runtimes.base import DEVICES, Runtime, run_batch
-from poolkit.runtimes.registry import RUNTIMES, canonical_runtime, open_runtime
 
 from poolkit.cli.app import app
 from poolkit.cli.options import parse_runtimes, split_values
 from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.runtimes.base import DEVICES, Runtime, run_batch
+from poolkit.runtimes.registry import RUNTIMES, canonical_runtime, open_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from poolkit.bench.cost import model_cost
+from poolkit.bench.report import compare_runs, load_report, write_reports
+from poolkit.bench.run import BenchSettings, run_bench
+from poolkit.cli import app
 from poolkit.exporter.build import build_model
 from poolkit.exporter.spec import parse_spec
 from poolkit.exporter.zoo import ZOO
 from poolkit.runtimes.base import Runtime, run_batch
 from poolkit.runtimes.registry import open_runtime
-from typer.testing import CliRunner
-
-from poolkit.cli import app
-from poolkit.commands.bench import BenchSettings, run_bench
-from poolkit.commands.bench_report import compare_runs, load_report, write_reports
-from poolkit.commands.cost import model_cost
 from tests.helpers import measurement, records_by_key
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ def test_runtime_interface_on_cpu(zoo_dir: Path, name: str) -> None:
     record = records[("tudui", "torchscript" if name == "torchscript" else "onnx")]
     source = zoo_dir / record.path
     if name == "eager":
-        from poolkit.commands.artifacts import open_artifacts
+        from poolkit.services.artifacts import open_artifacts
 
         (model,) = open_artifacts(zoo_dir, ["tudui"])
         source = model.eager_module()
@@ -146,7 +146,7 @@ def test_compare_flags_only_real_changes(tmp_path: Path) -> None:
     assert [c.verdict for c in compare_runs(slow, old)] == ["improvement"] * 3
     assert [c.verdict for c in compare_runs(old, old)] == ["within noise"] * 3
     # through the saved JSON and the CLI: the report written by write_reports loads back the same rows
-    from poolkit.commands.bench import BenchReport, BenchSettings
+    from poolkit.bench.run import BenchReport, BenchSettings
 
     write_reports(BenchReport({"cpu": "test"}, BenchSettings(), "synthetic", slow), tmp_path, stem="slow")
     loaded = load_report(tmp_path / "slow.json")

@@ -15,9 +15,8 @@ from rich.console import Console
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
-from poolkit.cli import app
-from poolkit.cli.bench_render import bench_table, compare_table
-from poolkit.commands.bench import (
+from poolkit.bench.report import compare_runs
+from poolkit.bench.run import (
     BenchReport,
     BenchSettings,
     Measurement,
@@ -28,11 +27,12 @@ from poolkit.commands.bench import (
     run_bench,
     sample_interleaved,
 )
-from poolkit.commands.bench_report import compare_runs
-from poolkit.commands.bench_timer import BenchOnnxRuntime, LocalTimer, capture_torch_graph, dominant_op
-from poolkit.commands.envinfo import load_warning, peak_bandwidth_gb_s
-from poolkit.commands.stats import compare_samples, hodges_lehmann, summarize
+from poolkit.bench.stats import compare_samples, hodges_lehmann, summarize
+from poolkit.bench.timer import BenchOnnxRuntime, LocalTimer, capture_torch_graph, dominant_op
+from poolkit.cli import app
+from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.common.errors import PoolkitError
+from poolkit.services.environment import load_warning, peak_bandwidth_gb_s
 from tests.helpers import measurement
 
 runner = CliRunner()
@@ -127,7 +127,7 @@ def ms_clock(step_s: float = 0.001) -> Any:
 
 
 def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -> None:
-    from poolkit.commands.artifacts import open_artifacts
+    from poolkit.services.artifacts import open_artifacts
 
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((4, 3, 32, 32), dtype=np.float32)
@@ -150,7 +150,7 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
 
 
 def test_cuda_graphs_are_refused_on_cpu_rows(zoo_dir: Path) -> None:
-    from poolkit.commands.artifacts import open_artifacts
+    from poolkit.services.artifacts import open_artifacts
 
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((2, 3, 32, 32), dtype=np.float32)
@@ -257,7 +257,7 @@ def test_dominant_op_from_a_profile_trace() -> None:
 
 
 def test_profile_names_softmax_and_is_asked_only_for_slow_rows(zoo_dir: Path) -> None:
-    from poolkit.commands.artifacts import open_artifacts
+    from poolkit.services.artifacts import open_artifacts
 
     (model,) = open_artifacts(zoo_dir, ["softmax"])
     timer = LocalTimer("onnxruntime", "cpu", 1, ort_spinning=False)
@@ -324,7 +324,7 @@ def synthetic_report() -> BenchReport:
             rows.append(m)
     rows.append(Measurement(LONG, "onnxruntime", "cuda", 64, status="unavailable", reason="no GPU"))
     rows.append(Measurement("relu", "torchscript", "cuda", 64, status="failed", reason="boom"))
-    from poolkit.commands.bench import add_speedups
+    from poolkit.bench.run import add_speedups
 
     add_speedups(rows)
     return BenchReport({"cpu": "AMD EPYC 7B13 64-Core Processor"}, BenchSettings(), "synthetic", rows)
@@ -394,7 +394,7 @@ def test_in_process_run_records_its_settings(zoo_dir: Path) -> None:
 @pytest.mark.cuda
 def test_cuda_rows_carry_device_time_graphs_and_bandwidth(zoo_dir: Path) -> None:
     """Real CUDA only (skips here): isolated workers, CUDA events, graphs, bandwidth share."""
-    from poolkit.commands.envinfo import environment
+    from poolkit.services.environment import environment
 
     images = np.zeros((64, 3, 32, 32), dtype=np.float32)
     settings = BenchSettings(devices=("cuda",), warmup=2, iters=10, cuda_graphs=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poolkit.commands import cifar10
-from poolkit.commands.cifar10 import load_cifar10, load_images, synthetic_images, to_float_images
 from poolkit.common.errors import DataError
 from poolkit.common.files import sha256_file
+from poolkit.services import cifar10
+from poolkit.services.cifar10 import load_cifar10, load_images, synthetic_images, to_float_images
 
 SHIPPED = cifar10.SHIPPED_ROOT / cifar10.BASE_FOLDER
 

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from poolkit.exporter.export import ExportOptions, export_models
-from poolkit.exporter.manifest import load_manifest, save_manifest
-from poolkit.exporter.zoo import resolve_models
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.commands.cifar10 import SHIPPED_ROOT, DataError, read_python_batch
 from poolkit.common.errors import PoolkitError
 from poolkit.common.files import sha256_file
+from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.manifest import load_manifest, save_manifest
+from poolkit.exporter.zoo import resolve_models
+from poolkit.services.artifacts import open_artifacts
+from poolkit.services.cifar10 import SHIPPED_ROOT, DataError, read_python_batch
 
 runner = CliRunner()
 
@@ -453,7 +453,7 @@ def test_hashes_are_checked_before_loading(good: Path, tmp_path: Path) -> None:
 
 
 def test_a_bug_is_one_line_with_how_to_see_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from poolkit.commands import zoo_info
+    from poolkit.zoo import info as zoo_info
 
     def broken(*args: object, **kwargs: object) -> list[object]:
         raise ZeroDivisionError("division by zero")
@@ -472,7 +472,7 @@ def test_library_warnings_do_not_reach_stderr(monkeypatch: pytest.MonkeyPatch) -
     import sys
     import warnings
 
-    from poolkit.commands import zoo_info
+    from poolkit.zoo import info as zoo_info
 
     real = zoo_info.describe
 
@@ -548,9 +548,9 @@ def test_bidi_controls_are_shown_escaped() -> None:
 
 def test_a_tampered_journal_record_is_run_again(tmp_path: Path) -> None:
     """Wrong types in a journal line (a stray edit) are skipped, never reported as a measurement."""
-    from poolkit.commands.sweep import Journal
-    from poolkit.commands.sweep_cell import CellResult
-    from poolkit.commands.sweep_grid import Cell
+    from poolkit.sweep.grid import Cell
+    from poolkit.sweep.result import CellResult
+    from poolkit.sweep.run import Journal
 
     cell = Cell("activation", "relu", 8, 8, "onnx-legacy", 17, "onnxruntime")
     good = CellResult(cell, "ok", max_abs=0.0, seconds=1.0, versions={"onnx": "1"}).to_json()
@@ -567,7 +567,7 @@ def test_ctrl_c_in_a_bench_worker_is_an_interrupt_not_a_failed_row(capfd: pytest
     """Ctrl-C reaches the whole process group: the worker exits quietly (130), the parent sees an interrupt."""
     import signal
 
-    from poolkit.commands.bench_worker import WorkerTimer
+    from poolkit.bench.worker import WorkerTimer
 
     timer = WorkerTimer("eager", "cpu", 1, False, False)
     try:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from poolkit.commands.compare import Accumulator, compare
+from poolkit.services.comparator import Accumulator, compare
 
 
 def test_identical_outputs_pass() -> None:

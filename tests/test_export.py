@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
+from poolkit.common.files import sha256_file
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.onnx_export import onnx_metadata
 from poolkit.exporter.zoo import ZOO, resolve_model, resolve_models
-
-from poolkit.common.files import sha256_file
 from tests.helpers import records_by_key, run_artifact
 
 

@@ -9,14 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from poolkit.common.errors import PoolkitError
+from poolkit.common.files import write_text_atomic
 from poolkit.exporter import export as export_module
 from poolkit.exporter.export import ExportOptions, ensure_exported, export_models
 from poolkit.exporter.manifest import ExportRecord, load_manifest, update_manifest
 from poolkit.exporter.zoo import resolve_models
-
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.common.errors import PoolkitError
-from poolkit.common.files import write_text_atomic
+from poolkit.services.artifacts import open_artifacts
 
 from .helpers import records_by_key
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from poolkit.common.errors import SpecError
 from poolkit.exporter.build import build_model
 from poolkit.exporter.spec import default_input_shape, parse_spec
 from poolkit.exporter.zoo import ZOO, resolve_model
-
-from poolkit.common.errors import SpecError
 
 GOOD = [
     "conv(3,6,k=3,padding=same,padding_mode=reflect) | maxpool(k=3,ceil=true) | sigmoid",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from poolkit.exporter.spec import LAYER_KINDS, parse_spec
 
 from poolkit.common.errors import EXIT_USAGE, SpecError
+from poolkit.exporter.spec import LAYER_KINDS, parse_spec
 
 NAMES = [name for kind in LAYER_KINDS for name in (kind.name, *kind.aliases)]
 KEYS = sorted({key for kind in LAYER_KINDS for p in kind.params for key in (p.name, *p.aliases)} | {"in"})

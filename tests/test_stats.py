@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from poolkit.commands.bench import time_calls
-from poolkit.commands.stats import median_ci95, percentile, summarize
+from poolkit.bench.run import time_calls
+from poolkit.bench.stats import median_ci95, percentile, summarize
 
 
 def test_summary_of_one_to_a_hundred() -> None:
@@ -28,7 +28,7 @@ def test_nearest_rank_percentiles_on_ten_samples() -> None:
 
 
 def test_median_interval_ranks() -> None:
-    from poolkit.commands.stats import median_ci_rank
+    from poolkit.bench.stats import median_ci_rank
 
     assert [median_ci_rank(n) for n in (5, 6, 10, 20, 100, 1000)] == [1, 1, 2, 6, 40, 469]
     assert median_ci_rank(5000) == 2430  # normal approximation beyond 1,000 samples

@@ -12,12 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.commands import sweep_blame
-from poolkit.commands.sweep import CellResult, Journal, run_cell, run_sweep
-from poolkit.commands.sweep_blame import blame_cell, exact_integer_problems
-from poolkit.commands.sweep_grid import Cell, boundary_layers, build_grid, window_conditions
-from poolkit.commands.sweep_opsets import newest_opsets, probe_opset
-from poolkit.commands.sweep_report import column_labels, markdown
+from poolkit.sweep import blame as sweep_blame
+from poolkit.sweep.blame import blame_cell, exact_integer_problems
+from poolkit.sweep.cell import run_cell
+from poolkit.sweep.grid import Cell, boundary_layers, build_grid, window_conditions
+from poolkit.sweep.opsets import newest_opsets, probe_opset
+from poolkit.sweep.report import column_labels, markdown
+from poolkit.sweep.result import CellResult
+from poolkit.sweep.run import Journal, run_sweep
 from tests.sweep_helpers import interrupt_or_pass, must_not_run
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.commands.sweep import Journal, run_sweep
-from poolkit.commands.sweep_grid import Cell, build_grid
+from poolkit.sweep.grid import Cell, build_grid
+from poolkit.sweep.run import Journal, run_sweep
 from tests.sweep_helpers import hang_crash_or_pass
 
 pytest.importorskip("distributed")

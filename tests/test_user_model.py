@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from poolkit.bench.cost import model_cost
+from poolkit.cli import app
+from poolkit.common.files import sha256_file
 from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.user_model import construct, parse_user_model
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
-from typer.testing import CliRunner
-
-from poolkit.cli import app
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.commands.cost import model_cost
-from poolkit.common.files import sha256_file
+from poolkit.services.artifacts import open_artifacts
 
 runner = CliRunner()
 
@@ -318,7 +318,7 @@ def test_two_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
 
 
 def test_divergence_finder_says_why_it_cannot_split_your_forward(user_dir: Path) -> None:
-    from poolkit.commands.verify import first_diverging_layer
+    from poolkit.verify.run import first_diverging_layer
 
     (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"], trust=[f"{user_dir}/cnn.py:SmallCNN"])
     x = np.zeros((2, 3, 32, 32), dtype=np.float32)

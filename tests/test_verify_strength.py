@@ -12,20 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from onnx import helper
-from poolkit.exporter.build import build_model
-from poolkit.exporter.manifest import load_manifest, save_manifest
-from poolkit.exporter.spec import parse_spec
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.commands.cifar10 import load_cifar10
-from poolkit.commands.compare import compare
-from poolkit.commands.verify import VerifyOptions, verify
-from poolkit.commands.verify_inputs import edge_batch, normalize, parse_input_sets, seed_examples
-from poolkit.commands.verify_sensitivity import wrong_variants
-from poolkit.commands.verify_tolerance import guidance
 from poolkit.common.errors import DataError
 from poolkit.common.files import sha256_file
+from poolkit.exporter.build import build_model
+from poolkit.exporter.manifest import load_manifest, save_manifest
+from poolkit.exporter.spec import parse_spec
+from poolkit.services.cifar10 import load_cifar10
+from poolkit.services.comparator import compare
+from poolkit.verify.inputs import edge_batch, normalize, parse_input_sets, seed_examples
+from poolkit.verify.run import VerifyOptions, verify
+from poolkit.verify.sensitivity import wrong_variants
+from poolkit.verify.tolerance import guidance
 from tests.helpers import copy_model
 
 runner = CliRunner()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import run_batch
-
-from poolkit.commands.artifacts import open_artifacts
+from poolkit.services.artifacts import open_artifacts
 
 FIVE_BY_FIVE = np.array(
     [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]], dtype=np.float32

@@ -32,8 +32,8 @@ def zoo(
 ) -> int:
     """List the named models: spec, torch layers, parameter count and output shape."""
     from poolkit.cli.output import print_zoo
-    from poolkit.commands.zoo_info import describe
     from poolkit.exporter.zoo import resolve_models
+    from poolkit.zoo.info import describe
 
     print_zoo(describe(resolve_models(model), batch_size, parse_shapes(input_shape)), batch_size, json_out)
     return EXIT_OK

@@ -17,7 +17,6 @@ from typing import Annotated
 
 import typer
 
-from poolkit.commands.cifar10 import DATA_KINDS
 from poolkit.common.errors import PoolkitError
 from poolkit.common.limits import MAX_BATCH, check_sample
 from poolkit.exporter.export import FORMATS
@@ -25,6 +24,7 @@ from poolkit.exporter.onnx_export import EXPORTERS
 from poolkit.exporter.torchscript_export import METHODS
 from poolkit.runtimes.base import DEVICES
 from poolkit.runtimes.registry import RUNTIMES, canonical_runtime
+from poolkit.services.cifar10 import DATA_KINDS
 
 # Enums for Typer, derived from the constants: adding a device or format updates every command.
 Device = StrEnum("Device", {name: name for name in (*DEVICES, "all")})  # type: ignore[misc]

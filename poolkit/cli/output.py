@@ -21,15 +21,15 @@ from rich.markup import escape
 from poolkit.common.files import to_plain
 
 if TYPE_CHECKING:
-    from poolkit.commands.bench import BenchRun
-    from poolkit.commands.compare import Comparison
-    from poolkit.commands.show import ShowRun
-    from poolkit.commands.sweep import SweepRun
-    from poolkit.commands.verify import VerifyReport
-    from poolkit.commands.verify_examples import ExamplesReport
-    from poolkit.commands.zoo_info import ZooRow
+    from poolkit.bench.run import BenchRun
     from poolkit.exporter.export import ExportRun
     from poolkit.exporter.manifest import ExportRecord
+    from poolkit.services.comparator import Comparison
+    from poolkit.show.run import ShowRun
+    from poolkit.sweep.run import SweepRun
+    from poolkit.verify.examples import ExamplesReport
+    from poolkit.verify.run import VerifyReport
+    from poolkit.zoo.info import ZooRow
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -228,7 +228,7 @@ def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
 
 def print_sweep(run: SweepRun, json_out: bool) -> None:
     from poolkit.cli.render import sweep_table
-    from poolkit.commands.sweep_report import summary
+    from poolkit.sweep.report import summary
 
     if run.resumed:
         note(f"resumed: {run.resumed:,} of {len(run.results):,} cells came from the journal")

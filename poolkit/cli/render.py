@@ -9,11 +9,11 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from poolkit.commands.sweep import CellResult
-    from poolkit.commands.verify import VerifyReport
-    from poolkit.commands.verify_examples import ExamplesReport
-    from poolkit.commands.zoo_info import ZooRow
     from poolkit.exporter.manifest import ExportRecord
+    from poolkit.sweep.result import CellResult
+    from poolkit.verify.examples import ExamplesReport
+    from poolkit.verify.run import VerifyReport
+    from poolkit.zoo.info import ZooRow
 
 
 def zoo_table(rows: list[ZooRow], batch: int) -> Table:
@@ -253,9 +253,9 @@ def _si(value: int | None, unit: str = "") -> str:
 
 
 def sweep_table(results: list[CellResult]) -> Group:
-    from poolkit.commands.sweep import FAILURES
-    from poolkit.commands.sweep_blame import BLAMES
-    from poolkit.commands.sweep_report import blame_summary, summary, summary_line
+    from poolkit.sweep.blame import BLAMES
+    from poolkit.sweep.report import blame_summary, summary, summary_line
+    from poolkit.sweep.result import FAILURES
 
     short = {"declared-shape-mismatch": "declared", "export-failed": "export", "runtime-failed": "runtime"}
     table = Table(title="poolkit sweep — outcomes per layer group (failures, then their blame)")

@@ -74,8 +74,8 @@ def sweep(
 ) -> int:
     """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
     from poolkit.cli.output import print_sweep, progress_callbacks
-    from poolkit.commands.sweep import SweepSettings, run_sweep_command
-    from poolkit.commands.sweep_grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
+    from poolkit.sweep.grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
+    from poolkit.sweep.run import SweepSettings, run_sweep_command
 
     scheduler = parse_scheduler(scheduler)
     if scheduler and jobs:

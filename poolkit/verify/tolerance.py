@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from poolkit.commands.compare import Comparison
+    from poolkit.services.comparator import Comparison
 
 LOOSE_FACTOR = 1000.0  # a tolerance this many times what the row needs is "far looser"
 FP32_RESOLUTION = 1e-8  # needs below this are rounding of values near 1: not a scale to judge a tolerance by

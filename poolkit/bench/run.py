@@ -22,10 +22,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.commands.artifacts import ModelArtifacts, open_artifacts
-from poolkit.commands.stats import Stats, summarize
+from poolkit.bench.stats import Stats, summarize
 from poolkit.common.errors import PoolkitError, one_line
+from poolkit.common.machine import usable_cores
 from poolkit.runtimes.registry import cuda_problem, open_runtime, runtime_class
+from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -238,12 +239,6 @@ def time_calls(
     return Timing(first, samples)
 
 
-def usable_cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def bench_batch(data: np.ndarray, sample_shape: tuple[int, ...], batch_size: int) -> np.ndarray:
     """The first `batch_size` images (tiled when more are asked for), or seeded noise for other shapes."""
     import numpy as np
@@ -283,11 +278,11 @@ class Timers:
         if timer is None:
             graphs = s.cuda_graphs and device == "cuda"
             if s.in_process:
-                from poolkit.commands.bench_timer import LocalTimer
+                from poolkit.bench.timer import LocalTimer
 
                 timer = LocalTimer(runtime, device, s.threads, s.spinning, graphs, self.clock)
             else:
-                from poolkit.commands.bench_worker import WorkerTimer
+                from poolkit.bench.worker import WorkerTimer
 
                 timer = WorkerTimer(runtime, device, s.threads, s.spinning, graphs)
             self._timers[key] = timer
@@ -296,7 +291,7 @@ class Timers:
     def settle(self) -> None:
         """Isolated mode: a short pause when handing over from one worker to the next (spinning pools idle)."""
         if not self.settings.in_process:
-            from poolkit.commands.bench_worker import SETTLE_S
+            from poolkit.bench.worker import SETTLE_S
 
             time.sleep(SETTLE_S)
 
@@ -388,7 +383,7 @@ def run_bench(
     clock: Clock = time.perf_counter,
 ) -> BenchReport:
     """Bench every model x runtime x device x batch size; unavailable and failed rows say why."""
-    from poolkit.commands.cost import model_cost
+    from poolkit.bench.cost import model_cost
 
     for name in settings.runtimes:
         runtime_class(name)  # unknown names are a usage error before anything runs
@@ -552,7 +547,7 @@ def ort_loop_check(
     """
     import numpy as np
 
-    from poolkit.commands.bench_worker import plain_ort_loop, run_apart
+    from poolkit.bench.worker import plain_ort_loop, run_apart
 
     (artifacts,) = open_artifacts(Path(models_dir), [model])
     path = artifacts.source("onnxruntime")
@@ -605,12 +600,12 @@ def run_bench_command(
     on_total: Callable[[int], None] | None = None,
 ) -> BenchRun:
     """What `poolkit bench` does: check the inputs, export what is missing, bench, write, compare."""
-    from poolkit.commands.bench_report import compare_runs, load_report, write_reports
-    from poolkit.commands.cifar10 import load_cifar10
-    from poolkit.commands.envinfo import environment, load_warning, machine_state
+    from poolkit.bench.report import compare_runs, load_report, write_reports
     from poolkit.exporter.export import ensure_exported
     from poolkit.exporter.zoo import resolve_models
     from poolkit.runtimes.registry import require_cuda
+    from poolkit.services.cifar10 import load_cifar10
+    from poolkit.services.environment import environment, load_warning, machine_state
 
     old = load_report(compare) if compare else None  # a bad --compare file fails before any timing
     for name in settings.runtimes:

@@ -8,10 +8,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from poolkit.commands.sweep import FAILURES, OUTCOMES, CellResult
-from poolkit.commands.sweep_blame import BLAMES
-from poolkit.commands.sweep_grid import LAYER_GROUPS
 from poolkit.common.files import write_json_atomic, write_text_atomic
+from poolkit.sweep.blame import BLAMES
+from poolkit.sweep.grid import LAYER_GROUPS
+from poolkit.sweep.result import FAILURES, OUTCOMES, CellResult
 
 BLAME_MEANING = {
     "exporter": "the reference evaluator agrees with ONNX Runtime, both differ from PyTorch: the file says "

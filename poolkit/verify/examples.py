@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poolkit.commands.artifacts import open_artifacts
-from poolkit.commands.verify_inputs import FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import cuda_problem, require_cuda, runtime_class
+from poolkit.services.artifacts import open_artifacts
+from poolkit.verify.inputs import FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def worker_main(
 
 
 def _serve(conn: Any, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool) -> None:
-    from poolkit.commands.bench_timer import LocalTimer
+    from poolkit.bench.timer import LocalTimer
 
     preload(runtime)
     timer = LocalTimer(runtime, device, threads, ort_spinning, cuda_graphs)

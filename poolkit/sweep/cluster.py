@@ -19,16 +19,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from poolkit.commands.sweep_cell import INTERRUPTED, CellResult
-from poolkit.commands.sweep_grid import Cell
 from poolkit.common.errors import PoolkitError, one_line
+from poolkit.sweep.grid import Cell
+from poolkit.sweep.result import INTERRUPTED, CellResult
 
 _local = threading.local()
 
 
 def run_isolated(cell: Cell, timeout_s: float, cell_fn: Callable[[Cell], CellResult]) -> CellResult:
     """The Dask task: run one cell in this thread's child worker, replacing it after a hang or crash."""
-    from poolkit.commands.sweep_worker import WorkerProcess
+    from poolkit.sweep.worker import WorkerProcess
 
     worker = getattr(_local, "worker", None)
     if worker is None or not worker.alive:
@@ -41,7 +41,7 @@ def run_isolated(cell: Cell, timeout_s: float, cell_fn: Callable[[Cell], CellRes
 
 
 def worker_versions() -> dict[str, str]:
-    from poolkit.commands.sweep import library_versions
+    from poolkit.common.machine import library_versions
 
     return library_versions()
 

@@ -1,6 +1,6 @@
 """A sweep worker: a child Python that imports torch once and runs the cells it is sent.
 
-The child is a plain `python -m poolkit.commands.sweep_worker` (not a multiprocessing child), so
+The child is a plain `python -m poolkit.sweep.worker` (not a multiprocessing child), so
 it can be started from anywhere, a daemonic Dask worker included. Cells and results travel as
 pickles over two pipes. A cell that hangs is killed with its worker; a worker that dies is a
 `crashed` cell, except when it died of Ctrl-C (SIGINT, or exit 130 after KeyboardInterrupt):
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from poolkit.commands.sweep_cell import INTERRUPTED, CellResult
-from poolkit.commands.sweep_grid import Cell
+from poolkit.sweep.grid import Cell
+from poolkit.sweep.result import INTERRUPTED, CellResult
 
 INTERRUPT_CODES = (130, -signal.SIGINT)
 
@@ -31,7 +31,7 @@ class WorkerProcess:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "poolkit.commands.sweep_worker", str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "poolkit.sweep.worker", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolkit.common.files import to_plain
+from poolkit.sweep.result import SWEEP_BATCH
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from poolkit.commands.sweep_cell import CellResult
+    from poolkit.sweep.result import CellResult
 
 _HEAD = '''"""poolkit sweep cell {id}: {call} on input {shape}, {path}.
 
@@ -110,7 +111,7 @@ def repro_script(result: CellResult) -> str:
     head = _HEAD.format(
         id=cell.id,
         call=spec.torch_calls(),
-        shape="x".join(map(str, (SWEEP_BATCH_DOC, *cell.sample_shape))),
+        shape="x".join(map(str, (SWEEP_BATCH, *cell.sample_shape))),
         path=path,
         outcome=result.outcome,
         blame=result.blame or "-",
@@ -125,9 +126,6 @@ def repro_script(result: CellResult) -> str:
     )
     provider = "CUDAExecutionProvider" if cell.device == "cuda" else "CPUExecutionProvider"
     return head + export + _RUN_ONNX.format(provider=provider) + _COMPARE
-
-
-SWEEP_BATCH_DOC = 3  # the sweep's batch (sweep_cell.SWEEP_BATCH), written into the docstring
 
 
 def write_bundle(

@@ -20,7 +20,7 @@ from poolkit.common.errors import DataError, PoolkitError
 from poolkit.common.files import write_atomic
 
 if TYPE_CHECKING:
-    from poolkit.commands.cifar10 import ImageSet
+    from poolkit.services.cifar10 import ImageSet
 
 PNG_SIZE_INCHES = (12.0, 5.5)
 PNG_DPI = 100  # so every picture is 1200 x 550 pixels
@@ -149,10 +149,10 @@ def show_models(
     Each runtime reads its own artifact (hash-checked): a model whose ONNX export failed is an
     error for `--runtime onnxruntime`, never silently shown from another file.
     """
-    from poolkit.commands.artifacts import open_artifacts
-    from poolkit.commands.cifar10 import load_images, synthetic_images
     from poolkit.exporter.export import ensure_exported
     from poolkit.exporter.zoo import resolve_models
+    from poolkit.services.artifacts import open_artifacts
+    from poolkit.services.cifar10 import load_images, synthetic_images
 
     refs = resolve_models(names)
     images = load_images(data, data_root, download)

@@ -22,18 +22,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.commands.artifacts import ModelArtifacts, open_artifacts
-from poolkit.commands.cifar10 import IMAGE_SHAPE, DataSource, ImageSet, synthetic_images
-from poolkit.commands.compare import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, fold_batch, mismatch_reason
-from poolkit.commands.verify_heatmap import write_heatmaps
-from poolkit.commands.verify_inputs import DEFAULT_INPUT_SETS, InputSet, build_input_sets
-from poolkit.commands.verify_sensitivity import SensitivityCheck, SensitivityResult
-from poolkit.commands.verify_tolerance import Guidance, NoiseFloor, guidance
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_atomic
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import DEVICES, Runtime, run_batch
 from poolkit.runtimes.registry import cuda_problem, runtime_class
+from poolkit.services.artifacts import ModelArtifacts, open_artifacts
+from poolkit.services.cifar10 import IMAGE_SHAPE, DataSource, ImageSet, synthetic_images
+from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, fold_batch, mismatch_reason
+from poolkit.verify.heatmap import write_heatmaps
+from poolkit.verify.inputs import DEFAULT_INPUT_SETS, InputSet, build_input_sets
+from poolkit.verify.sensitivity import SensitivityCheck, SensitivityResult
+from poolkit.verify.tolerance import Guidance, NoiseFloor, guidance
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,10 +166,10 @@ def run_verify(
 ) -> tuple[VerifyReport, Path]:
     """What `poolkit verify` does: check CUDA first when only CUDA was asked for, load the data,
     verify, and write the JSON report (atomically). Returns the report and where it was written."""
-    from poolkit.commands.cifar10 import load_images
-    from poolkit.commands.envinfo import environment
     from poolkit.common.files import write_json_atomic
     from poolkit.runtimes.registry import require_cuda
+    from poolkit.services.cifar10 import load_images
+    from poolkit.services.environment import environment
 
     if options.devices == ("cuda",):
         require_cuda([r for r, _ in row_plan(options.runtimes, options.devices)])
@@ -468,7 +468,7 @@ def _data_for(sample_shape: tuple[int, ...], images: ImageSet) -> ImageSet | str
 
 def first_diverging_layer(runtime: str, model: ModelArtifacts, x: np.ndarray, atol: float, rtol: float) -> str:
     """Compare layer by layer; name the first whose output differs (with its spec text)."""
-    from poolkit.commands.compare import compare
+    from poolkit.services.comparator import compare
 
     cls = runtime_class(runtime)
     if not cls.has_layer_outputs:

@@ -27,8 +27,8 @@ from poolkit.runtimes.registry import open_runtime, runtime_class
 if TYPE_CHECKING:
     import numpy as np
 
-    from poolkit.commands.artifacts import ModelArtifacts
     from poolkit.runtimes.base import Runtime
+    from poolkit.services.artifacts import ModelArtifacts
 
 Clock = Callable[[], float]
 
@@ -207,7 +207,7 @@ class LocalTimer:
 
     # -- opening ----------------------------------------------------------------------------
     def artifacts(self, models_dir: str, name: str) -> ModelArtifacts:
-        from poolkit.commands.artifacts import open_artifacts
+        from poolkit.services.artifacts import open_artifacts
 
         key = (str(models_dir), name)
         if key not in self._artifacts:
@@ -312,7 +312,7 @@ class LocalTimer:
         """p50 (ms) of an Identity on this runtime, device and batch shape: what a call costs by itself."""
         import tempfile
 
-        from poolkit.commands.stats import summarize
+        from poolkit.bench.stats import summarize
 
         assert self.batch is not None
         key = tuple(self.batch.shape)
@@ -337,7 +337,7 @@ class LocalTimer:
         """ONNX Runtime rows only: which op dominates the kernel time."""
         if self.runtime_name != "onnxruntime" or self.batch is None:
             return None
-        from poolkit.commands.artifacts import ExtraInputs
+        from poolkit.services.artifacts import ExtraInputs
 
         inputs = self.rt.inputs(self.batch) if isinstance(self.rt, ExtraInputs) else self.batch  # every input fed
         return profile_onnxruntime(Path(self.source), self.device, self.threads, self.ort_spinning, inputs, iters)

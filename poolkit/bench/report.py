@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poolkit.commands.bench import BENCH_SCHEMA, BenchReport, Measurement
+from poolkit.bench.run import BENCH_SCHEMA, BenchReport, Measurement
 from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS
@@ -163,7 +163,7 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
     zero; its sign says regression or improvement. This has far more power than asking whether the
     two medians' intervals overlap.
     """
-    from poolkit.commands.stats import compare_samples
+    from poolkit.bench.stats import compare_samples
 
     previous = {m.key: m for m in old if m.latency_ms}
     changes = []

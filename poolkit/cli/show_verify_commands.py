@@ -71,8 +71,8 @@ def verify(
     a seeded edge batch, and for artifacts that take any size an odd size and the seeds' examples.
     """
     from poolkit.cli.output import print_replay, print_verify, progress_callbacks
-    from poolkit.commands.verify import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
-    from poolkit.commands.verify_inputs import parse_input_sets
+    from poolkit.verify.inputs import parse_input_sets
+    from poolkit.verify.run import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
 
     if replay is not None:
         meta, outputs = replay_batch(replay, models, model)
@@ -103,8 +103,8 @@ def _verify_examples(
 ) -> int:
     """`verify --examples`: the seeds' worked examples; results/verify_examples.json beside the table."""
     from poolkit.cli.output import print_examples
-    from poolkit.commands.verify_examples import run_examples
     from poolkit.common.files import write_json_atomic
+    from poolkit.verify.examples import run_examples
 
     found = run_examples(models, names, runtimes, devices)
     print_examples(found, write_json_atomic(Path(results) / "verify_examples.json", found), json_out)
@@ -136,7 +136,7 @@ def show(
 ) -> int:
     """Log input and output images of each model to TensorBoard and draw them as PNG pictures (default runtime: eager)."""
     from poolkit.cli.output import print_show
-    from poolkit.commands.show import ShowOptions, show_models
+    from poolkit.show.run import ShowOptions, show_models
 
     writable_folder(logdir, "--logdir")
     writable_folder(png, "--png")

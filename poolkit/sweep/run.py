@@ -20,17 +20,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from poolkit.commands.sweep_cell import (  # noqa: F401 - the sweep's public names
-    FAILURES,
-    INTERRUPTED,
-    OUTCOMES,
-    SWEEP_ATOL,
-    SWEEP_BATCH,
-    SWEEP_RTOL,
-    CellResult,
-    run_cell,
-)
-from poolkit.commands.sweep_grid import Cell
+from poolkit.sweep.cell import run_cell
+from poolkit.sweep.grid import Cell
+from poolkit.sweep.result import INTERRUPTED, OUTCOMES, CellResult
 
 CellFn = Callable[[Cell], CellResult]
 
@@ -54,7 +46,7 @@ def run_pool(
     cell_fn: CellFn = run_cell,
 ) -> None:
     """Run cells on `jobs` workers; a hang (past `timeout_s`) or a dead worker becomes that cell's outcome."""
-    from poolkit.commands.sweep_worker import WorkerProcess
+    from poolkit.sweep.worker import WorkerProcess
 
     pending = list(reversed(cells))
 
@@ -159,7 +151,7 @@ class Journal:
 
 def measured(result: CellResult) -> bool:
     """Whether a journaled result is a measurement (else a resumed sweep runs the cell again)."""
-    from poolkit.commands.sweep_worker import INTERRUPT_CODES
+    from poolkit.sweep.worker import INTERRUPT_CODES
 
     if result.outcome not in OUTCOMES:
         return False
@@ -208,7 +200,7 @@ def run_sweep(
             on_result(result)
 
     if todo and scheduler:
-        from poolkit.commands.sweep_dask import run_on_dask
+        from poolkit.sweep.cluster import run_on_dask
 
         run_on_dask(todo, scheduler, timeout_s, record, cell_fn, versions)
     elif todo:
@@ -243,15 +235,6 @@ class SweepRun:
     skipped_lines: int = 0
 
 
-def library_versions() -> dict[str, str]:
-    """The versions a cell's verdict depends on; every worker (local or Dask) must match them."""
-    import onnx
-    import onnxruntime
-    import torch
-
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-
-
 def run_sweep_command(
     settings: SweepSettings,
     out: Path,
@@ -263,12 +246,12 @@ def run_sweep_command(
     import functools
     import shutil
 
-    from poolkit.commands.bench import usable_cores
-    from poolkit.commands.envinfo import environment
-    from poolkit.commands.sweep_grid import build_grid
-    from poolkit.commands.sweep_opsets import newest_opsets
-    from poolkit.commands.sweep_report import relative_bundles, write_json, write_markdown
     from poolkit.common.errors import PoolkitError
+    from poolkit.common.machine import library_versions, usable_cores
+    from poolkit.services.environment import environment
+    from poolkit.sweep.grid import build_grid
+    from poolkit.sweep.opsets import newest_opsets
+    from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 
     onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
     check_opsets(settings.opsets if onnx_exports else ())
@@ -296,7 +279,7 @@ def run_sweep_command(
             f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
         )
     if settings.scheduler:
-        from poolkit.commands.sweep_dask import check_cluster
+        from poolkit.sweep.cluster import check_cluster
 
         check_cluster(settings.scheduler, versions)
     if on_total:

@@ -13,6 +13,8 @@ import os
 import platform
 from typing import Any
 
+from poolkit.common.machine import library_versions, usable_cores
+
 
 def cpu_model() -> str:
     try:
@@ -96,11 +98,8 @@ def machine_state() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import onnx
     import onnxruntime as ort
     import torch
-
-    import poolkit
 
     info: dict[str, Any] = {
         "host": platform.node(),
@@ -109,11 +108,8 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_frequency": cpu_frequency(),
         "cpu_cores_logical": os.cpu_count(),
-        "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "poolkit": poolkit.__version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
+        "cpu_cores_usable": usable_cores(),
+        **library_versions(),
         "onnxruntime_providers_installed": ort.get_available_providers(),
         "torch_cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),

@@ -18,9 +18,9 @@ def probe_opset(exporter: str, opset: int, folder: Path) -> bool:
     import onnxruntime as ort
     import torch
 
-    from poolkit.commands.sweep_blame import ort_session
     from poolkit.common.capture import captured_output
     from poolkit.exporter.export import export_artifact
+    from poolkit.sweep.blame import ort_session
 
     path = folder / f"probe-{exporter}-{opset}.onnx"
     try:

@@ -11,95 +11,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from poolkit.commands.sweep_grid import Cell
+from poolkit.sweep.grid import Cell
+from poolkit.sweep.result import SWEEP_ATOL, SWEEP_BATCH, SWEEP_RTOL, CellResult
 
 if TYPE_CHECKING:
     import numpy as np
-
-OUTCOMES = (
-    "ok",
-    "invalid",
-    "export-failed",
-    "runtime-failed",
-    "shape-mismatch",
-    "value-mismatch",
-    "declared-shape-mismatch",
-    "timeout",
-    "crashed",
-)
-FAILURES = OUTCOMES[2:]
-INTERRUPTED = "interrupted"  # a worker stopped by Ctrl-C: not a measurement, never journaled
-SWEEP_ATOL = 1e-5
-SWEEP_RTOL = 1e-5
-SWEEP_BATCH = 3  # not the export example's batch of 2: the dynamic batch axis is exercised too
-
-
-@dataclass
-class CellResult:
-    cell: Cell
-    outcome: str
-    reason: str | None = None
-    max_abs: float | None = None
-    seconds: float = 0.0
-    versions: dict[str, str] | None = None
-    opset_used: int | None = None  # the opset in the file (the dynamo exporter may convert)
-    blame: str | None = None  # exporter | runtime | optimiser | unclear (failures only)
-    votes: dict[str, str] | None = None  # what each second opinion said
-    bundle: str | None = None  # folder with model.onnx, test data and repro.py
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome in FAILURES
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["id"] = self.cell.id
-        return data
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> CellResult:
-        """A journaled result; a TypeError or ValueError for a record whose fields have the wrong types
-        (a stray edit must not reach the report, or crash it, as a measurement)."""
-        result = CellResult(
-            Cell(**data["cell"]),
-            data["outcome"],
-            data.get("reason"),
-            data.get("max_abs"),
-            data.get("seconds", 0.0),
-            data.get("versions"),
-            data.get("opset_used"),
-            data.get("blame"),
-            data.get("votes"),
-            data.get("bundle"),
-        )
-        result.check_types()
-        return result
-
-    def check_types(self) -> None:
-        def number(value: object, kinds: tuple[type, ...] = (int, float)) -> bool:
-            return type(value) in kinds
-
-        def texts(value: object) -> bool:
-            return value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
-
-        c = self.cell
-        fields_ok = (
-            all(isinstance(v, str) for v in (c.group, c.spec, c.export, c.runtime, c.device, self.outcome))
-            and all(number(v, (int,)) for v in (c.height, c.width, c.depth))
-            and (c.opset is None or number(c.opset, (int,)))
-            and all(v is None or isinstance(v, str) for v in (self.reason, self.blame, self.bundle))
-            and (self.max_abs is None or number(self.max_abs))
-            and number(self.seconds)
-            and (self.opset_used is None or number(self.opset_used, (int,)))
-            and texts(self.versions)
-            and texts(self.votes)
-        )
-        if not fields_ok:
-            raise TypeError("a journal record with fields of the wrong type")
 
 
 def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
@@ -116,14 +35,14 @@ def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
 def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
     import numpy as np
 
-    from poolkit.commands.sweep_blame import blame_cell
-    from poolkit.commands.sweep_bundle import write_bundle
     from poolkit.common.errors import one_line
     from poolkit.exporter.build import build_model
     from poolkit.exporter.export import example_input, export_artifact
     from poolkit.exporter.spec import parse_spec
     from poolkit.runtimes.base import run_batch
     from poolkit.runtimes.registry import open_runtime
+    from poolkit.sweep.blame import blame_cell
+    from poolkit.sweep.bundle import write_bundle
 
     shape = cell.sample_shape
     try:
@@ -178,8 +97,8 @@ def judge(
 ) -> CellResult:
     """Compare the artifact's outputs with eager: shapes, values (integer outputs bit-exact), then
     the shapes the ONNX file declares."""
-    from poolkit.commands.compare import Accumulator, fold_batch, mismatch_reason
-    from poolkit.commands.sweep_blame import declared_mismatch, exact_integer_problems, ort_shape_warnings
+    from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
+    from poolkit.sweep.blame import declared_mismatch, exact_integer_problems, ort_shape_warnings
 
     accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
     structure = fold_batch(expected, actual, accumulators)

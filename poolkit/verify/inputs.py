@@ -24,7 +24,7 @@ from poolkit.common.errors import DataError
 if TYPE_CHECKING:
     import numpy as np
 
-    from poolkit.commands.cifar10 import ImageSet
+    from poolkit.services.cifar10 import ImageSet
 
 # CIFAR10 training-set statistics, as torchvision recipes write them.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

@@ -1,1 +1,0 @@
-"""What each command does, as importable functions: verify, bench, show, sweep and what they share."""

@@ -1,0 +1,33 @@
+"""Facts about this process's machine that several layers record: usable cores, library versions.
+
+One place so the sweep's worker check, the export manifest and bench's environment agree on what a
+"version" and a "core" mean.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), not the machine's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a verdict depends on; every worker (local or Dask) must match them.
+
+    torch and onnx are imported here, not at module level: `poolkit --help` must stay instant.
+    """
+    import onnx
+    import onnxruntime
+    import torch
+
+    import poolkit
+
+    return {
+        "poolkit": poolkit.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -1,0 +1,10 @@
+"""`poolkit verify`: every artifact against eager PyTorch on the same inputs.
+
+Public: `verify(...)` (and `run_verify`, what the command does) returning a `VerifyReport` of
+`VerifyRow`s. Input sets are in `inputs`, wrong variants in `sensitivity`, tolerance guidance in
+`tolerance`, failure heatmaps in `heatmap`, the seeds' worked examples in `examples`.
+"""
+
+from poolkit.verify.run import VerifyOptions, VerifyReport, VerifyRow, run_verify, verify
+
+__all__ = ["VerifyOptions", "VerifyReport", "VerifyRow", "run_verify", "verify"]
