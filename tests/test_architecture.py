@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_registry_declares_what_every_backend_is() -> None:
-    assert list(RUNTIMES) == ["eager", "torchscript", "onnxruntime", "compile", "tensorrt"]
+    assert list(RUNTIMES) == ["eager", "torchscript", "onnxruntime", "compile", "tensorrt", "eager-cl"]
     reads = {name: cls.reads for name, cls in RUNTIMES.items()}
     assert reads == {
         "eager": "module",
@@ -30,6 +30,7 @@ def test_registry_declares_what_every_backend_is() -> None:
         "onnxruntime": "onnx",
         "compile": "module",
         "tensorrt": "onnx",
+        "eager-cl": "module",
     }
     assert {name: cls.devices for name, cls in RUNTIMES.items() if cls.devices != DEVICES} == {"tensorrt": ("cuda",)}
     assert {n for n, cls in RUNTIMES.items() if cls.has_layer_outputs} == {"eager", "torchscript", "onnxruntime"}
