@@ -103,6 +103,10 @@ def full_feed(artifacts: ModelArtifacts, batch: np.ndarray) -> Any:
     return artifacts.with_extra_inputs(_FeedProbe()).prepare(batch)
 
 
+def _copied(feed: Any) -> Any:
+    return tuple(a.copy() for a in feed) if isinstance(feed, tuple) else feed.copy()
+
+
 def dominant_op(kernel_us: dict[str, float]) -> dict[str, Any] | None:
     """From kernel microseconds per op type (a runtime's `end_profile`), the op taking most and its share."""
     total = sum(kernel_us.values())
@@ -192,7 +196,9 @@ class LocalTimer:
         self.source, self.batch = source, batches[0]
         self.feeds = [full_feed(artifacts, b) for b in batches]
         self.check = OutputCheck(expected) if expected else None
-        self.prepared = [rt.prepare(f) for f in (self.feeds[:1] if rt.fixed_memory else self.feeds)]
+        # Fixed memory is refilled in place: give it a copy, never the caller's arrays (a CPU tensor shares them).
+        fixed = [_copied(self.feeds[0])] if rt.fixed_memory else self.feeds
+        self.prepared = [rt.prepare(f) for f in fixed]
         self.calls = [rt.timed_call(p) for p in self.prepared]
         t0 = self.clock()
         rt.infer(self.prepared[0])
