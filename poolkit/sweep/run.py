@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from poolkit.exporter.formats.onnx import check_opset
+from poolkit.exporter.formats.registry import sweep_path
 from poolkit.services.workers import INTERRUPT_CODES, SubprocessWorker, WorkerDied
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.grid import Cell
@@ -151,19 +153,6 @@ def measured(result: CellResult) -> bool:
     return not (result.outcome == "crashed" and (result.reason or "") in stopped)
 
 
-def check_opsets(opsets: tuple[int, ...]) -> None:
-    """The opsets `poolkit export --opset` accepts: a typo (`--opsets 999`) is refused, not a column of failures."""
-    import onnx.defs
-
-    from poolkit.common.errors import PoolkitError
-    from poolkit.exporter.export import MIN_OPSET
-
-    newest = onnx.defs.onnx_opset_version()
-    bad = [o for o in opsets if not MIN_OPSET <= o <= newest]
-    if bad:
-        raise PoolkitError(f"bad --opsets {bad[0]}: the installed onnx writes opsets {MIN_OPSET} to {newest}")
-
-
 def run_sweep(
     cells: list[Cell],
     journal: Journal,
@@ -245,8 +234,9 @@ def run_sweep_command(
     from poolkit.sweep.opsets import newest_opsets
     from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 
-    onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
-    check_opsets(settings.opsets if onnx_exports else ())
+    onnx_exports = tuple(e for e in settings.exports if sweep_path(e)[0].uses_opset)
+    if onnx_exports:
+        check_opset(settings.opsets, "bad --opsets")
     newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
     cells = build_grid(
         settings.groups,
