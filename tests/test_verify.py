@@ -17,7 +17,7 @@ from poolkit.common.files import sha256_file
 from poolkit.exporter.manifest import load_manifest, save_manifest
 from poolkit.exporter.zoo import ZOO
 from poolkit.services.cifar10 import load_cifar10, synthetic_images
-from poolkit.verify.run import VerifyOptions, verify
+from poolkit.verify import VerifyOptions, verify
 from tests.helpers import copy_model
 
 runner = CliRunner()
@@ -182,7 +182,8 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
 def test_a_saved_eager_batch_replays(zoo_dir: Path, tmp_path: Path) -> None:
     """Eager rows (eager on CUDA against the CPU) have no artifact file: replay rebuilds them from the manifest."""
     from poolkit.services.artifacts import open_artifacts
-    from poolkit.verify.run import VerifyRow, replay_batch, save_failure
+    from poolkit.verify.failure import replay_batch, save_failure
+    from poolkit.verify.report import VerifyRow
 
     (model,) = open_artifacts(zoo_dir, ["relu"])
     row = VerifyRow("relu", "module", "eager", "cpu", model.reference.spec, "failed")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from poolkit.show.run import ShowRun
     from poolkit.sweep.run import SweepRun
     from poolkit.verify.examples import ExamplesReport
-    from poolkit.verify.run import VerifyReport
+    from poolkit.verify.report import VerifyReport
     from poolkit.zoo.info import ZooRow
 
 console = Console(highlight=False)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from poolkit.exporter.manifest import ExportRecord
     from poolkit.sweep.result import CellResult
     from poolkit.verify.examples import ExamplesReport
-    from poolkit.verify.run import VerifyReport
+    from poolkit.verify.report import VerifyReport
     from poolkit.zoo.info import ZooRow
 
 

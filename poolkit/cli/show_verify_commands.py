@@ -72,7 +72,9 @@ def verify(
     """
     from poolkit.cli.output import print_replay, print_verify, progress_callbacks
     from poolkit.verify.inputs import parse_input_sets
-    from poolkit.verify.run import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
+    from poolkit.verify.failure import replay_batch
+    from poolkit.verify.report import DEFAULT_VERIFY_RUNTIMES, VerifyOptions
+    from poolkit.verify.run import run_verify
 
     if replay is not None:
         meta, outputs = replay_batch(replay, models, model)

@@ -5,6 +5,7 @@ Public: `verify(...)` (and `run_verify`, what the command does) returning a `Ver
 `tolerance`, failure heatmaps in `heatmap`, the seeds' worked examples in `examples`.
 """
 
-from poolkit.verify.run import VerifyOptions, VerifyReport, VerifyRow, run_verify, verify
+from poolkit.verify.report import VerifyOptions, VerifyReport, VerifyRow
+from poolkit.verify.run import run_verify, verify
 
 __all__ = ["VerifyOptions", "VerifyReport", "VerifyRow", "run_verify", "verify"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import run_batch
@@ -76,8 +78,6 @@ def run_examples(
     models_dir: Path, names: list[str] | None, runtimes: tuple[str, ...], devices: tuple[str, ...]
 ) -> ExamplesReport:
     """Every worked example through every matching model's artifacts; a DataError when none matches."""
-    import numpy as np
-
     if devices == ("cuda",):  # only CUDA was asked for: refuse, as verify does, rather than report it unavailable
         require_cuda(list(runtimes))
     report = ExamplesReport(str(models_dir))

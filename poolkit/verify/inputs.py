@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from poolkit.common.errors import DataError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from poolkit.services.cifar10 import ImageSet
+from poolkit.services.cifar10 import ImageSet
 
 # CIFAR10 training-set statistics, as torchvision recipes write them.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -86,8 +84,6 @@ def parse_input_sets(text: str | None) -> tuple[str, ...]:
 
 def normalize(images: np.ndarray) -> np.ndarray:
     """(x - mean) / std per channel with CIFAR10's statistics (3 channels), else around 0.5 by 0.25."""
-    import numpy as np
-
     mean: Any
     std: Any
     if images.ndim == 4 and images.shape[1] == 3:
@@ -105,8 +101,6 @@ def edge_batch(sample_shape: tuple[int, ...], count: int = EDGE_IMAGES, seed: in
     pooling, exact in fp32); values within 1e-3 of zero (the kink of ReLU, LeakyReLU, ELU, PReLU);
     sign checkerboards; standard normal. The same numbers on every machine.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     shape = (count, *sample_shape)
     out = np.empty(shape, dtype=np.float32)
@@ -128,8 +122,6 @@ def edge_batch(sample_shape: tuple[int, ...], count: int = EDGE_IMAGES, seed: in
 def seed_examples(channels: int) -> list[np.ndarray]:
     """The seeds' worked examples, one batch per size: the drawing copied to every channel, its
     negation, and a seeded normal draw of the same size."""
-    import numpy as np
-
     rng = np.random.default_rng(EDGE_SEED)
     batches = []
     for drawing in SEED_INPUTS:
