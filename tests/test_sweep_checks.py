@@ -16,10 +16,11 @@ from poolkit.sweep import blame as sweep_blame
 from poolkit.sweep.blame import blame_cell, exact_integer_problems
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.grid import Cell, boundary_layers, build_grid, window_conditions
+from poolkit.sweep.journal import Journal
 from poolkit.sweep.opsets import newest_opsets, probe_opset
 from poolkit.sweep.report import column_labels, markdown
 from poolkit.sweep.result import CellResult
-from poolkit.sweep.run import Journal, run_sweep
+from poolkit.sweep.run import run_sweep
 from tests.sweep_helpers import interrupt_or_pass, must_not_run
 
 runner = CliRunner()

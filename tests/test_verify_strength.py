@@ -22,8 +22,8 @@ from poolkit.exporter.manifest import load_manifest, save_manifest
 from poolkit.exporter.spec import parse_spec
 from poolkit.services.cifar10 import load_cifar10
 from poolkit.services.comparator import compare
-from poolkit.verify.inputs import edge_batch, normalize, parse_input_sets, seed_examples
 from poolkit.verify import VerifyOptions, verify
+from poolkit.verify.inputs import edge_batch, normalize, parse_input_sets, seed_examples
 from poolkit.verify.sensitivity import wrong_variants
 from poolkit.verify.tolerance import guidance
 from tests.helpers import copy_model

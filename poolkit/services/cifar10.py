@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DataError, one_line
 
+# numpy, torch and torchvision are imported inside the functions that use them, on purpose: the CLI
+# imports DATA_KINDS from here at start-up, and `poolkit --help` must not pay for torch.
 if TYPE_CHECKING:
     import numpy as np
 

@@ -14,7 +14,7 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from poolkit.exporter.spec import LayerSpec, ModelSpec, parse_spec
+from poolkit.exporter.spec import LayerSpec, parse_spec
 
 LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation")
 EXPORT_PATHS = ("torchscript-script", "torchscript-trace", "onnx-dynamo", "onnx-legacy")
@@ -280,7 +280,3 @@ def boundary_layers() -> list[tuple[str, int]]:
                     args["count_include_pad"] = include
                 kept[key] = (layer_text(kind, args), n)
     return list(dict.fromkeys(kept.values()))
-
-
-def cell_spec(cell: Cell) -> ModelSpec:
-    return parse_spec(cell.spec)
