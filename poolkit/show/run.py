@@ -1,6 +1,6 @@
 """`poolkit show`: what a module does to CIFAR10 images, in TensorBoard and as PNG pictures.
 
-The seeds write `add_images("input", imgs, step)` and `add_images("output", output, step)` for every
+The tutorials write `add_images("input", imgs, step)` and `add_images("output", output, step)` for every
 batch, and reshape a 6-channel conv output to (-1, 3, 30, 30), which mixes images. Here each
 output channel is its own grayscale grid (or the first three are shown as RGB, by option), values
 outside [0, 1] are min-max scaled per image for display (and that is said), and outputs that are

@@ -2,7 +2,7 @@
 
 Public: `verify(...)` (and `run_verify`, what the command does) returning a `VerifyReport` of
 `VerifyRow`s. Input sets are in `inputs`, wrong variants in `sensitivity`, tolerance guidance in
-`tolerance`, failure heatmaps in `heatmap`, the seeds' worked examples in `examples`.
+`tolerance`, failure heatmaps in `heatmap`, the tutorials' worked examples in `examples`.
 """
 
 from poolkit.verify.report import VerifyOptions, VerifyReport, VerifyRow

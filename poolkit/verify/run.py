@@ -2,7 +2,7 @@
 
 Per model: open its artifacts (hashes checked, eager rebuilt from spec + saved weights, see
 `services/artifacts.py`), and for every input set (`inputs.py`: raw and normalised CIFAR10, an edge
-batch, and for artifacts that take any size an odd size and the seeds' small examples) run each
+batch, and for artifacts that take any size an odd size and the tutorials' small examples) run each
 batch once through eager on the CPU, then feed the same batch to every runtime and device asked
 for, folding the differences into one `Comparison` per output and set. Beside eager, on the same
 batch: the sensitivity variants (`sensitivity.py`: would this data catch a wrong artifact?)
