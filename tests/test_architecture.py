@@ -228,3 +228,14 @@ def test_no_module_over_300_lines() -> None:
             if lines > MAX_MODULE_LINES and rel not in LONG_MODULES_DATA and rel not in LONG_MODULES_UNTIL_OTHERS_LAND:
                 long[rel] = lines
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
+
+
+def test_lazy_imports_keep_start_up_light() -> None:
+    """The imports left inside functions are there for these two: `poolkit --help` and a sweep
+    worker's start never load torch, onnx or onnxruntime."""
+    code = (
+        "import sys, poolkit.cli, poolkit.sweep.worker; "
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

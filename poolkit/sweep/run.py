@@ -20,18 +20,14 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-import onnx.defs
-
 from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import library_versions, usable_cores
 from poolkit.exporter.export import MIN_OPSET
-from poolkit.services.environment import environment
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.cluster import check_cluster, run_on_dask
 from poolkit.sweep.grid import Cell, build_grid
 from poolkit.sweep.journal import Journal
 from poolkit.sweep.opsets import newest_opsets
-from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 from poolkit.sweep.result import INTERRUPTED, CellResult
 
 CellFn = Callable[[Cell], CellResult]
@@ -108,6 +104,8 @@ def run_pool(
 
 def check_opsets(opsets: tuple[int, ...]) -> None:
     """The opsets `poolkit export --opset` accepts: a typo (`--opsets 999`) is refused, not a column of failures."""
+    import onnx.defs  # lazy, as in run_sweep_command
+
     newest = onnx.defs.onnx_opset_version()
     bad = [o for o in opsets if not MIN_OPSET <= o <= newest]
     if bad:
@@ -183,6 +181,12 @@ def run_sweep_command(
     on_result: Callable[[CellResult], None] | None = None,
 ) -> SweepRun:
     """What `poolkit sweep` does: build the grid, resume from the journal, run, write JSON and Markdown."""
+    # Lazy on purpose: every sweep worker process imports this package on start (`python -m
+    # poolkit.sweep.worker`), and must start in a fraction of a second, not pay for torch
+    # (environment) and onnx/onnxruntime (report, via blame) before its first cell.
+    from poolkit.services.environment import environment
+    from poolkit.sweep.report import relative_bundles, write_json, write_markdown
+
     onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
     check_opsets(settings.opsets if onnx_exports else ())
     newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
