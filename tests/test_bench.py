@@ -76,7 +76,7 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     assert all(m.overhead_ms is not None and m.overhead_ms > 0 for m in report.measurements)
     paths = write_reports(report, tmp_path)
     data = json.loads(paths["json"].read_text())
-    assert data["schema"] == 3 and data["environment"] == {"cpu": "test"}
+    assert data["schema"] == 4 and data["environment"] == {"cpu": "test"}
     assert data["settings"]["threads"] == report.measurements[0].threads >= 1
     assert set(data["settings"]) == {
         "devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads", "in_process", "ort_spinning",
