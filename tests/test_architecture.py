@@ -90,7 +90,7 @@ def test_cli_is_thin() -> None:
             ):
                 start = node.body[1 if ast.get_docstring(node) else 0].lineno
                 bodies[node.name] = (node.end_lineno or start) - start + 1
-    assert set(bodies) == {"zoo", "export", "verify", "show", "bench", "sweep"}
+    assert set(bodies) == {"zoo", "export", "verify", "show", "bench", "sweep", "report"}
     assert all(lines <= 40 for lines in bodies.values()), bodies
 
 

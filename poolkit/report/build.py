@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,7 +44,9 @@ class ReportResult:
                 "sections": self.sections, "notes": self.notes}  # fmt: skip
 
 
+@functools.cache
 def template_env() -> Environment:
+    """The Jinja2 environment, built once per process: compiling the templates is most of a small report's time."""
     env = Environment(
         loader=PackageLoader("poolkit.report", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -59,15 +62,14 @@ def _asset(name: str) -> str:
     return resources.files("poolkit.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
-def context(found: Results, out: Path) -> dict[str, Any]:
+def context(found: Results, out: Path, figures: views.Figures) -> dict[str, Any]:
     """Everything the template shows, derived from what was found."""
     data = found.data
-    figures = views.figures(found)
     states = {sid: "filled" if _filled(sid, found, figures) else "missing" for sid, _, _ in SECTIONS}
     return {
         "sections": [(sid, title, states[sid]) for sid, title, _ in SECTIONS],
         "states": states,
-        "missing": {k: found.missing_note(k) for k, v in data.items() if v is None},
+        "missing": _missing(found, figures),
         "data": data,
         "paths": {k: str(v) for k, v in found.paths.items()},
         "env": views.environment(found),
@@ -89,6 +91,13 @@ def context(found: Results, out: Path) -> dict[str, Any]:
     }
 
 
+def _missing(found: Results, figures: views.Figures) -> dict[str, str]:
+    missing = {k: found.missing_note(k) for k, v in found.data.items() if v is None}
+    if not figures.show:
+        missing["show"] = f"No PNGs in {found.results_dir / 'show'}: run 'poolkit show' to fill this section."
+    return missing
+
+
 def _filled(section: str, found: Results, figures: views.Figures) -> bool:
     if section == "show":
         return bool(figures.show)
@@ -99,11 +108,14 @@ def _filled(section: str, found: Results, figures: views.Figures) -> bool:
 
 
 def render(found: Results, out: Path) -> tuple[str, dict[str, str], list[str]]:
-    ctx = context(found, out)
-    notes = list(ctx["missing"].values())
-    notes += [p.problem for _, p in ctx["show"] if p.problem]
-    notes += [f.heatmap.problem for f in ctx["failures"] if f.heatmap and f.heatmap.problem]
-    return template_env().get_template("report.html.j2").render(**ctx), ctx["states"], notes
+    """The page, each section's state, and the notes (missing files, pictures not embedded).
+
+    The pictures are scaled in threads while the template renders; they go into the page last.
+    """
+    figures = views.figures(found)
+    ctx = context(found, out, figures)
+    html, picture_notes = figures.pictures.fill(template_env().get_template("report.html.j2").render(**ctx))
+    return html, ctx["states"], list(ctx["missing"].values()) + picture_notes
 
 
 def build_report(results_dir: Path = Path("results"), out: Path | None = None, models_dir: Path = Path("models")) -> ReportResult:

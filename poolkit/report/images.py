@@ -3,19 +3,22 @@
 A results JSON names its pictures by path (verify's heatmaps); a crafted file could name any file
 on the machine, so a path is embedded only when it resolves inside the results folder and starts
 with the PNG signature. Large pictures (show's grids are ~400 KB each at 1200 px) are scaled to
-`MAX_WIDTH` and re-encoded: the page stays a few MB. Encoding dominates the report's time, so the
-pictures are prepared in a thread pool (Pillow releases the GIL while it resizes and compresses).
+`MAX_WIDTH` and re-encoded: the page stays a few MB. That dominates the report's time, so the
+pictures are prepared in a thread pool (Pillow releases the GIL while it decodes, resizes and
+compresses) while the page renders.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from markupsafe import Markup, escape
 from PIL import Image, UnidentifiedImageError
 
 from poolkit.common.machine import usable_cores
@@ -77,9 +80,38 @@ def _fit(data: bytes) -> bytes:
         return out.getvalue() if out.tell() < len(data) else data
 
 
-def pictures(root: Path, names: Sequence[str]) -> list[Picture]:
-    """Every picture, in order, prepared in parallel."""
-    if len(names) <= 1:
-        return [picture(root, n) for n in names]
-    with ThreadPoolExecutor(max_workers=min(len(names), usable_cores())) as pool:
-        return list(pool.map(lambda n: picture(root, n), names))
+class Pictures:
+    """Pictures prepared in a thread pool while the page renders.
+
+    The template writes a token per picture (an HTML comment: escaped text from a results file can
+    never produce one); `fill` waits for the pictures and puts each one's <img>, or the reason it
+    is not shown, in its place. Scaling pictures and rendering the page then overlap.
+    """
+
+    def __init__(self, root: Path, names: Sequence[str]) -> None:
+        self._root = Path(root)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(names), usable_cores())))
+        self._futures: dict[str, Future[Picture]] = {n: self._pool.submit(picture, self._root, n) for n in names}
+        self._alts: list[tuple[str, str]] = []
+
+    def tag(self, name: str, alt: str) -> Markup:
+        """The token the template writes where the picture goes."""
+        self._alts.append((name, alt))
+        return Markup(f"<!--poolkit-picture:{len(self._alts) - 1}-->")
+
+    def fill(self, html: str) -> tuple[str, list[str]]:
+        """The page with every picture in place, and the notes about those not shown."""
+        try:
+            done = {name: future.result() for name, future in self._futures.items()}
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+        notes = [p.problem for p in done.values() if p.problem]
+
+        def one(match: re.Match[str]) -> str:
+            name, alt = self._alts[int(match.group(1))]
+            pic = done[name]
+            if pic.uri is None:
+                return f'<p class="neutral">{escape(pic.problem)}</p>'
+            return f'<img src="{pic.uri}" alt="{escape(alt)}">'
+
+        return re.sub(r"<!--poolkit-picture:(\d+)-->", one, html), notes

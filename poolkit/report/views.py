@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poolkit.report.images import Picture, pictures
+from markupsafe import Markup
+
+from poolkit.report.images import Pictures
 from poolkit.report.schema import Results, items, num, obj, text
 
 # (label, key in a results file's "environment") in the order a reader checks them.
@@ -131,25 +133,31 @@ class Failure:
     """A verify row that did not pass, with its evidence: reason, first diverging layer, replay, heatmap."""
 
     row: dict[str, Any]
-    heatmap: Picture | None
+    heatmap: Markup | None  # the picture's place in the page (see images.Pictures)
 
 
 @dataclass
 class Figures:
-    """Every picture of the page, prepared in one parallel pass."""
+    """Every picture of the page, started in one parallel pass; `pictures.fill` puts them in the page."""
 
     failures: list[Failure]
-    show: list[tuple[str, Picture]]
+    show: list[tuple[str, Markup]]
+    pictures: Pictures
 
 
 def figures(found: Results) -> Figures:
-    failed = [r for r in found.rows("verify") if r.get("status") in ("failed",) or r.get("passed") is False]
+    failed = [r for r in found.rows("verify") if r.get("status") == "failed"]
     heat = [text(r.get("heatmap")) for r in failed]
-    names = [h for h in heat if h] + [str(p) for p in found.show_pngs]
-    done = dict(zip(names, pictures(found.results_dir, names), strict=True))
-    failures = [Failure(r, done[h] if h else None) for r, h in zip(failed, heat, strict=True)]
-    show = [(_caption(Path(p)), done[str(p)]) for p in found.show_pngs]
-    return Figures(failures, show)
+    pics = Pictures(found.results_dir, [h for h in heat if h] + [str(p) for p in found.show_pngs])
+    failures = []
+    for r, h in zip(failed, heat, strict=True):
+        alt = f"error heatmap of {r.get('model')} {r.get('format')} on {r.get('runtime')}/{r.get('device')}"
+        failures.append(Failure(r, pics.tag(h, alt) if h else None))
+    show = []
+    for p in found.show_pngs:
+        caption = _caption(p)
+        show.append((caption, pics.tag(str(p), f"input and output grids: {caption}")))
+    return Figures(failures, show, pics)
 
 
 def _caption(png: Path) -> str:
