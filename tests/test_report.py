@@ -48,7 +48,9 @@ def demo_results(tmp: Path, drop: tuple[str, ...] = (), full: bool = False) -> t
         shutil.copy(COMMITTED / name, results / name)
     for model in DEMO_MODELS:
         target = results / "show" / f"{model}-eager.png"
-        shutil.copy(COMMITTED / "show" / f"{model}-eager.png", target) if full else Image.new("RGB", (60, 30)).save(target)
+        shutil.copy(COMMITTED / "show" / f"{model}-eager.png", target) if full else Image.new("RGB", (60, 30)).save(
+            target
+        )
     if not full:
         sweep = json.loads((results / "conformance.json").read_text())
         failed = [c for c in sweep["cells"] if c["outcome"] not in ("ok", "invalid")]
@@ -173,7 +175,10 @@ def test_a_malformed_file_is_one_line_and_exit_2(tmp_path: Path, file: str, cont
 def test_no_results_folder_is_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nope")])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: no results folder {tmp_path / 'nope'}: run 'make demo' or name the folder with --results"
+    assert (
+        result.stderr.strip()
+        == f"error: no results folder {tmp_path / 'nope'}: run 'make demo' or name the folder with --results"
+    )
 
 
 def test_out_naming_a_folder_is_refused(tmp_path: Path) -> None:
@@ -247,7 +252,10 @@ def test_sensitivity_is_one_line_per_model() -> None:
         {"variant": "w2 ×(1+0.001)", "detected_by": ["raw", "edge"], "missed_by": []},
     ]
     line = SensitivityLine("m", variants, ["raw", "normalized", "edge"])
-    assert line.line == "3 wrong variants: 1 caught by every set; 1 missed by raw but caught by another set; 1 caught by no set"
+    assert (
+        line.line
+        == "3 wrong variants: 1 caught by every set; 1 missed by raw but caught by another set; 1 caught by no set"
+    )
     assert SensitivityLine("m", variants[2:], ["raw"]).line == "1 wrong variant, each caught by every input set"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def context(found: Results, out: Path, figures: views.Figures) -> dict[str, Any]
         "conformance": conformance(data["conformance"], found.results_dir, out) if data["conformance"] else None,
         "results_dir": str(found.results_dir),
         "show_dir": str(found.results_dir / "show"),
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "poolkit_version": poolkit.__version__,
         "css": _asset("style.css"),
         "js": _asset("filters.js"),
@@ -118,7 +118,9 @@ def render(found: Results, out: Path) -> tuple[str, dict[str, str], list[str]]:
     return html, ctx["states"], list(ctx["missing"].values()) + picture_notes
 
 
-def build_report(results_dir: Path = Path("results"), out: Path | None = None, models_dir: Path = Path("models")) -> ReportResult:
+def build_report(
+    results_dir: Path = Path("results"), out: Path | None = None, models_dir: Path = Path("models")
+) -> ReportResult:
     """What `poolkit report` does: one self-contained HTML page from the results folder."""
     start = time.perf_counter()
     out = Path(out) if out is not None else Path(results_dir) / "report.html"

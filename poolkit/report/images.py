@@ -74,7 +74,9 @@ def _fit(data: bytes) -> bytes:
         flat = Image.new("RGB", im.size, "white")  # show's RGBA: alpha over white, as the page's background
         flat.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
         if flat.width > MAX_WIDTH:
-            flat = flat.resize((MAX_WIDTH, max(1, round(flat.height * MAX_WIDTH / flat.width))), Image.BILINEAR)
+            flat = flat.resize(
+                (MAX_WIDTH, max(1, round(flat.height * MAX_WIDTH / flat.width))), Image.Resampling.BILINEAR
+            )
         out = io.BytesIO()
         flat.save(out, format="PNG", compress_level=3)
         return out.getvalue() if out.tell() < len(data) else data

@@ -48,7 +48,7 @@ class Environment:
 
 
 def environment(found: Results) -> Environment | None:
-    envs = {k: obj(found.data[k].get("environment")) for k in ENV_SOURCES if found.data.get(k)}
+    envs = {k: obj(obj(found.data.get(k)).get("environment")) for k in ENV_SOURCES}
     envs = {k: v for k, v in envs.items() if v}
     if not envs:
         return None
@@ -123,7 +123,12 @@ def sensitivity(verify: dict[str, Any] | None) -> list[SensitivityLine]:
         if isinstance(v, dict):
             by_model.setdefault(str(v.get("model")), []).append(v)
     sets = list(obj(verify.get("input_sets"))) or sorted(
-        {str(s) for vs in by_model.values() for v in vs for s in items(v.get("detected_by")) + items(v.get("missed_by"))}
+        {
+            str(s)
+            for vs in by_model.values()
+            for v in vs
+            for s in items(v.get("detected_by")) + items(v.get("missed_by"))
+        }
     )
     return [SensitivityLine(model, variants, sets) for model, variants in by_model.items()]
 
@@ -190,7 +195,8 @@ def verify_summary(verify: dict[str, Any]) -> dict[str, Any]:
     """The line above the table: data, tolerances, counts (recomputed when the file lacks a summary)."""
     rows = [r for r in items(verify.get("rows")) if isinstance(r, dict)]
     summary = obj(verify.get("summary")) or {
-        "rows": len(rows), **{s: sum(r.get("status") == s for r in rows) for s in ("passed", *UNUSUAL)}
+        "rows": len(rows),
+        **{s: sum(r.get("status") == s for r in rows) for s in ("passed", *UNUSUAL)},
     }
     data = verify.get("data")
     return {
