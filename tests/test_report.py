@@ -281,3 +281,48 @@ def test_schema_refuses_rows_that_are_not_objects(tmp_path: Path) -> None:
     path.write_text('{"cells": [{"cell": 3}]}')
     with pytest.raises(DataError, match=r"cells\[0\].cell is a int, not an object"):
         load_source(path, SOURCES["conformance"])
+
+
+def test_a_decompression_bomb_is_refused_not_decoded(tmp_path: Path) -> None:
+    """A PNG whose header claims 100,000 x 100,000 pixels is a note, read no further."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    results, models = demo_results(tmp_path)
+    (results / "show" / "bomb-eager.png").write_bytes(bomb)
+    done = build_report(results, results / "report.html", models)
+    assert any(n.startswith(f"{results / 'show' / 'bomb-eager.png'} cannot be read as a PNG") for n in done.notes)
+
+
+@pytest.mark.slow
+def test_a_wheel_install_has_the_templates(tmp_path: Path) -> None:
+    """Package data: a non-editable install renders the page (templates, style and script inside the wheel)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True)  # fmt: skip
+    (wheel,) = tmp_path.glob("poolkit-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    for name in ("report.html.j2", "_conformance.html.j2", "style.css", "filters.js"):
+        assert f"poolkit/report/templates/{name}" in names, name
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)  # fmt: skip
+    results, models = demo_results(tmp_path / "demo")
+    code = "import sys, poolkit.cli; sys.argv = ['poolkit', 'report', '--json']; poolkit.cli.app()"
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "demo", env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["sections"] == {sid: "filled" for sid, _, _ in SECTIONS}
+    where = [sys.executable, "-c", "import poolkit.report as r; print(r.__file__)"]
+    assert str(target) in subprocess.run(where, cwd=tmp_path, env=env, capture_output=True, text=True).stdout
