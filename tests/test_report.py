@@ -326,3 +326,18 @@ def test_a_wheel_install_has_the_templates(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["sections"] == {sid: "filled" for sid, _, _ in SECTIONS}
     where = [sys.executable, "-c", "import poolkit.report as r; print(r.__file__)"]
     assert str(target) in subprocess.run(where, cwd=tmp_path, env=env, capture_output=True, text=True).stdout
+
+
+def test_a_wide_picture_is_scaled_and_its_transparency_laid_on_white() -> None:
+    import io
+
+    from poolkit.report.images import MAX_WIDTH, _fit
+
+    noise = Image.effect_noise((1200, 400), 100).convert("RGBA")  # incompressible: well over KEEP_BYTES
+    noise.putalpha(Image.new("L", noise.size, 255))
+    noise.paste((0, 0, 0, 0), (0, 0, 60, 60))  # a transparent corner
+    raw = io.BytesIO()
+    noise.save(raw, format="PNG")
+    with Image.open(io.BytesIO(_fit(raw.getvalue()))) as out:
+        assert out.size == (MAX_WIDTH, 267) and out.mode == "RGB"
+        assert out.getpixel((5, 5)) == (255, 255, 255)

@@ -70,9 +70,12 @@ def _fit(data: bytes) -> bytes:
             raise ValueError("too many pixels")
         if len(data) <= KEEP_BYTES and im.width <= MAX_WIDTH:
             return data
-        im.load()
-        flat = Image.new("RGB", im.size, "white")  # show's RGBA: alpha over white, as the page's background
-        flat.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        rgba = im.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] == 255:  # matplotlib's figures are opaque: drop the channel
+            flat = rgba.convert("RGB")
+        else:  # alpha over white, the page's background
+            flat = Image.new("RGB", im.size, "white")
+            flat.paste(rgba, mask=rgba.getchannel("A"))
         if flat.width > MAX_WIDTH:
             flat = flat.resize(
                 (MAX_WIDTH, max(1, round(flat.height * MAX_WIDTH / flat.width))), Image.Resampling.BILINEAR
