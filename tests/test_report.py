@@ -341,3 +341,20 @@ def test_a_wide_picture_is_scaled_and_its_transparency_laid_on_white() -> None:
     with Image.open(io.BytesIO(_fit(raw.getvalue()))) as out:
         assert out.size == (MAX_WIDTH, 267) and out.mode == "RGB"
         assert out.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_fields_other_work_adds_get_a_column_only_when_present(tmp_path: Path) -> None:
+    """Producers gain fields (precision, outputs checked inside bench's loop, peak RSS): shown when there."""
+    results, models = demo_results(tmp_path)
+    before = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
+    assert ">precision<" not in before and "outputs matched" not in before
+    bench = json.loads((results / "bench.json").read_text())
+    for m in bench["measurements"]:
+        m.update(outputs_checked=700, outputs_matched=699, peak_rss_mb=321.5)
+    (results / "bench.json").write_text(json.dumps(bench))
+    verify = json.loads((results / "verify.json").read_text())
+    verify["rows"][0]["precision"] = "bf16"
+    (results / "verify.json").write_text(json.dumps(verify))
+    html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
+    assert '<td class="num bad">699 / 700</td>' in html and '<td class="num">322</td>' in html
+    assert html.count('<th scope="col">precision</th>') == 1 and "<td>bf16</td>" in html

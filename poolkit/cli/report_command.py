@@ -22,8 +22,10 @@ def report(
     out: Annotated[Path | None, typer.Option(help="The HTML file to write; default RESULTS/report.html.")] = None,
     json_out: JsonOpt = False,
 ) -> int:
-    """Write one HTML page (offline, every picture inside) with the environment, export, verify, bench, show
-    and conformance results, and print its path."""
+    """One self-contained HTML page of every result (offline, pictures inside); prints its path.
+
+    Sections: environment, export, verify, bench, show and conformance, from the results files.
+    """
     from poolkit.cli.output import note, print_json, printable
     from poolkit.report.build import build_report  # jinja2 and Pillow: imported when the command runs
 
