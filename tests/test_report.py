@@ -198,9 +198,16 @@ def test_a_path_leaving_the_results_folder_is_not_embedded(tmp_path: Path) -> No
     verify["rows"].append({**verify["rows"][-1], "model": "third", "heatmap": "../secret.png"})
     (results / "verify.json").write_text(json.dumps(verify))
     (results / "show" / "fake.png").write_text("not a png")
+    (results / "show" / "link-eager.png").symlink_to(outside)  # a link in the folder pointing out of it
+    sweep = json.loads((results / "conformance.json").read_text())
+    failed = next(c for c in sweep["cells"] if c.get("bundle"))
+    failed["bundle"] = "../../etc"
+    (results / "conformance.json").write_text(json.dumps(sweep))
     done = build_report(results, results / "report.html", models)
     html = done.path.read_text(encoding="utf-8")
     assert html.count("data:image/png") == 2  # the two real show PNGs only
+    assert any(n.startswith(f"{results / 'show' / 'link-eager.png'} is not a file inside") for n in done.notes)
+    assert "../../etc <small>(outside the results folder: no link)</small>" in html and 'href="../../etc' not in html
     assert f"{outside} is not a file inside {results.resolve()}: not embedded" in done.notes
     assert f"/etc/passwd is not a file inside {results.resolve()}: not embedded" in done.notes
     assert any("fake.png is not a PNG" in n for n in done.notes)
