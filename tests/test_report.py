@@ -365,3 +365,9 @@ def test_fields_other_work_adds_get_a_column_only_when_present(tmp_path: Path) -
     html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
     assert '<td class="num bad">699 / 700</td>' in html and '<td class="num">322</td>' in html
     assert html.count('<th scope="col">precision</th>') == 1 and "<td>bf16</td>" in html
+
+
+def test_bundle_links_are_relative_to_where_the_page_is_written(tmp_path: Path) -> None:
+    results, models = demo_results(tmp_path)
+    html = build_report(results, tmp_path / "pages" / "r.html", models).path.read_text(encoding="utf-8")
+    assert 'href="../results/conformance-bundles/conv-322a56f0e52424dc/"' in html
