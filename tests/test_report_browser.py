@@ -123,7 +123,9 @@ def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(results, results / "report.html", models).path
 
 
-def test_the_page_loads_offline_with_every_section(browser: Any, demo_page: Path) -> None:
+def test_the_page_loads_offline_with_every_section(
+    browser: Any, demo_page: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     visit = Visit(browser, demo_page)
     try:
         assert visit.errors == []
@@ -131,7 +133,9 @@ def test_the_page_loads_offline_with_every_section(browser: Any, demo_page: Path
         assert page_problems(visit.page) == []
         images = visit.page.evaluate("[...document.images].map(i => [i.naturalWidth, i.complete])")
         assert len(images) == 3 and all(w > 0 and done for w, done in images)  # decoded from their data URIs
-        visit.screenshot("report-laptop")
+        shot = visit.screenshot("report-laptop", full_page=True)
+        with capsys.disabled():  # the artifact's path, shown even when pytest captures output
+            print(f"\nreport screenshot (test artifact): {shot}")
     finally:
         visit.close()
 
