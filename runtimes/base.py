@@ -171,6 +171,11 @@ class Runtime:
         """Events on the stream the runtime launches on (CUDA rows); None where there is no device clock."""
         return None
 
+    @property
+    def fixed_memory(self) -> bool:
+        """Whether every call reads one prepared memory (a captured CUDA graph): new data goes in by `refill`."""
+        return False
+
     def capture_graph(self, prepared: Any) -> Callable[[], Any] | None:
         """With `cuda_graphs`: the replay of a graph captured on `prepared`, returning the outputs.
         None: the runtime replays its own graph inside `timed_call` (or has none)."""

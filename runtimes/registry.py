@@ -13,6 +13,7 @@ from poolkit.common.errors import DeviceError, PoolkitError
 from poolkit.runtimes.base import DEVICES, Runtime
 from poolkit.runtimes.compiled import CompiledRuntime
 from poolkit.runtimes.eager import EagerRuntime
+from poolkit.runtimes.eager_cl import ChannelsLastRuntime
 from poolkit.runtimes.onnxruntime import OnnxRuntime
 from poolkit.runtimes.tensorrt import TensorRTRuntime
 from poolkit.runtimes.torchscript import TorchScriptRuntime
@@ -20,6 +21,7 @@ from poolkit.runtimes.torchscript import TorchScriptRuntime
 RUNTIMES: dict[str, type[Runtime]] = {
     cls.name: cls for cls in (EagerRuntime, TorchScriptRuntime, OnnxRuntime, CompiledRuntime, TensorRTRuntime)
 }
+RUNTIMES[ChannelsLastRuntime.name] = ChannelsLastRuntime
 DEFAULT_RUNTIMES = ("eager", "torchscript", "onnxruntime")
 # Spellings of earlier releases, accepted (and not shown in --help) for one release.
 ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "ts": "torchscript", "trt": "tensorrt"}
