@@ -22,7 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_registry_declares_what_every_backend_is() -> None:
-    assert list(RUNTIMES) == ["eager", "torchscript", "onnxruntime", "compile", "tensorrt"]
+    assert list(RUNTIMES) == [
+        "eager",
+        "torchscript",
+        "onnxruntime",
+        "compile",
+        "tensorrt",
+        "export",
+        "aoti",
+        "openvino",
+        "openvino-f32",
+        "openvino-bf16",
+    ]
     reads = {name: cls.reads for name, cls in RUNTIMES.items()}
     assert reads == {
         "eager": "module",
@@ -30,8 +41,16 @@ def test_registry_declares_what_every_backend_is() -> None:
         "onnxruntime": "onnx",
         "compile": "module",
         "tensorrt": "onnx",
+        "export": "pt2",
+        "aoti": "aoti",
+        "openvino": "onnx",
+        "openvino-f32": "onnx",
+        "openvino-bf16": "onnx",
     }
-    assert {name: cls.devices for name, cls in RUNTIMES.items() if cls.devices != DEVICES} == {"tensorrt": ("cuda",)}
+    assert {name: cls.devices for name, cls in RUNTIMES.items() if cls.devices != DEVICES} == {
+        "tensorrt": ("cuda",),
+        **{name: ("cpu",) for name in ("openvino", "openvino-f32", "openvino-bf16")},
+    }
     assert {n for n, cls in RUNTIMES.items() if cls.has_layer_outputs} == {"eager", "torchscript", "onnxruntime"}
     assert all(issubclass(cls, Runtime) and cls.name == name for name, cls in RUNTIMES.items())
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_atomic
 from poolkit.exporter.spec import parse_spec
-from poolkit.runtimes.base import DEVICES, Runtime, run_batch
+from poolkit.runtimes.base import DEVICES, Runtime, precision_tolerance, run_batch
 from poolkit.runtimes.registry import cuda_problem, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import IMAGE_SHAPE, DataSource, ImageSet, synthetic_images
@@ -74,6 +74,7 @@ class VerifyRow:
     status: str  # passed | failed | unavailable
     reason: str | None = None
     provider: str | None = None
+    precision: str = "fp32"  # what the runtime really computed in; reduced ones are judged by their rounding
     outputs: list[Comparison] = field(default_factory=list)  # on `worst_input`: the failing set, else the worst
     batches: int = 0
     images: int = 0
@@ -304,7 +305,7 @@ def verify_model(
             except PoolkitError as exc:
                 row.reason = str(exc)
                 continue
-            row.provider = runtime.provider
+            row.provider, row.precision = runtime.provider, runtime.precision
             static = None if record.dynamic_batch else int(record.input_shape[0])
             any_size = record.dynamic_spatial or cls.reads == "module"
             live.append(_Live(row, runtime, static, record.sample_shape, any_size))
@@ -395,7 +396,8 @@ def _fold(
         row.reason = f"{row.runtime} failed to run on {set_name} ({size}): {one_line(exc)}"
         item.stopped = True
         return
-    accumulators = item.accumulators.setdefault(set_name, [Accumulator(options.atol, options.rtol)])
+    tolerance = precision_tolerance(item.runtime.precision, options.atol, options.rtol)
+    accumulators = item.accumulators.setdefault(set_name, [Accumulator(*tolerance)])
     structure = fold_batch(expected, actual, accumulators, first)
     if structure:
         row.reason = structure
