@@ -48,5 +48,16 @@ class AotiRuntime(TorchModuleRuntime):
         self.provider = f"aoti-{device}"
 
     @classmethod
+    def preload(cls) -> None:
+        import torch._inductor  # noqa: F401
+
+    @classmethod
+    def reference_module(cls, source: Any) -> Any:
+        """The plain loop a user writes: the `aoti_load_package(path)` callable on the batch."""
+        from torch._inductor import aoti_load_package
+
+        return aoti_load_package(str(source))
+
+    @classmethod
     def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any:
         return None  # a compile per bench run costs seconds; the per-call overhead is torch.export's

@@ -26,6 +26,17 @@ class ExportedProgramRuntime(TorchModuleRuntime):
         self.provider = f"torch.export-{device}"
 
     @classmethod
+    def preload(cls) -> None:
+        import torch.export  # noqa: F401
+
+    @classmethod
+    def reference_module(cls, source: Any) -> Any:
+        """The plain loop a user writes: `torch.export.load(path).module()` called on the batch."""
+        import torch
+
+        return torch.export.load(str(source)).module()
+
+    @classmethod
     def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any:
         import torch
         from torch.export import Dim

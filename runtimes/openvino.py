@@ -13,11 +13,12 @@ an Intel GPU, not CUDA: CUDA rows are refused by the registry (devices = cpu).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from poolkit.common.errors import PoolkitError
-from poolkit.runtimes.base import Reads, Runtime
+from poolkit.runtimes.base import Reads, Reference, Runtime
 from poolkit.runtimes.onnxruntime import write_identity_model
 
 if TYPE_CHECKING:
@@ -89,6 +90,30 @@ class OpenVinoRuntime(Runtime):
 
     def close(self) -> None:
         self.request = self.compiled = None
+
+    @classmethod
+    def preload(cls) -> None:
+        import_openvino()
+
+    @classmethod
+    def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference:
+        """The loop a user would write, nothing of poolkit: `ov.compile_model` with the same precision
+        hint and threads, `compiled(batch)` (a fresh infer request each call), perf_counter around each."""
+        import numpy as np  # lazily, as above
+
+        ov = import_openvino()
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+        if cls.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = cls.precision_hint
+        compiled = ov.compile_model(str(source), "CPU", config)
+        for _ in range(warmup):
+            compiled(batch)
+        samples = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            compiled(batch)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return Reference("a plain compiled_model(x) loop", float(np.median(samples)), iters)
 
     @classmethod
     def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Path:
