@@ -13,9 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 from poolkit.cli.app import app
-from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.common.errors import DataError, DeviceError, PoolkitError
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.formats.registry import ALL_FORMATS, FORMATS, SWEEP_PATHS, artifact_filename
+from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import precision_tolerance, run_batch
 from poolkit.runtimes.registry import RUNTIMES, open_runtime
@@ -194,3 +195,11 @@ def test_sweep_pt2_cells_export_with_open_image_axes_and_report_dim_auto() -> No
     assert "## torch.export with dynamic shapes" in text
     assert "`maxpool(kernel_size=3,ceil_mode=True)` 7x7, pt2-export: Constraints violated (height, width)!" in text
     assert "`relu` 7x7" not in text.split("## torch.export with dynamic shapes")[1]
+
+
+def test_a_crafted_dynamic_dims_entry_is_a_data_error(pt2_dir: Path, tmp_path: Path) -> None:
+    data = json.loads((pt2_dir / "manifest.json").read_text())
+    data["artifacts"][0]["dynamic_dims"] = {"height": 5}
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="entry 0 has bad dynamic_dims"):
+        load_manifest(tmp_path)
