@@ -12,7 +12,6 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
@@ -26,17 +25,10 @@ from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
 from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
+from poolkit.sweep.blame import blame_cell, declared_mismatch, exact_integer_problems, ort_shape_warnings
 from poolkit.sweep.bundle import write_bundle
 from poolkit.sweep.grid import Cell
 from poolkit.sweep.result import SWEEP_ATOL, SWEEP_BATCH, SWEEP_RTOL, CellResult
-
-
-def _blame() -> ModuleType:
-    """The blame module, imported on first use: it imports onnx and onnxruntime at its top, which a
-    sweep worker's start must not pay for (see test_lazy_imports_keep_start_up_light)."""
-    import poolkit.sweep.blame as blame
-
-    return blame
 
 
 def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
@@ -85,7 +77,7 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
             result.export_dims = written.dims or None
         if result.failed and result.blame is None:
             if fmt.onnx_graph:
-                result.blame, result.votes = _blame().blame_cell(path, cell.device, x, expected, actual, result.outcome)
+                result.blame, result.votes = blame_cell(path, cell.device, x, expected, actual, result.outcome)
             else:
                 result.blame = "unclear"  # no ONNX file: no second opinion to ask
                 result.votes = {"note": f"{fmt.name} cells have no reference to vote"}
@@ -108,15 +100,15 @@ def judge(
     worst = max(c.max_abs for c in results)
     if any(c.shape_mismatch for c in results):
         return CellResult(cell, "shape-mismatch", mismatch_reason(results)[1])
-    integer = _blame().exact_integer_problems(expected, actual)
+    integer = exact_integer_problems(expected, actual)
     if not all(results) or integer:
         reason = mismatch_reason(results)[1] if not all(results) else (integer or "")
         if integer and not all(results) and integer not in reason:
             reason = f"{reason}; {integer}"
         return CellResult(cell, "value-mismatch", reason, worst)
-    declared = _blame().declared_mismatch(onnx_path, actual) if onnx_path is not None else None
+    declared = declared_mismatch(onnx_path, actual) if onnx_path is not None else None
     if declared and onnx_path is not None:
-        warnings = _blame().ort_shape_warnings(onnx_path, cell.device, x)
+        warnings = ort_shape_warnings(onnx_path, cell.device, x)
         reason = declared + (f"; onnxruntime says: {warnings}" if warnings else "")
         return CellResult(cell, "declared-shape-mismatch", reason, worst)
     return CellResult(cell, "ok", None, worst)

@@ -14,6 +14,7 @@ from pathlib import Path
 from poolkit.common.capture import captured_output
 from poolkit.exporter.export import export_artifact
 from poolkit.exporter.formats.base import ExportRequest
+from poolkit.sweep.blame import ort_session
 
 
 def probe_opset(exporter: str, opset: int, folder: Path) -> bool:
@@ -21,9 +22,6 @@ def probe_opset(exporter: str, opset: int, folder: Path) -> bool:
     import numpy as np
     import onnxruntime as ort
     import torch
-
-    # lazily, with torch and onnxruntime: blame imports onnx at its top, which a sweep worker's start must not
-    from poolkit.sweep.blame import ort_session
 
     path = folder / f"probe-{exporter}-{opset}.onnx"
     try:
