@@ -4,18 +4,25 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.poolkit-installed
+# The test and lint tools, OpenVINO (the optional runtime CI must exercise) and Playwright come on top:
+# `make demo` needs none of them, so a fresh demo does not download them.
+DEV_STAMP := $(VENV)/.poolkit-dev-installed
 # mypy and import-linter read a package from one folder; poolkit maps exporter/ and runtimes/ into
 # poolkit.* at install time, so lint checks a tree of links laid out as the wheel installs it.
 TYPECHECK := build/typecheck
 
-.PHONY: demo test install lint typecheck-tree clean
+.PHONY: demo test install lint typecheck-tree clean browser
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
+	@touch $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/poolkit zoo
@@ -23,8 +30,17 @@ demo: $(STAMP)
 	$(BIN)/poolkit verify
 	$(BIN)/poolkit show
 	$(BIN)/poolkit bench --device cpu
+	$(BIN)/poolkit report
 
-test: $(STAMP)
+# The report's browser test needs Chromium: installed from the OS packages when we are root and it is
+# missing (quick when present); otherwise the test skips and says why (CI sets POOLKIT_REQUIRE_BROWSER=1).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "note: no chromium (not root, or apt-get failed): the report's browser test will skip"
+
+test: $(DEV_STAMP) browser
 	$(BIN)/python -m pytest -q
 
 typecheck-tree:
@@ -34,7 +50,7 @@ typecheck-tree:
 	@cp -rs $(CURDIR)/runtimes $(TYPECHECK)/poolkit/runtimes
 	@find $(TYPECHECK) -name __pycache__ -prune -exec rm -rf {} +
 
-lint: $(STAMP) typecheck-tree
+lint: $(DEV_STAMP) typecheck-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml

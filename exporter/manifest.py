@@ -30,8 +30,8 @@ class ExportRecord:
 
     name: str
     spec: str
-    format: str  # torchscript | onnx
-    method: str  # script | trace | dynamo | legacy
+    format: str  # a name in exporter/formats/registry.py: torchscript | onnx | pt2 | aoti
+    method: str  # script | trace | dynamo | legacy | export | aoti
     status: str  # ok | failed
     input_shape: list[Any]  # with the batch axis first: "batch" when dynamic
     path: str | None = None  # relative to the manifest's folder
@@ -54,9 +54,13 @@ class ExportRecord:
     input_shapes: list[list[Any]] | None = None  # every input, batch axis first, when there are several
     opset_requested: int | None = None  # what --opset asked for (None: the exporter's default)
     cached: bool = field(default=False, compare=False)  # this run found it current; never stored
-    # Axes the artifact leaves open, by name: "batch", "height", "width". Older manifests lack it:
+    # Axes the artifact leaves open, by name: "batch", "channels" (torch.export formats), "height", "width". Older manifests lack it:
     # their batch axis is read from input_shape, and their images are fixed in size.
     dynamic_axes: list[str] = field(default_factory=list)
+    # torch.export formats: how each open axis was declared and the range torch.export derived
+    # ("height": "Dim.AUTO [2, inf]" where an explicit Dim was refused).
+    dynamic_dims: dict[str, str] = field(default_factory=dict)
+    compile_seconds: float | None = None  # AOTInductor: the compile, part of export_seconds
 
     @property
     def ok(self) -> bool:
@@ -139,8 +143,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "source_sha256": (str, type(None)),
     "input_shapes": (list, type(None)),
     "dynamic_axes": (list,),
+    "dynamic_dims": (dict,),
+    "compile_seconds": (int, float, type(None)),
 }
-DYNAMIC_AXES = ("batch", "height", "width")
+DYNAMIC_AXES = ("batch", "channels", "height", "width")
 
 
 def _record(row: Any, index: int, path: Path) -> ExportRecord:
@@ -175,6 +181,8 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
             raise bad(f"has a bad input shape {shape!r}")
     if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
         raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
+    if not all(k in DYNAMIC_AXES and isinstance(v, str) and v.isprintable() for k, v in record.dynamic_dims.items()):
+        raise bad("has bad dynamic_dims (axis name -> text)")
     return record
 
 

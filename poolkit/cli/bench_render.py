@@ -30,7 +30,9 @@ LEFT = {"model", "runtime", "flags"}
 
 def _bench_cells(m: Any, several_sizes: bool, several_counts: bool = False) -> dict[str, str]:
     """Every column's cell for one row (rich markup), before any is left out for width."""
-    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}"}
+    # A runtime whose provider names its precision (OpenVINO picks bf16 on its own on some CPUs) says it here too.
+    precision = next((p for p in ("bf16", "fp16", "fp32") if (m.provider or "").endswith(f"-{p}")), "")
+    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}" + (f" {precision}" if precision else "")}
     if several_sizes:
         cells["batch"] = str(m.batch_size)
     if several_counts:
