@@ -13,6 +13,7 @@ from typing import Any
 from poolkit.services.cifar10 import DataSource
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Comparison
 from poolkit.verify.inputs import DEFAULT_INPUT_SETS
+from poolkit.verify.precision import RoundingDecision
 from poolkit.verify.sensitivity import SensitivityResult
 from poolkit.verify.tolerance import Guidance
 
@@ -64,6 +65,14 @@ class VerifyRow:
     guidance: Guidance | None = None
     heatmap: str | None = None
     tensorboard: str | None = None
+    rounding: RoundingDecision | None = None  # the fp64 decision, where the strict check failed
+
+    @property
+    def verdict(self) -> str:
+        """The status as the table says it: a pass decided against fp64 eager says so."""
+        if self.status == "passed" and self.rounding is not None and self.rounding.within:
+            return "passed (within fp32 rounding)"
+        return self.status
 
     @property
     def passed(self) -> bool:
@@ -90,6 +99,7 @@ class VerifyReport:
     rows: list[VerifyRow]
     input_sets: dict[str, str] = field(default_factory=dict)  # name -> what it is
     sensitivity: list[SensitivityResult] = field(default_factory=list)
+    data_fits: dict[str, str] = field(default_factory=dict)  # model -> how the images were fitted to its input
 
     @property
     def passed(self) -> bool:
