@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
 from poolkit.common.files import to_plain
-from poolkit.exporter.torchscript_export import JIT_DEPRECATION_NOTE
+from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
     from poolkit.bench.run import BenchRun

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from poolkit.common.errors import PoolkitError
+from poolkit.services.workers import INTERRUPT_CODES
 from poolkit.sweep.result import OUTCOMES, CellResult
-from poolkit.sweep.worker import INTERRUPT_CODES
 
 
 class Journal:

@@ -10,7 +10,6 @@ which is how a sweep resumes; a worker stopped by Ctrl-C is not a result and is 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import shutil
 import time
@@ -18,27 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
 
 from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import library_versions, usable_cores
-from poolkit.exporter.export import MIN_OPSET
+from poolkit.exporter.formats.onnx import check_opset
+from poolkit.exporter.formats.registry import sweep_path
+from poolkit.services.workers import SubprocessWorker, WorkerDied
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.cluster import check_cluster, run_on_dask
 from poolkit.sweep.grid import Cell, build_grid
 from poolkit.sweep.journal import Journal
 from poolkit.sweep.opsets import newest_opsets
 from poolkit.sweep.result import INTERRUPTED, CellResult
-
-CellFn = Callable[[Cell], CellResult]
-
+from poolkit.sweep.worker import CellFn, dead_result, start_worker
 
 # ---------------------------------------------------------------- worker pool
 
 
 @dataclass
 class _Slot:
-    worker: Any  # sweep_worker.WorkerProcess
+    worker: SubprocessWorker
     cell: Cell | None = None
     deadline: float = 0.0
     started: float = 0.0
@@ -52,8 +50,6 @@ def run_pool(
     cell_fn: CellFn = run_cell,
 ) -> None:
     """Run cells on `jobs` workers; a hang (past `timeout_s`) or a dead worker becomes that cell's outcome."""
-    from poolkit.sweep.worker import WorkerProcess
-
     pending = list(reversed(cells))
 
     def feed(slot: _Slot) -> None:
@@ -61,12 +57,11 @@ def run_pool(
             slot.cell = pending.pop()
             slot.started = time.monotonic()
             slot.deadline = slot.started + timeout_s
-            with contextlib.suppress(OSError):  # a dead worker's pipe reads EOF: handled as a crash
-                slot.worker.send(cell_fn, slot.cell)
+            slot.worker.send((cell_fn, slot.cell))  # a dead worker's pipe reads EOF: handled as a crash
         else:
             slot.cell = None
 
-    slots = [_Slot(WorkerProcess()) for _ in range(max(1, min(jobs, len(cells))))]
+    slots = [_Slot(start_worker()) for _ in range(max(1, min(jobs, len(cells))))]
     try:
         for slot in slots:
             feed(slot)
@@ -80,9 +75,9 @@ def run_pool(
                 assert cell is not None
                 if slot.worker.conn in ready:
                     try:
-                        result = slot.worker.conn.recv()
-                    except (EOFError, OSError):
-                        on_result(slot.worker.dead_result(cell, now - slot.started))
+                        result = slot.worker.recv()
+                    except WorkerDied:
+                        on_result(dead_result(slot.worker, cell, now - slot.started))
                     else:
                         on_result(result)
                         feed(slot)
@@ -95,21 +90,11 @@ def run_pool(
                 else:
                     continue
                 slot.worker.close()
-                slot.worker = WorkerProcess()
+                slot.worker = start_worker()
                 feed(slot)
     finally:
         for slot in slots:
             slot.worker.stop()
-
-
-def check_opsets(opsets: tuple[int, ...]) -> None:
-    """The opsets `poolkit export --opset` accepts: a typo (`--opsets 999`) is refused, not a column of failures."""
-    import onnx.defs  # lazy, as in run_sweep_command
-
-    newest = onnx.defs.onnx_opset_version()
-    bad = [o for o in opsets if not MIN_OPSET <= o <= newest]
-    if bad:
-        raise PoolkitError(f"bad --opsets {bad[0]}: the installed onnx writes opsets {MIN_OPSET} to {newest}")
 
 
 def run_sweep(
@@ -187,8 +172,9 @@ def run_sweep_command(
     from poolkit.services.environment import environment
     from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 
-    onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
-    check_opsets(settings.opsets if onnx_exports else ())
+    onnx_exports = tuple(e for e in settings.exports if sweep_path(e)[0].uses_opset)
+    if onnx_exports:
+        check_opset(settings.opsets, "bad --opsets")
     newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
     cells = build_grid(
         settings.groups,
