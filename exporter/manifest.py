@@ -140,7 +140,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "input_shapes": (list, type(None)),
     "dynamic_axes": (list,),
 }
-DYNAMIC_AXES = ("batch", "height", "width")
+DYNAMIC_AXES = ("batch", "channels", "height", "width")
 
 
 def _record(row: Any, index: int, path: Path) -> ExportRecord:

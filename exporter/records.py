@@ -37,7 +37,7 @@ def expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, l
 def expected_axes(item: BuiltModel, input_shape: list[Any]) -> list[str]:
     """The axes a record leaves open. TorchScript runs the module's own code: it takes whatever sizes
     the module takes, so its record says so too."""
-    return list(dynamic_axes(input_shape[0] == "batch", item.dynamic_spatial).values())
+    return list(dynamic_axes(input_shape[0] == "batch", item.dynamic_spatial, item.dynamic_channels).values())
 
 
 def new_record(item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[str, str]) -> ExportRecord:

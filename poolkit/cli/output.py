@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
 from poolkit.common.files import to_plain
+from poolkit.exporter.export import STATIC_FALLBACK
 from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
@@ -141,6 +142,9 @@ def print_export_progress(record: ExportRecord) -> None:
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
     print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
+    for w in run.warnings:
+        if STATIC_FALLBACK in w:  # the dynamic-axes fallback: said in one line per artifact
+            note(w)
     if run.jit_deprecated:
         import torch  # lazy: every command prints through this module, and an error line must not pay for torch
 
