@@ -218,6 +218,8 @@ def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
     for r in run.results:
         shape = "x".join(map(str, r.output_shape))
         console.print(f"[bold]{escape(r.model)}[/bold] {escape(f'[{r.runtime}]')} output {shape}: {escape(r.display)}")
+        if r.data_fit:
+            console.print(f"    input: {escape(run.images.source.kind)} {escape(r.data_fit)}")
         console.print(f"    picture: {escape(r.png)}")
     console.print(f"TensorBoard: tensorboard --logdir {escape(str(logdir))}")
 

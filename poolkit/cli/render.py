@@ -101,9 +101,9 @@ def verify_table(report: VerifyReport) -> Group:
     )
     table = Table(title=title)
     table.add_column("model", no_wrap=True, min_width=8)
-    table.add_column("runtime")
-    table.add_column("device")
-    table.add_column("inputs")
+    table.add_column("runtime", no_wrap=True, min_width=max((len(r.runtime) for r in report.rows), default=7))
+    table.add_column("device", no_wrap=True)
+    table.add_column("sets", justify="right", no_wrap=True)
     table.add_column("max abs", justify="right", no_wrap=True)
     table.add_column("max rel", justify="right", no_wrap=True)
     table.add_column("needs atol", justify="right", no_wrap=True)
@@ -111,6 +111,7 @@ def verify_table(report: VerifyReport) -> Group:
     table.add_column("fp64 noise", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     verdicts = {
+        "passed (within fp32 rounding)": "[green]passed[/green] (rounding)",
         "passed": "[green]passed[/green]",
         "failed": "[bold red]FAILED[/bold red]",
         "unavailable": "[yellow]unavailable[/yellow]",
@@ -121,13 +122,13 @@ def verify_table(report: VerifyReport) -> Group:
             Text(r.model),
             r.runtime,
             r.device,
-            Text(" ".join(_SET_SHORT.get(n, n) for n in r.input_names) or "—"),
+            str(len(r.input_names)) if r.input_names else "—",
             _sci(worst.max_abs) if worst is not None else "—",
             _sci(worst.max_rel) if worst is not None else "—",
             _sci(g.min_atol) if g else "—",
             _sci(g.min_rtol) if g else "—",
             _sci(g.noise_floor) if g else "—",
-            verdicts[r.status],
+            verdicts[r.verdict],
         )
     notes = unavailable_lines(
         [(f"{r.runtime} {r.device}", r.reason or "") for r in report.rows if r.status == "unavailable"]
@@ -135,9 +136,20 @@ def verify_table(report: VerifyReport) -> Group:
     for r in report.rows:
         if r.status == "failed":
             _failure_notes(notes, r)
+        elif r.verdict == "passed (within fp32 rounding)" and r.rounding is not None:
+            mismatched = sum(c.mismatched for c in r.outputs)
+            notes.append("≈ ", style="bold green").append(f"{r.model} {r.format} {r.runtime} {r.device}", style="bold")
+            notes.append(f": passed (within fp32 rounding): {mismatched:,} element(s) off eager beyond atol/rtol; ")
+            notes.append(r.rounding.summary + "\n")
     parts: list = [table]
+    if report.data_fits:
+        fits: dict[str, list[str]] = {}
+        for model, fit in report.data_fits.items():
+            fits.setdefault(fit, []).append(model)
+        for fit, models in fits.items():
+            parts.append(Text(f"data for {', '.join(models)}: {src.kind} {fit}", style="dim"))
     if report.input_sets:
-        legend = Text("inputs — ", style="dim")
+        legend = Text(f"sets ({len(report.input_sets)}) — ", style="dim")
         legend.append(
             "; ".join(f"{_SET_SHORT.get(n, n)}: {about}" for n, about in report.input_sets.items()), style="dim"
         )
@@ -148,10 +160,7 @@ def verify_table(report: VerifyReport) -> Group:
         parts.append(notes)
     warnings = report.warnings
     if warnings:
-        text = Text()
-        for w in warnings:
-            text.append("! ", style="bold yellow").append(w + "\n")
-        parts.append(text)
+        parts.append(grouped_warnings(warnings))
     s = report.summary
     parts.append(
         Text(
@@ -162,6 +171,25 @@ def verify_table(report: VerifyReport) -> Group:
         )
     )
     return Group(*parts)
+
+
+WARNINGS_PER_MODEL = 3
+
+
+def grouped_warnings(warnings: list[str]) -> Text:
+    """At most a few lines per model, counted; every warning stays in the JSON."""
+    by_model: dict[str, list[str]] = {}
+    for w in warnings:
+        model, _, rest = w.partition(": ")
+        by_model.setdefault(model.split(" ")[0], []).append(w)
+    text = Text()
+    for model, items in by_model.items():
+        for w in items[:WARNINGS_PER_MODEL]:
+            text.append("! ", style="bold yellow").append(w + "\n")
+        if len(items) > WARNINGS_PER_MODEL:
+            more = len(items) - WARNINGS_PER_MODEL
+            text.append("! ", style="bold yellow").append(f"{model}: {more} more warning(s), all in the JSON\n")
+    return text
 
 
 _SET_SHORT = {"raw": "raw", "normalized": "norm", "edge": "edge", "odd": "odd", "tutorial": "tutor"}
@@ -198,15 +226,18 @@ def sensitivity_table(report: VerifyReport) -> Table:
     table.add_column("caught by")
     table.add_column("missed by")
     for s in report.sensitivity:
+        caught = " ".join(_SET_SHORT.get(n, n) for n in s.detected_by) or "nothing"
+        if s.threshold is not None:
+            caught += f" (from {100 * s.threshold:.2g} %)"
         table.add_row(
             Text(s.model),
             Text(s.variant),
-            Text(
-                " ".join(_SET_SHORT.get(n, n) for n in s.detected_by) or "nothing",
-                style="" if s.detected_by else "bold red",
-            ),
-            Text(" ".join(_SET_SHORT.get(n, n) for n in s.missed_by) or "—", style="yellow" if s.missed_by else ""),
-        )
+            Text("equivalent here", style="green")
+            if s.equivalent
+            else Text(caught, style="" if s.detected_by else "bold red"),
+            Text(" ".join(_SET_SHORT.get(n, n) for n in s.missed_by) if s.missed_by and not s.equivalent else "—",
+                 style="yellow" if s.missed_by and not s.equivalent else ""),
+        )  # fmt: skip
     return table
 
 

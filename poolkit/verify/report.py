@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from poolkit.common.errors import DataError
 from poolkit.services.cifar10 import DataSource
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Comparison
 from poolkit.verify.inputs import DEFAULT_INPUT_SETS
 from poolkit.verify.precision import RoundingDecision
-from poolkit.verify.sensitivity import SensitivityResult
+from poolkit.verify.sensitivity import MODES, SensitivityResult
 from poolkit.verify.tolerance import Guidance
 
 DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
@@ -136,5 +137,12 @@ class VerifyOptions:
     results_dir: Path = Path("results")
     runtimes: tuple[str, ...] = DEFAULT_VERIFY_RUNTIMES
     inputs: tuple[str, ...] = DEFAULT_INPUT_SETS
-    sensitivity: bool = True
+    sensitivity: str = "quick"  # off | quick | full (see sensitivity.py); True/False read as quick/off
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sensitivity, bool):
+            self.sensitivity = "quick" if self.sensitivity else "off"
+        if self.sensitivity not in MODES:
+            raise DataError(f"unknown --sensitivity '{self.sensitivity}' (off, quick or full)")
+
     heatmaps: bool = True

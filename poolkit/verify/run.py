@@ -204,8 +204,8 @@ def _run_sets(
     # Both call the module on one array: a model of your own with several inputs has neither (yet).
     single_input = model.reference is None or len(model.reference.sample_shapes) == 1
     check = (
-        SensitivityCheck(model.name, module, options.atol, options.rtol)
-        if options.sensitivity and single_input
+        SensitivityCheck(model.name, module, options.atol, options.rtol, mode=options.sensitivity, rows=len(live))
+        if options.sensitivity != "off" and single_input
         else None
     )
     noise = NoiseFloor(module, options.rtol) if single_input else None
