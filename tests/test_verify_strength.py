@@ -181,6 +181,17 @@ def test_wrong_variants_of_a_classifier() -> None:
     assert (conv[0].weight != module[0].weight).sum() == 1
 
 
+def test_quick_sensitivity_samples_every_kind_across_the_network() -> None:
+    from poolkit.verify.sensitivity import sample
+
+    spec = parse_spec(" | ".join(["conv(3,3,k=1) | relu"] * 5) + " | maxpool(k=2)")
+    variants = wrong_variants(build_model(spec, (3, 8, 8)))
+    picked = [v.label for v in sample(variants)]
+    assert [v for v in picked if "identity" in v] == ["relu1→identity", "relu3→identity", "relu5→identity"]
+    assert [v.split(".")[0] for v in picked if "weight" in v] == ["conv1", "conv3", "conv5"]
+    assert [v for v in picked if "ceil_mode" in v] == ["maxpool1 ceil_mode False→True"]  # every kind, once at least
+
+
 def test_tolerance_guidance() -> None:
     exact = compare(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), 1e-5, 1e-5)
     off = compare(np.array([1.0, 0.0], np.float32), np.array([1.0 + 3e-5, 2e-5], np.float32), 1e-5, 1e-5)
