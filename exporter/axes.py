@@ -35,7 +35,7 @@ def channel_agnostic(spec: ModelSpec, input_shape: tuple[int, ...]) -> bool:
     if len(input_shape) != 3 or not spec.layers:
         return False
     for layer in spec.layers:
-        if layer.kind == "prelu" and int(layer.kwargs.get("num_parameters", 1)) == 1:
+        if layer.kind == "prelu" and int(layer.kwargs().get("num_parameters", 1)) == 1:
             continue
         if layer.kind not in CHANNEL_FREE:
             return False

@@ -21,7 +21,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from poolkit.cli.bench_render import bench_table, compare_table
-from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
+from poolkit.cli.render import export_table, sweep_table, zoo_table
+from poolkit.cli.verify_render import examples_table, verify_table
 from poolkit.common.files import to_plain
 from poolkit.exporter.export import STATIC_FALLBACK
 from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
