@@ -54,6 +54,7 @@ class ExportOptions:
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     weights: Path | None = None  # a state dict for a user's model (loaded with weights_only=True)
     force: bool = False  # export again even when the artifact on disk is current
+    dtype: str | None = None  # --dtype: the whole model converted (None: float32, or what the spec says)
 
 
 @dataclass
@@ -84,6 +85,14 @@ class BuiltModel:
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # several inputs: each one's shape
     source_sha256: str | None = None  # a user's model: its file at the moment it was imported
     dynamic_spatial: bool = False
+    dtype: str = "float32"
+
+    @property
+    def exported(self) -> nn.Module:
+        """What the exporters see: a model of your own not in float32 gets its inputs cast first."""
+        from poolkit.exporter.layers import with_input_cast
+
+        return with_input_cast(self.module, self.dtype) if self.ref.user is not None else self.module
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -124,7 +133,7 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
             continue
         assert ref.spec is not None
         shape = options.input_shape or default_input_shape(ref.spec)
-        module = build_model(ref.spec, shape, seed=options.seed)
+        module = build_model(ref.spec, shape, seed=options.seed, dtype=options.dtype)
         agnostic = shape_agnostic(ref.spec, shape)
         if options.dynamic_shape and not agnostic:
             what = "its input is not an image" if len(shape) != 3 else "a Linear layer fixes its input size"
@@ -134,7 +143,7 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
             )
         dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
         n_outputs = len(output_shapes(module, shape, batch=1))
-        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic))
+        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic, dtype=options.dtype or ref.spec.dtype))
     return built
 
 
@@ -168,8 +177,14 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
             f"'{ref.spec_text}' needs an input shape: give 'poolkit export' --input-shape (like 3x32x32; several"
             f" inputs: 3x32x32+10), or define example_input() beside {user.object_name}"
         )
-    outputs = check_forward(model, shapes, f"{Path(user.import_path).name}:{user.object_name}")
-    return BuiltModel(ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest)
+    if options.dtype is not None:
+        from poolkit.exporter.layers import convert_user_model
+
+        model = convert_user_model(model, options.dtype)
+    built = BuiltModel(ref, model, shapes[0], 0, shapes if len(shapes) > 1 else [], digest, dtype=options.dtype or "float32")
+    outputs = check_forward(built.exported, shapes, f"{Path(user.import_path).name}:{user.object_name}")
+    built.n_outputs = len(outputs)
+    return built
 
 
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
@@ -271,6 +286,7 @@ def _cached(
         and (fmt != "onnx" or old.opset_requested == options.opset)
         and old.weights == weights_filename(item.ref.name)
         and old.source_sha256 == item.source_sha256
+        and old.dtype == item.dtype
         and (item.ref.user is None or weights_match(item.module, out_dir / weights_filename(item.ref.name)))
     )
     if not same or not still_valid(out_dir, old):
@@ -433,6 +449,7 @@ def _export_one(
         opset_requested=options.opset if fmt == "onnx" else None,
         input_shapes=[input_shape[:1] + list(s) for s in item.input_shapes] or None,
         dynamic_axes=_expected_axes(item, input_shape),
+        dtype=item.dtype,
     )
     if item.ref.user is not None:
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
@@ -448,6 +465,7 @@ def _export_one(
         "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
         "poolkit.dynamic_axes": ",".join(record.dynamic_axes),
         "torch.version": stamp["torch"],
+        "poolkit.dtype": item.dtype,
     }
     if item.source_sha256:
         metadata["poolkit.source_sha256"] = item.source_sha256
@@ -461,7 +479,7 @@ def _export_one(
     start = time.perf_counter()
     try:
         written = export_artifact(
-            item.module,
+            item.exported,
             example,
             staged,
             fmt,

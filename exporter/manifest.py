@@ -16,6 +16,7 @@ from typing import Any
 
 from poolkit.common.errors import DataError
 from poolkit.common.files import inside, write_json_atomic
+from poolkit.exporter.dtypes import DTYPES
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -57,6 +58,7 @@ class ExportRecord:
     # Axes the artifact leaves open, by name: "batch", "height", "width". Older manifests lack it:
     # their batch axis is read from input_shape, and their images are fixed in size.
     dynamic_axes: list[str] = field(default_factory=list)
+    dtype: str = "float32"  # what the model's parameters hold (spec dtype= or --dtype); its input stays float32
 
     @property
     def ok(self) -> bool:
@@ -139,6 +141,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "source_sha256": (str, type(None)),
     "input_shapes": (list, type(None)),
     "dynamic_axes": (list,),
+    "dtype": (str,),
 }
 DYNAMIC_AXES = ("batch", "height", "width")
 
@@ -173,6 +176,8 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
     for shape in [record.input_shape, *(record.input_shapes or [])]:
         if not isinstance(shape, list) or not shape or not _dims_ok(shape[1:]) or not _batch_ok(shape[0]):
             raise bad(f"has a bad input shape {shape!r}")
+    if record.dtype not in DTYPES:
+        raise bad(f"has dtype {record.dtype!r} (one of {', '.join(DTYPES)})")
     if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
         raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
     return record

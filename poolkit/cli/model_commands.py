@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes, writable_folder
+from poolkit.cli.options import (
+    DtypeOpt,
+    Format,
+    JitMethod,
+    JsonOpt,
+    ModelOpt,
+    OnnxExporter,
+    parse_dtype,
+    parse_shapes,
+    writable_folder,
+)
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.limits import MAX_BATCH
 from poolkit.exporter.export import MAX_SEED
@@ -28,6 +38,7 @@ def zoo(
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1, max=MAX_BATCH)] = 64,
     input_shape: InputShapeOpt = None,
+    dtype: DtypeOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """List the named models: spec, torch layers, parameter count and output shape."""
@@ -35,7 +46,8 @@ def zoo(
     from poolkit.exporter.zoo import resolve_models
     from poolkit.zoo.info import describe
 
-    print_zoo(describe(resolve_models(model), batch_size, parse_shapes(input_shape)), batch_size, json_out)
+    rows = describe(resolve_models(model), batch_size, parse_shapes(input_shape), parse_dtype(dtype))
+    print_zoo(rows, batch_size, json_out)
     return EXIT_OK
 
 
@@ -69,6 +81,7 @@ def export(
         Path | None, typer.Option(help="A state dict for your own model (read with torch.load weights_only=True).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Export again even artifacts that are current.")] = False,
+    dtype: DtypeOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
@@ -97,6 +110,7 @@ def export(
         seed=seed,
         weights=weights,
         force=force,
+        dtype=parse_dtype(dtype),
     )
     writable_folder(out, "--out")
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)

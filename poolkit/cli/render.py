@@ -26,6 +26,9 @@ def zoo_table(rows: list[ZooRow], batch: int) -> Table:
     if not cifar:  # --input-shape, or a model of your own: say what each row was given
         table.add_column("input", no_wrap=True)
     table.add_column("output", no_wrap=True)
+    typed = any(r.dtype != "float32" for r in rows)  # a dtype column only when a model is not float32
+    if typed:
+        table.add_column("dtype", no_wrap=True)
     for r in rows:
         table.add_row(
             Text(r.name),
@@ -33,6 +36,7 @@ def zoo_table(rows: list[ZooRow], batch: int) -> Table:
             f"{r.parameters:,}",
             *([] if cifar else ["x".join(map(str, r.input_shape))]),
             ", ".join("x".join(map(str, s)) for s in r.output_shapes),
+            *([r.dtype] if typed else []),
         )
     return table
 

@@ -98,6 +98,7 @@ class ModelArtifacts:
         """The exact module that was exported, rebuilt once from spec (or the user's source), seed and
         the checked weights."""
         from poolkit.exporter.build import rebuild_model
+        from poolkit.exporter.layers import with_dtype  # imports torch: only once a model is rebuilt
         from poolkit.exporter.user_model import UserModelRef, rebuild_user_model
 
         if self._eager is None:
@@ -112,9 +113,10 @@ class ModelArtifacts:
                 if record.import_path and record.object_name:
                     self.check_source()
                     user = UserModelRef(record.import_path, record.object_name)
-                    self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+                    module = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+                    self._eager = with_dtype(module, record.dtype)
                 else:
-                    self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
+                    self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights, record.dtype)
             except PoolkitError as exc:
                 if record.import_path:
                     raise  # a user model's own one-line error (changed source, import error) says it all
