@@ -38,6 +38,19 @@ EXPECTED = "float32, float16, bfloat16 or float64 (torch.float16, half, fp16 and
 SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 
 
+# Unit roundoff of each dtype (half its machine epsilon): the size of one rounding, relative.
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8, "float64": 2.0**-53}
+
+
+def rounding_tolerance(dtype: str, fp32_atol: float, fp32_rtol: float) -> tuple[float, float]:
+    """(atol, rtol) for comparing two runs of one model in `dtype`: fp32's tolerance scaled by how much
+    coarser one rounding of `dtype` is (float16 ~8,000x, bfloat16 ~65,000x). Two runtimes in float16
+    round at different places (ONNX Runtime's CPU Conv accumulates in float32), so a difference of a
+    few float16 ulps is that dtype's own rounding, not a wrong artifact."""
+    scale = max(UNIT_ROUNDOFF[dtype] / UNIT_ROUNDOFF["float32"], 1.0)
+    return fp32_atol * scale, fp32_rtol * scale
+
+
 def dtype_name(text: object) -> str:
     """The canonical name of a dtype spelling; ValueError saying what is accepted otherwise."""
     if not isinstance(text, str):

@@ -56,6 +56,38 @@ class CastInputs(nn.Module):
         return self.inner(*(self.cast(x) if x.is_floating_point() else x for x in inputs))
 
 
+class Float32Out(nn.Module):
+    """A torch-side precision variant: the model in a lower dtype, float32 in and float32 out.
+
+    As onnxconverter-common's keep_io_types does for ONNX: callers keep feeding float32 and reading
+    float32, and the casts at the edges are part of what is exported and timed.
+    """
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.cast = InputCast(dtype)
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.cast(x)).float()
+
+
+def precision_variant(module: nn.Module, dtype: str, n_outputs: int = 1) -> nn.Module:
+    """A copy of `module` whose parameters and arithmetic are in `dtype`; float32 at the edges.
+
+    A model with several outputs (a pool's indices) keeps its outputs as they come: indices are
+    integers, and the values stay in `dtype`.
+    """
+    import copy
+
+    from poolkit.exporter.dtypes import torch_dtype
+
+    inner = copy.deepcopy(module).to(torch_dtype(dtype)).eval()
+    if n_outputs == 1:
+        return Float32Out(inner, torch_dtype(dtype)).eval()
+    return CastInputs(inner, torch_dtype(dtype)).eval()
+
+
 class _Unpool(nn.Module):
     """MaxUnpool as a chain link: it takes the (values, indices) pair the max pool before it returns.
 

@@ -231,7 +231,7 @@ def parse_scheduler(text: str | None) -> str | None:
     return address
 
 
-def parse_dtype(text: str | None) -> str | None:
+def parse_dtype(text: str | None, option: str = "--dtype") -> str | None:
     """--dtype's value as its canonical name (fp16 -> float16); a bad one is one line naming it."""
     from poolkit.exporter.dtypes import dtype_name
 
@@ -240,4 +240,4 @@ def parse_dtype(text: str | None) -> str | None:
     try:
         return dtype_name(text)
     except ValueError as exc:
-        raise PoolkitError(f"--dtype {text!r}: {exc}") from None
+        raise PoolkitError(f"{option} {text!r}: {exc}") from None

@@ -46,7 +46,7 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
 
     shape = cell.sample_shape
     try:
-        model = build_model(parse_spec(cell.spec), shape)
+        model = build_model(parse_spec(cell.spec), shape, dtype=None if cell.dtype == "float32" else cell.dtype)
     except Exception as exc:  # noqa: BLE001 - PyTorch refusing the combination is data, not a crash
         return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
     x = np.random.default_rng(0).random((SWEEP_BATCH, *shape), dtype=np.float32)
@@ -100,7 +100,9 @@ def judge(
     from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
     from poolkit.sweep.blame import declared_mismatch, exact_integer_problems, ort_shape_warnings
 
-    accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
+    from poolkit.exporter.dtypes import rounding_tolerance
+
+    accumulators = [Accumulator(*rounding_tolerance(cell.dtype, SWEEP_ATOL, SWEEP_RTOL))]  # the cell's own rounding
     structure = fold_batch(expected, actual, accumulators)
     if structure:
         return CellResult(cell, "shape-mismatch", structure)

@@ -14,9 +14,10 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from poolkit.exporter.dtypes import SHORT
 from poolkit.exporter.spec import LayerSpec, ModelSpec, parse_spec
 
-LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation")
+LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation", "unpool")
 EXPORT_PATHS = ("torchscript-script", "torchscript-trace", "onnx-dynamo", "onnx-legacy")
 DEFAULT_OPSETS = (17, 20)  # plus the newest opset each exporter and ONNX Runtime accept, measured per run
 DEFAULT_SIZES = ((32, 32), (31, 31))  # even and odd
@@ -141,10 +142,12 @@ class Cell:
     runtime: str  # a registry name: torchscript, onnxruntime, ...
     device: str = "cpu"
     depth: int = 0  # 3-D pools only: (channels, depth, height, width)
+    dtype: str = "float32"  # the layer's parameters and input (--dtypes)
 
     @property
     def id(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k != "depth" or v}  # 2-D ids as before
+        # 2-D float32 ids as before, so old journals resume
+        fields = {k: v for k, v in asdict(self).items() if (k != "depth" or v) and (k != "dtype" or v != "float32")}
         return hashlib.sha1(repr(sorted(fields.items())).encode()).hexdigest()[:16]
 
     @property
@@ -169,9 +172,13 @@ class Cell:
     @property
     def path_label(self) -> str:
         """Matrix column: `ts-script`, `dynamo-17 ort-cpu`, ..."""
+        precision = "" if self.dtype == "float32" else f" {SHORT[self.dtype]}"
         if self.export.startswith("torchscript"):
-            return self.export.replace("torchscript", "ts")
-        return f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
+            return self.export.replace("torchscript", "ts") + precision
+        return (
+            f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
+            + precision
+        )
 
 
 def build_grid(
@@ -182,32 +189,36 @@ def build_grid(
     onnx_runtimes: tuple[str, ...] = ("onnxruntime",),
     devices: tuple[str, ...] = ("cpu",),
     extra_opsets: dict[str, int] | None = None,
+    dtypes: tuple[str, ...] = ("float32",),
 ) -> list[Cell]:
     """Every layer variant x input size x export path (x opset x ONNX runtime x device for ONNX).
 
     `extra_opsets` adds one opset per ONNX exporter (the newest it was measured to accept). The
     `boundary` group brings its own input sizes (see `boundary_layers`); 1-D and 3-D pools run at
     the last size only (the odd one by default): 1-D takes its width, 3-D a depth of 7 (or the height, if smaller).
+    Each cell runs once per dtype of `dtypes` (the layer's parameters and its input in that dtype).
     """
     cells = []
     for group in groups:
         layers: list[tuple[str, tuple[tuple[int, int], ...]]]
         if group == "boundary":
             layers = [(text, ((n, n),)) for text, n in boundary_layers()]
+        elif group == "unpool":
+            layers = [(text, sizes[-1:] if dims != 2 else sizes) for text, dims in unpool_pairs()]
         else:
             own = sizes[-1:] if group in ("pool1d", "pool3d") else sizes  # the odd size: where ceil_mode bites
             layers = [(layer_text(k, a), own) for k, base, vals in TABLES[group] for a in layer_variants(k, base, vals)]
         for text, layer_sizes in layers:
             for h, w in layer_sizes:
                 depth = min(h, 7) if text.split("(", 1)[0].endswith("3d") else 0
-                for export in exports:
+                for export, dt in itertools.product(exports, dtypes):
                     if export.startswith("torchscript"):
-                        cells.append(Cell(group, text, h, w, export, None, "torchscript", "cpu", depth))
+                        cells.append(Cell(group, text, h, w, export, None, "torchscript", "cpu", depth, dt))
                         continue
                     extra = (extra_opsets or {}).get(export)
                     for opset in dict.fromkeys((*opsets, *([extra] if extra else []))):
                         for rt in onnx_runtimes:
-                            cells += [Cell(group, text, h, w, export, opset, rt, d, depth) for d in devices]
+                            cells += [Cell(group, text, h, w, export, opset, rt, d, depth, dt) for d in devices]
     return cells
 
 
@@ -280,6 +291,32 @@ def boundary_layers() -> list[tuple[str, int]]:
                     args["count_include_pad"] = include
                 kept[key] = (layer_text(kind, args), n)
     return list(dict.fromkeys(kept.values()))
+
+
+# ---------------------------------------------------------------- pool -> unpool pairs
+
+# (pool kind, unpool kind, dims, [(kernel, stride, padding, ceil_mode)]): the unpool mirrors its pool.
+UNPOOL_PAIRS: tuple[tuple[str, str, int, tuple[tuple[int, int, int, bool], ...]], ...] = (
+    ("maxpool", "maxunpool", 2, ((2, 2, 0, False), (3, 2, 1, False), (3, 3, 0, False), (2, 1, 0, False),
+                                 (3, 2, 0, True), (2, 2, 0, True))),  # fmt: skip
+    ("maxpool1d", "maxunpool1d", 1, ((2, 2, 0, False), (3, 2, 1, True))),
+    ("maxpool3d", "maxunpool3d", 3, ((2, 2, 0, False), (3, 2, 1, True))),
+)
+
+
+def unpool_pairs() -> list[tuple[str, int]]:
+    """`maxpool(...,indices=true) | maxunpool(...)` specs, with the pool's spatial dimensions.
+
+    MaxUnpool's default output size is what a floor-mode pool of that size came from: with ceil_mode
+    or an odd input it differs from the pool's input, which is exactly what exporters get wrong.
+    """
+    out = []
+    for pool, unpool, dims, configs in UNPOOL_PAIRS:
+        for k, s, p, ceil in configs:
+            shared: dict[str, Any] = {"kernel_size": k, "stride": s, "padding": p}
+            first = layer_text(pool, {**shared, "return_indices": True, **({"ceil_mode": True} if ceil else {})})
+            out.append((str(parse_spec(f"{first} | {LayerSpec(unpool, tuple(shared.items()))}")), dims))
+    return out
 
 
 def cell_spec(cell: Cell) -> ModelSpec:

@@ -1,0 +1,137 @@
+"""Precision variants of an export: fp16, bf16 and int8 artifacts beside the fp32 one.
+
+A precision is a property of an export record (`ExportRecord.precision`), written for a format:
+- **fp16 ONNX**: the fp32 file converted by onnxconverter-common (`convert_float_to_float16`), its
+  inputs and outputs kept float32 (`keep_io_types`), so every caller still feeds CIFAR10's float32.
+- **bf16 ONNX, fp16/bf16 TorchScript**: torch converts the module (`.to(dtype)`) inside a wrapper that
+  casts the input in and the outputs back to float32; the format's own exporter writes it.
+- **int8 ONNX**: ONNX Runtime's `quantize_static`, QDQ format, per-channel weights, calibrated on
+  CIFAR10 images (method and image count recorded); the scales it computed are recorded too, so
+  verify can tell a file whose scales were changed after calibration.
+A combination poolkit cannot write (int8 TorchScript: torch's own int8 does not script portably)
+is a failed record with the reason, never an fp32 file under another name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poolkit.common.errors import PoolkitError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DTYPE_OF = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # int8 has no torch dtype variant
+CALIBRATION_METHOD = "minmax"  # ONNX Runtime's CalibrationMethod.MinMax: the scales cover every value seen
+CALIBRATION_IMAGES = 256  # CIFAR10 test images the int8 scales are computed on
+CALIBRATION_BATCH = 32
+
+
+@dataclass
+class Quantization:
+    """How an int8 artifact was quantized: what verify checks it against, and what the report shows."""
+
+    method: str
+    images: int
+    source: str  # where the calibration images came from (CIFAR10 test set, shipped subset, synthetic)
+    per_channel: bool = True
+    format: str = "QDQ"
+    activation_type: str = "int8"
+    weight_type: str = "int8"
+    scales: dict[str, list[float]] = field(default_factory=dict)  # scale initializer -> values, as calibrated
+
+
+def parse_precisions(values: list[str]) -> tuple[str, ...]:
+    """--precision fp32,fp16,...: known names, fp32 spellings folded, order kept, duplicates dropped."""
+    aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "qint8": "int8"}
+    out: list[str] = []
+    for raw in values:
+        name = aliases.get(raw.strip().lower(), raw.strip().lower())
+        if name not in PRECISIONS:
+            raise PoolkitError(f"--precision {raw!r}: expected {', '.join(PRECISIONS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out) or ("fp32",)
+
+
+def variant_problem(fmt: str, precision: str) -> str | None:
+    """Why poolkit does not write `precision` for `fmt` (None: it does)."""
+    if precision == "int8" and fmt != "onnx":
+        return (
+            f"int8 {fmt}: poolkit quantizes ONNX files only (ONNX Runtime's quantize_static, QDQ); torch's "
+            "own int8 modules do not export to this format portably: use --format onnx for int8"
+        )
+    return None
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """The fp32 ONNX file in float16, inputs and outputs kept float32 (casts at the edges)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+def quantize_int8(
+    source: Path, target: Path, images: np.ndarray, input_name: str | None = None, source_label: str = ""
+) -> Quantization:
+    """Static int8 quantization (QDQ, per-channel weights) calibrated on `images`; returns what it did."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static
+
+    name = input_name or onnx.load(str(source), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._batches = iter(images[i : i + CALIBRATION_BATCH] for i in range(0, len(images), CALIBRATION_BATCH))
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {name: batch}
+
+    quantize_static(
+        str(source),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return Quantization(CALIBRATION_METHOD, int(len(images)), source_label, scales=read_scales(target))
+
+
+def read_scales(path: Path) -> dict[str, list[float]]:
+    """Every scale a QuantizeLinear / DequantizeLinear node of the file uses, by initializer name."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    used = {n.input[1] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    return {
+        init.name: [float(v) for v in numpy_helper.to_array(init).reshape(-1)]
+        for init in model.graph.initializer
+        if init.name in used
+    }
+
+
+def changed_scales(recorded: dict[str, list[float]], found: dict[str, list[float]], rel: float = 1e-6) -> list[str]:
+    """Scales in the file that are not the ones calibration computed (recorded at export)."""
+    problems = []
+    for name, values in recorded.items():
+        now = found.get(name)
+        if now is None or len(now) != len(values):
+            problems.append(f"{name}: missing from the file")
+            continue
+        for i, (a, b) in enumerate(zip(values, now, strict=True)):
+            if abs(a - b) > rel * max(abs(a), abs(b)):
+                where = f"[{i}]" if len(values) > 1 else ""
+                problems.append(f"{name}{where} is {b:.3g} in the file, calibration computed {a:.3g} ({b / a:.3g}x)")
+                break
+    return problems
