@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import SpecError, one_line
 from poolkit.common.limits import check_sample
-from poolkit.exporter.spec import LayerSpec, ModelSpec
+from poolkit.exporter.spec import UNPOOL_OF, LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +113,7 @@ def check_chain(spec: ModelSpec, model: nn.Module, input_shape: tuple[int, ...])
     children = list(model.children())
     if len(children) > len(spec.layers):  # the InputCast of a model not in float32
         x, children = children[0](x), children[1:]
+    pooled: tuple[int, ...] = ()  # what the last max pool took: its indices point into a tensor this size
     with torch.inference_mode():
         for layer, module in zip(spec.layers, children, strict=True):
             shape = tuple((x[0] if isinstance(x, tuple) else x).shape)  # a pool's (values, indices) before an unpool
@@ -129,6 +130,21 @@ def check_chain(spec: ModelSpec, model: nn.Module, input_shape: tuple[int, ...])
                 x = module(x)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise SpecError(f"'{layer.label}' cannot take input of shape {shape}: {_reason(exc)}") from None
+            if layer.kind in UNPOOL_OF:
+                check_unpool(layer, pooled, tuple(x.shape))
+            pooled = shape
+
+
+def check_unpool(layer: LayerSpec, pooled: tuple[int, ...], out: tuple[int, ...]) -> None:
+    """MaxUnpool's output must hold every position its pool can pick: torch checks this only on data
+    (zeros pass, real images fail with "Found an invalid max index"), so poolkit checks the sizes."""
+    spatial = len(out) - 2
+    if any(o < p for o, p in zip(out[2:], pooled[-spatial:], strict=True)):
+        size, took = "x".join(map(str, out[2:])), "x".join(map(str, pooled[-spatial:]))
+        raise SpecError(
+            f"'{layer.label}' gives {size}, smaller than the {took} its pool took: the pool's indices can point"
+            " outside it (torch fails on such input); change the input size, or the pool's kernel/stride"
+        )
 
 
 def _reason(exc: BaseException) -> str:

@@ -50,8 +50,11 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
     except Exception as exc:  # noqa: BLE001 - PyTorch refusing the combination is data, not a crash
         return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
     x = np.random.default_rng(0).random((SWEEP_BATCH, *shape), dtype=np.float32)
-    with open_runtime("eager", model, "cpu") as eager:
-        expected = run_batch(eager, x)
+    try:
+        with open_runtime("eager", model, "cpu") as eager:
+            expected = run_batch(eager, x)
+    except Exception as exc:  # noqa: BLE001 - PyTorch refusing the data (an unpool's index) is invalid too
+        return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
 
     with tempfile.TemporaryDirectory(prefix="poolkit-sweep-") as tmp:
         fmt, how = cell.export.split("-", 1)
