@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from poolkit.common.machine import library_versions
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
 from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
+from poolkit.exporter.precision import Calibration, calibration_for, skipped_combinations, variant_problem
 from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
@@ -55,12 +56,15 @@ class ExportOptions:
     weights: Path | None = None  # a state dict for a user's model (loaded with weights_only=True)
     force: bool = False  # export again even when the artifact on disk is current
     dtype: str | None = None  # --dtype: the whole model converted (None: float32, or what the spec says)
+    precisions: tuple[str, ...] = ("fp32",)  # --precision: variants written beside each fp32 artifact
+    calibration: Calibration | None = None  # int8: the images its scales are computed on
 
 
 @dataclass
 class ExportRun:
     records: list[ExportRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run did not write, and why (said once)
 
     @property
     def failed(self) -> list[ExportRecord]:
@@ -213,19 +217,27 @@ def export_models(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = ExportRun()
+    run.notes.extend(skipped_combinations(options.formats, options.precisions))
     stamp = versions()
     for item in build_all(refs, options):
         staged: dict[str, Path] = {}
         try:
             new = []
-            current = {r.format: r for r in load_manifest(out_dir) if r.name == item.ref.name}
+            old = {r.key: r for r in load_manifest(out_dir) if r.name == item.ref.name}
+            current = {r.format: r for r in old.values() if r.precision == "fp32"}
             for fmt in options.formats:
                 record = _cached(current.get(fmt), item, fmt, options, stamp, out_dir)
                 if record is None:
                     record, staged_file = _export_one(item, fmt, out_dir, options, stamp, run.warnings)
                     if staged_file is not None:
-                        staged[fmt] = staged_file
+                        staged[str(record.key)] = staged_file
                 new.append(record)
+                base = staged.get(str(record.key)) or (out_dir / record.path if record.ok and record.path else None)
+                for precision in (p for p in options.precisions if p != "fp32" and not variant_problem(fmt, p)):
+                    variant, staged_file = _export_variant(item, record, base, precision, old, out_dir, options)
+                    if staged_file is not None:
+                        staged[str(variant.key)] = staged_file
+                    new.append(variant)
             _commit(item, out_dir, new, staged)
         finally:
             for leftover in staged.values():
@@ -247,6 +259,13 @@ def check_options(options: ExportOptions) -> None:
             raise PoolkitError(
                 f"--opset {options.opset}: onnx {versions()['onnx']} writes opsets {MIN_OPSET} to {newest}"
             )
+    for fmt in options.formats:
+        for precision in options.precisions:
+            problem = variant_problem(fmt, precision)
+            if problem and len(options.formats) == 1:  # asked for exactly this: refused, not skipped
+                raise PoolkitError(f"--precision {precision} --format {fmt}: {problem.split(': ', 1)[-1]}")
+    if "int8" in options.precisions and options.calibration is None:
+        raise PoolkitError("--precision int8 needs calibration images (the CLI loads CIFAR10's)")
     if options.seed < 0 or options.seed > MAX_SEED:
         raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
     for sample in options.input_shapes or ([options.input_shape] if options.input_shape is not None else []):
@@ -303,8 +322,8 @@ def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged
         weights = out_dir / weights_filename(item.ref.name)
         weights_digest = write_weights(item.module, weights) if any(r.ok for r in fresh) else None
         for record in fresh:
-            if record.format in staged:
-                os.replace(staged.pop(record.format), out_dir / str(record.path))
+            if str(record.key) in staged:
+                os.replace(staged.pop(str(record.key)), out_dir / str(record.path))
             if record.ok:
                 record.weights, record.weights_sha256 = weights.name, weights_digest
         update_manifest(out_dir, fresh + _stale_others(out_dir, item, fresh, weights_digest), locked=True)
@@ -320,9 +339,10 @@ def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], di
     if digest is None:
         return []
     formats = {r.format for r in fresh}
+    keys = {r.key for r in fresh}
     stale = []
     for old in load_manifest(out_dir):
-        if old.name == item.ref.name and old.format not in formats and old.ok and old.weights_sha256 != digest:
+        if old.name == item.ref.name and old.key not in keys and old.ok and old.weights_sha256 != digest:
             stale.append(
                 replace(
                     old,
@@ -510,6 +530,55 @@ def _export_one(
     record.path = final.name
     record.sha256 = sha256_file(staged)
     record.size_bytes = staged.stat().st_size
+    record.export_seconds = round(time.perf_counter() - start, 4)
+    return record, staged
+
+
+def _export_variant(
+    item: BuiltModel,
+    base: ExportRecord,
+    base_file: Path | None,
+    precision: str,
+    old: dict[Any, ExportRecord],
+    out_dir: Path,
+    options: ExportOptions,
+) -> tuple[ExportRecord, Path | None]:
+    """One precision variant of `base` (staged next to its final name), or a failed record saying why."""
+    from poolkit.exporter.layers import precision_variant
+    from poolkit.exporter.precision import variant_filename, write_variant
+
+    record = replace(base, precision=precision, path=None, sha256=None, size_bytes=None, error=None,
+                     quantization=None, cached=False, export_seconds=0.0)  # fmt: skip
+    previous = old.get(record.key)
+    if base.cached and previous is not None and still_valid(out_dir, previous) and not options.force:
+        return replace(previous, cached=True, export_seconds=0.0), None
+    if not base.ok or base_file is None:
+        record.status, record.error = "failed", f"the fp32 {base.format} export it is made from failed"
+        return record, None
+    final = out_dir / variant_filename(item.ref.name, base.format, precision)
+    staged = final.with_name(f".{final.name}.{os.getpid()}.staged")
+    batch = 2 if options.dynamic_batch else options.static_batch_size
+
+    def export_torch(dtype: str, target: Path) -> None:
+        module = precision_variant(item.exported, dtype, item.n_outputs)
+        export_artifact(module, example_input(item.input_shape, batch, options.seed), target, base.format,
+                        method=options.method, exporter=options.exporter, opset=base.opset,
+                        dynamic_batch=options.dynamic_batch, n_outputs=item.n_outputs,
+                        dynamic_spatial=item.dynamic_spatial)  # fmt: skip
+
+    start = time.perf_counter()
+    try:
+        calibration = calibration_for(options.calibration, item.input_shape)
+        quantization = write_variant(base_file, staged, base.format, precision, export_torch, calibration)
+    except Exception as exc:  # any converter failure becomes a failed row, never a crash
+        staged.unlink(missing_ok=True)
+        record.status, record.error = "failed", one_line(exc)
+        return record, None
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    record.quantization = asdict(quantization) if quantization is not None else None
+    record.path, record.sha256, record.size_bytes = final.name, sha256_file(staged), staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record, staged
 

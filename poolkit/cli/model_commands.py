@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,11 +17,15 @@ from poolkit.cli.options import (
     OnnxExporter,
     parse_dtype,
     parse_shapes,
+    given_values,
     writable_folder,
 )
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.limits import MAX_BATCH
 from poolkit.exporter.export import MAX_SEED
+
+if TYPE_CHECKING:
+    from poolkit.exporter.precision import Calibration
 
 InputShapeOpt = Annotated[
     str | None,
@@ -82,6 +86,14 @@ def export(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Export again even artifacts that are current.")] = False,
     dtype: DtypeOpt = None,
+    precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Precision variants written beside each fp32 artifact: fp32, fp16, bf16, int8 (comma-separated)."
+            " fp16 ONNX: onnxconverter-common, float32 I/O kept; bf16 and TorchScript: torch converts the"
+            " module; int8 ONNX: ONNX Runtime quantize_static (QDQ, per-channel) calibrated on CIFAR10."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
@@ -94,8 +106,10 @@ def export(
     """
     from poolkit.cli.output import print_export, print_export_progress
     from poolkit.exporter.export import FORMATS, ExportOptions, export_models
+    from poolkit.exporter.precision import parse_precisions
     from poolkit.exporter.zoo import resolve_models
 
+    precisions = parse_precisions(given_values(precision, "--precision"))
     shapes = parse_shapes(input_shape)
     options = ExportOptions(
         formats=FORMATS if format.value == "all" else (format.value,),
@@ -111,8 +125,21 @@ def export(
         weights=weights,
         force=force,
         dtype=parse_dtype(dtype),
+        precisions=precisions,
+        calibration=calibration_images() if "int8" in precisions else None,
     )
     writable_folder(out, "--out")
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def calibration_images() -> Calibration:
+    """int8's calibration set: the first CIFAR10 test images poolkit has ($POOLKIT_DATA, else the shipped ones)."""
+    from poolkit.exporter.precision import CALIBRATION_IMAGES, Calibration
+    from poolkit.services.cifar10 import load_images
+
+    images = load_images("cifar10")
+    count = min(CALIBRATION_IMAGES, len(images.images))
+    where = images.source.path or images.source.origin
+    return Calibration(images.images[:count], f"CIFAR10 test images 0-{count - 1} ({images.source.origin}: {where})")

@@ -137,7 +137,8 @@ def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
 
 def print_export_progress(record: ExportRecord) -> None:
     mark = "[green]✓[/green]" if record.ok else "[red]✗[/red]"
-    console.print(f"{mark} {escape(record.name)} {record.format}")
+    variant = f" {record.precision}" if record.precision != "fp32" else ""
+    console.print(f"{mark} {escape(record.name)} {record.format}{variant}")
 
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
@@ -145,6 +146,8 @@ def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
     from poolkit.exporter.torchscript_export import JIT_DEPRECATION_NOTE
 
     print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
+    for line in run.notes:
+        note(line)
     if run.jit_deprecated:
         import torch
 

@@ -63,6 +63,9 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
     for col in ("model", "format", "method", "opset", "status", "size", "s"):
         table.add_column(col, no_wrap=col != "model")
     table.add_column("sha256")
+    variants = any(r.precision != "fp32" or r.dtype != "float32" for r in records)
+    if variants:  # export --precision / --dtype: which precision each row is
+        table.add_column("precision", no_wrap=True)
     for r in records:
         table.add_row(
             Text(r.name),
@@ -73,8 +76,12 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
             _size(r.size_bytes),
             f"{r.export_seconds:.2f}",
             (r.sha256 or "")[:12] if r.ok else "[red]see below[/red]",
-        )
-    return Group(table, failure_lines([(f"{r.name} {r.format}", r.error or "") for r in records if not r.ok]))
+            *([r.precision if r.precision != "fp32" else f"{r.dtype} model" if r.dtype != "float32" else "fp32"]
+              if variants else []),
+        )  # fmt: skip
+    failed = [(f"{r.name} {r.format}" + (f" {r.precision}" if r.precision != "fp32" else ""), r.error or "")
+              for r in records if not r.ok]  # fmt: skip
+    return Group(table, failure_lines(failed))
 
 
 def unavailable_lines(rows: list[tuple[str, str]]) -> Text:
@@ -148,6 +155,10 @@ def verify_table(report: VerifyReport) -> Group:
         parts.append(legend)
     if report.sensitivity:
         parts.append(sensitivity_table(report))
+    if report.precisions:  # export --precision variants, each judged on its own rounding
+        from poolkit.cli.precision_render import precision_table
+
+        parts.append(precision_table(report.precisions))
     if notes:
         parts.append(notes)
     warnings = report.warnings

@@ -32,6 +32,7 @@ from poolkit.services.cifar10 import IMAGE_SHAPE, DataSource, ImageSet, syntheti
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, fold_batch, mismatch_reason
 from poolkit.verify.heatmap import write_heatmaps
 from poolkit.verify.inputs import DEFAULT_INPUT_SETS, InputSet, build_input_sets
+from poolkit.verify.precision import PrecisionRow, verify_precisions
 from poolkit.verify.sensitivity import SensitivityCheck, SensitivityResult
 from poolkit.verify.tolerance import Guidance, NoiseFloor, guidance
 
@@ -113,10 +114,12 @@ class VerifyReport:
     rows: list[VerifyRow]
     input_sets: dict[str, str] = field(default_factory=dict)  # name -> what it is
     sensitivity: list[SensitivityResult] = field(default_factory=list)
+    precisions: list[PrecisionRow] = field(default_factory=list)  # fp16/bf16/int8 variants, each on its own rounding
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r.passed or r.status == "unavailable" for r in self.rows)
+        every = [*self.rows, *self.precisions]
+        return bool(self.rows) and all(r.passed or r.status == "unavailable" for r in every)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -240,6 +243,7 @@ def verify(
         rows, found = verify_model(model, cache, options, plan, cuda_reasons, on_batch)
         report.rows.extend(rows)
         report.sensitivity.extend(found)
+        report.precisions.extend(verify_precisions(model, images, options.devices, options.batch_size))
     report.input_sets = cache.described()
     return report
 
