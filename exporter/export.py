@@ -25,7 +25,15 @@ from poolkit.common.machine import library_versions
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
 from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
 from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
-from poolkit.exporter.precision import Calibration, calibration_for, skipped_combinations, variant_problem
+from poolkit.exporter.precision import (
+    BF16_OPSET,
+    Calibration,
+    calibration_for,
+    same_settings,
+    skipped_combinations,
+    variant_problem,
+    variant_versions,
+)
 from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
 from poolkit.exporter.zoo import ModelRef
@@ -548,9 +556,18 @@ def _export_variant(
     from poolkit.exporter.precision import variant_filename, write_variant
 
     record = replace(base, precision=precision, path=None, sha256=None, size_bytes=None, error=None,
-                     quantization=None, cached=False, export_seconds=0.0)  # fmt: skip
+                     quantization=None, cached=False, export_seconds=0.0,
+                     versions={**base.versions, **variant_versions(precision)})  # fmt: skip
+    calibration = calibration_for(options.calibration, item.input_shape)
     previous = old.get(record.key)
-    if base.cached and previous is not None and still_valid(out_dir, previous) and not options.force:
+    if (
+        base.cached
+        and not options.force
+        and previous is not None
+        and previous.versions == record.versions
+        and same_settings(previous.quantization, calibration)
+        and still_valid(out_dir, previous)
+    ):
         return replace(previous, cached=True, export_seconds=0.0), None
     if not base.ok or base_file is None:
         record.status, record.error = "failed", f"the fp32 {base.format} export it is made from failed"
@@ -561,14 +578,15 @@ def _export_variant(
 
     def export_torch(dtype: str, target: Path) -> None:
         module = precision_variant(item.exported, dtype, item.n_outputs)
+        opset = base.opset if base.format != "onnx" or dtype != "bfloat16" else max(base.opset or 0, BF16_OPSET)
+        record.opset = opset if base.format == "onnx" else None
         export_artifact(module, example_input(item.input_shape, batch, options.seed), target, base.format,
-                        method=options.method, exporter=options.exporter, opset=base.opset,
+                        method=options.method, exporter=options.exporter, opset=opset,
                         dynamic_batch=options.dynamic_batch, n_outputs=item.n_outputs,
                         dynamic_spatial=item.dynamic_spatial)  # fmt: skip
 
     start = time.perf_counter()
     try:
-        calibration = calibration_for(options.calibration, item.input_shape)
         quantization = write_variant(base_file, staged, base.format, precision, export_torch, calibration)
     except Exception as exc:  # any converter failure becomes a failed row, never a crash
         staged.unlink(missing_ok=True)

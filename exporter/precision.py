@@ -30,6 +30,7 @@ DTYPE_OF = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # int8 ha
 CALIBRATION_METHOD = "minmax"  # ONNX Runtime's CalibrationMethod.MinMax: the scales cover every value seen
 CALIBRATION_IMAGES = 256  # CIFAR10 test images the int8 scales are computed on
 CALIBRATION_BATCH = 32
+BF16_OPSET = 22  # the first opset whose Conv, Gemm and pools accept bfloat16
 
 
 @dataclass
@@ -153,6 +154,37 @@ class Calibration:
 
     images: np.ndarray
     source: str
+
+
+def variant_versions(precision: str) -> dict[str, str]:
+    """The converter's version, recorded with the variant (a new one re-converts instead of reusing the file)."""
+    from importlib.metadata import version
+
+    if precision == "int8":
+        return {"onnxruntime": version("onnxruntime-gpu") if _has("onnxruntime-gpu") else version("onnxruntime")}
+    if precision == "fp16":
+        return {"onnxconverter-common": version("onnxconverter-common")}
+    return {}
+
+
+def _has(dist: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def same_settings(recorded: dict[str, Any] | None, calibration: Calibration | None) -> bool:
+    """Whether an int8 file was quantized as this run would (method, range, images); other precisions: yes."""
+    if recorded is None:
+        return True  # fp16 / bf16: nothing calibrated
+    want = Quantization(CALIBRATION_METHOD, len(calibration.images) if calibration else 0,
+                        calibration.source if calibration else "")  # fmt: skip
+    keys = ("method", "images", "source", "per_channel", "reduce_range", "format", "activation_type", "weight_type")
+    return all(recorded.get(k) == getattr(want, k) for k in keys)
 
 
 def calibration_for(calibration: Calibration | None, sample_shape: tuple[int, ...]) -> Calibration | None:

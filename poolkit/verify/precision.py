@@ -117,8 +117,8 @@ class PrecisionRow:
             parts.append(f"top-1 agrees with fp32 on {self.top1:.1%}")
         if self.sqnr_db is not None:
             parts.append(f"SQNR {self.sqnr_db:.1f} dB" if math.isfinite(self.sqnr_db) else "exact")
-        if self.fp32_rms:
-            parts.append(f"rms error {self.rms / self.fp32_rms:,.0f}x fp32's")
+        if self.max_abs is not None:
+            parts.append(f"max error {self.max_abs:.2g}")
         return ", ".join(parts)
 
 
@@ -189,7 +189,7 @@ def _verify_variant(ctx: _Context, record: ExportRecord, device: str) -> Precisi
         with open_runtime(row.runtime, path, device) as rt:
             actual = [_as_array(run_batch(rt, b)[0]) for b in ctx.batches]
     except PoolkitError as exc:
-        row.reason = f"{row.runtime} cannot run the {record.precision} file: {exc}"
+        row.reason = str(exc)
         return row
     except Exception as exc:  # noqa: BLE001 - a runtime without kernels for this precision fails in many ways
         row.reason = f"{row.runtime} cannot run the {record.precision} file: {one_line(exc)}"
