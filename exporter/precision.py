@@ -64,13 +64,17 @@ def parse_precisions(values: list[str]) -> tuple[str, ...]:
 
 
 def variant_problem(fmt: str, precision: str) -> str | None:
-    """Why poolkit does not write `precision` for `fmt` (None: it does)."""
-    if precision == "int8" and fmt != "onnx":
+    """Why poolkit does not write `precision` for `fmt` (None: it does), from the format's own declaration."""
+    from poolkit.exporter.formats.registry import format_named
+
+    if precision in format_named(fmt).precisions:
+        return None
+    if precision == "int8":
         return (
             f"int8 {fmt}: poolkit quantizes ONNX files only (ONNX Runtime's quantize_static, QDQ); torch's "
             "own int8 modules do not export to this format portably: use --format onnx for int8"
         )
-    return None
+    return f"{precision} {fmt}: the {fmt} format writes {', '.join(format_named(fmt).precisions)} only"
 
 
 def convert_fp16(source: Path, target: Path) -> None:
@@ -145,7 +149,10 @@ def changed_scales(recorded: dict[str, list[float]], found: dict[str, list[float
 
 
 def variant_filename(name: str, fmt: str, precision: str) -> str:
-    return f"{name}.{precision}.torchscript.pt" if fmt == "torchscript" else f"{name}.{precision}.{fmt}"
+    """tudui.int8.onnx, tudui.fp16.torchscript.pt: the format's own suffix, the precision before it."""
+    from poolkit.exporter.formats.registry import format_named
+
+    return f"{name}.{precision}{format_named(fmt).suffix}"
 
 
 @dataclass

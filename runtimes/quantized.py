@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolkit.runtimes.onnxruntime import PROVIDERS, _node_layer, session_options
+from poolkit.runtimes.onnxruntime import _node_layer
+from poolkit.runtimes.ort_session import PROVIDERS, session_options
 
 if TYPE_CHECKING:
     import numpy as np

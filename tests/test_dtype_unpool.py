@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from poolkit.cli import app
 from poolkit.common.errors import DataError, SpecError
 from poolkit.exporter.build import build_model
-from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.export import export_models
+from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.spec import parse_spec
 from poolkit.exporter.zoo import resolve_model

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from poolkit.exporter.dtypes import SHORT
-from poolkit.exporter.spec import LayerSpec, ModelSpec, parse_spec
+from poolkit.exporter.formats.registry import DEFAULT_SWEEP_PATHS, SWEEP_PATHS, sweep_path
+from poolkit.exporter.spec import LayerSpec, parse_spec
 
 LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation", "unpool")
-EXPORT_PATHS = ("torchscript-script", "torchscript-trace", "onnx-dynamo", "onnx-legacy")
+EXPORT_PATHS = tuple(SWEEP_PATHS)  # every format's sweep paths, from the format registry
+DEFAULT_EXPORT_PATHS = DEFAULT_SWEEP_PATHS  # what runs without --exporters
 DEFAULT_OPSETS = (17, 20)  # plus the newest opset each exporter and ONNX Runtime accept, measured per run
 DEFAULT_SIZES = ((32, 32), (31, 31))  # even and odd
 
@@ -171,14 +173,12 @@ class Cell:
 
     @property
     def path_label(self) -> str:
-        """Matrix column: `ts-script`, `dynamo-17 ort-cpu`, ..."""
+        """Matrix column: `ts-script`, `pt2-export`, `dynamo-17 ort-cpu`, ... (`fp16` added for --dtypes)"""
+        fmt, path = sweep_path(self.export)
         precision = "" if self.dtype == "float32" else f" {SHORT[self.dtype]}"
-        if self.export.startswith("torchscript"):
-            return self.export.replace("torchscript", "ts") + precision
-        return (
-            f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
-            + precision
-        )
+        if not fmt.uses_opset:
+            return path.label + precision
+        return f"{path.label}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}{precision}"
 
 
 def build_grid(
@@ -212,8 +212,9 @@ def build_grid(
             for h, w in layer_sizes:
                 depth = min(h, 7) if text.split("(", 1)[0].endswith("3d") else 0
                 for export, dt in itertools.product(exports, dtypes):
-                    if export.startswith("torchscript"):
-                        cells.append(Cell(group, text, h, w, export, None, "torchscript", "cpu", depth, dt))
+                    fmt, _ = sweep_path(export)
+                    if fmt.sweep_runtime is not None:  # its own runtime, on the CPU
+                        cells.append(Cell(group, text, h, w, export, None, fmt.sweep_runtime, "cpu", depth, dt))
                         continue
                     extra = (extra_opsets or {}).get(export)
                     for opset in dict.fromkeys((*opsets, *([extra] if extra else []))):
@@ -317,7 +318,3 @@ def unpool_pairs() -> list[tuple[str, int]]:
             first = layer_text(pool, {**shared, "return_indices": True, **({"ceil_mode": True} if ceil else {})})
             out.append((str(parse_spec(f"{first} | {LayerSpec(unpool, tuple(shared.items()))}")), dims))
     return out
-
-
-def cell_spec(cell: Cell) -> ModelSpec:
-    return parse_spec(cell.spec)
