@@ -32,7 +32,7 @@ class InputCast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.dtype)
 
-    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:  # type: ignore[override]
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         self.dtype = fn(torch.empty(0, dtype=self.dtype)).dtype
         return super()._apply(fn, recurse)
 

@@ -119,7 +119,9 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
         from poolkit.exporter.layers import convert_user_model  # imports torch, as the user's module did
 
         model = convert_user_model(model, options.dtype)
-    built = BuiltModel(ref, model, shapes[0], 0, shapes if len(shapes) > 1 else [], digest, dtype=options.dtype or "float32")
+    built = BuiltModel(
+        ref, model, shapes[0], 0, shapes if len(shapes) > 1 else [], digest, dtype=options.dtype or "float32"
+    )
     outputs = check_forward(built.exported, shapes, f"{Path(user.import_path).name}:{user.object_name}")
     built.n_outputs = len(outputs)
     return built

@@ -100,7 +100,7 @@ def layer_sqnr(float_path: Path, qdq_path: Path, batches: list[np.ndarray]) -> l
     name = float_model.graph.input[0].name
     layer_of = {out: _node_layer(n) for n in float_model.graph.node for out in n.output}
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._it = iter(batches)
 

@@ -14,8 +14,8 @@ from poolkit.cli import app
 from poolkit.common.errors import DataError, SpecError
 from poolkit.exporter.build import build_model
 from poolkit.exporter.export import export_models
-from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.manifest import load_manifest
+from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.spec import parse_spec
 from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import run_batch
@@ -107,8 +107,21 @@ def test_zoo_cli_shows_the_dtype() -> None:
 
 def test_manifest_refuses_an_unknown_dtype(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(
-        json.dumps({"artifacts": [{"name": "m", "spec": "relu", "format": "onnx", "method": "dynamo",
-                                   "status": "ok", "input_shape": ["batch", 3, 4, 4], "dtype": "int3"}]})  # fmt: skip
+        json.dumps(
+            {
+                "artifacts": [
+                    {
+                        "name": "m",
+                        "spec": "relu",
+                        "format": "onnx",
+                        "method": "dynamo",
+                        "status": "ok",
+                        "input_shape": ["batch", 3, 4, 4],
+                        "dtype": "int3",
+                    }
+                ]
+            }
+        )  # fmt: skip
     )
     with pytest.raises(DataError, match="has dtype 'int3'"):
         load_manifest(tmp_path)

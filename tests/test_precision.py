@@ -16,8 +16,8 @@ from poolkit.common.errors import PoolkitError
 from poolkit.common.files import sha256_file
 from poolkit.exporter.dtypes import rounding_tolerance
 from poolkit.exporter.export import export_models
-from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.manifest import load_manifest, save_manifest
+from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.precision import Calibration, changed_scales, parse_precisions, variant_problem
 from poolkit.exporter.zoo import resolve_models
 from poolkit.services.artifacts import open_artifacts

@@ -84,7 +84,9 @@ def bench_precisions(
     """Every model with variants: fp32 and each variant per format and device, interleaved rounds."""
     models = [m for m in open_artifacts(Path(models_dir), names) if m.variants]
     if not models:
-        raise PoolkitError(f"no model in {models_dir} has precision variants: run 'poolkit export --precision fp16,int8'")
+        raise PoolkitError(
+            f"no model in {models_dir} has precision variants: run 'poolkit export --precision fp16,int8'"
+        )
     images = load_images("cifar10")
     rows: list[PrecisionTiming] = []
     for model in models:
@@ -140,13 +142,18 @@ def _bench_group(
             opened.append((row, rt))
         for _ in range(rounds):  # interleaved: the machine's load falls on every precision alike
             for row, rt in opened:
-                prepared = rt.prepare(x)
-                row.samples_ms += [s * 1e3 for s in timed_loop(lambda i: rt.infer(prepared), max(1, iters // rounds)).host_s]
+                row.samples_ms += _time_round(rt, x, max(1, iters // rounds))
     fp32 = next((r for r in rows if r.precision == "fp32" and r.median_ms), None)
     for row in rows:
         if fp32 is not None and row.median_ms:
             row.speedup = fp32.median_ms / row.median_ms if fp32.median_ms else None
     return rows
+
+
+def _time_round(rt: Runtime, x: np.ndarray, n: int) -> list[float]:
+    """One round of `n` calls on a prepared batch, in milliseconds (the loop bench itself uses)."""
+    prepared = rt.prepare(x)
+    return [s * 1e3 for s in timed_loop(lambda i: rt.infer(prepared), n).host_s]
 
 
 def _open(
@@ -197,14 +204,14 @@ def write_tradeoff_plot(bench: PrecisionBench, path: Path, machine: str) -> Path
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in points:
-        loss = max(r.rel_rms or 0.0, 1e-9)
-        ax.scatter(r.speedup, loss, s=40)
+        loss, speedup = max(r.rel_rms or 0.0, 1e-9), r.speedup or 1.0
+        ax.scatter(speedup, loss, s=40)
         ax.annotate(f"{r.model} {r.precision} {r.runtime}-{r.device}", (r.speedup or 0, loss), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")  # fmt: skip
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("speed-up vs fp32 on the same runtime (median, batch %d)" % points[0].batch)
+    ax.set_xlabel(f"speed-up vs fp32 on the same runtime (median, batch {points[0].batch})")
     ax.set_ylabel("accuracy loss: rms(variant - fp32) / rms(fp32)")
     ax.set_title(f"precision trade-off — {machine}", fontsize=9)
     fig.tight_layout()

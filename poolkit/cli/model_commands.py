@@ -15,9 +15,9 @@ from poolkit.cli.options import (
     JsonOpt,
     ModelOpt,
     OnnxExporter,
+    given_values,
     parse_dtype,
     parse_shapes,
-    given_values,
     writable_folder,
 )
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK

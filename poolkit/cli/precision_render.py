@@ -59,8 +59,13 @@ def precision_table(rows: list[PrecisionRow]) -> Group:
     if notes:
         parts.append(notes)
     counts = {s: sum(r.status == s for r in rows) for s in ("passed", "failed", "unavailable")}
-    parts.append(Text(f"precision variants: {counts['passed']} passed, {counts['failed']} failed"
-                      + (f", {counts['unavailable']} unavailable" if counts["unavailable"] else ""), style="bold"))
+    parts.append(
+        Text(
+            f"precision variants: {counts['passed']} passed, {counts['failed']} failed"
+            + (f", {counts['unavailable']} unavailable" if counts["unavailable"] else ""),
+            style="bold",
+        )
+    )
     parts.append(Text(ship_summary(rows)))
     return Group(*parts)
 

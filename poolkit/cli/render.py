@@ -173,8 +173,12 @@ def verify_table(report: VerifyReport) -> Group:
             f"{s['passed']} passed, {s['failed']} failed"
             + (f", {s['unavailable']} unavailable" if s["unavailable"] else "")
             + (f"; {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else "")
-            + (f"; precision variants: {sum(p.passed for p in report.precisions)} passed,"
-               f" {sum(p.status == 'failed' for p in report.precisions)} failed" if report.precisions else ""),
+            + (
+                f"; precision variants: {sum(p.passed for p in report.precisions)} passed,"
+                f" {sum(p.status == 'failed' for p in report.precisions)} failed"
+                if report.precisions
+                else ""
+            ),
             style="bold green" if report.passed else "bold red",
         )
     )

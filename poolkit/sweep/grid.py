@@ -298,8 +298,12 @@ def boundary_layers() -> list[tuple[str, int]]:
 
 # (pool kind, unpool kind, dims, [(kernel, stride, padding, ceil_mode)]): the unpool mirrors its pool.
 UNPOOL_PAIRS: tuple[tuple[str, str, int, tuple[tuple[int, int, int, bool], ...]], ...] = (
-    ("maxpool", "maxunpool", 2, ((2, 2, 0, False), (3, 2, 1, False), (3, 3, 0, False), (2, 1, 0, False),
-                                 (3, 2, 0, True), (2, 2, 0, True))),  # fmt: skip
+    (
+        "maxpool",
+        "maxunpool",
+        2,
+        ((2, 2, 0, False), (3, 2, 1, False), (3, 3, 0, False), (2, 1, 0, False), (3, 2, 0, True), (2, 2, 0, True)),
+    ),  # fmt: skip
     ("maxpool1d", "maxunpool1d", 1, ((2, 2, 0, False), (3, 2, 1, True))),
     ("maxpool3d", "maxunpool3d", 3, ((2, 2, 0, False), (3, 2, 1, True))),
 )

@@ -118,8 +118,8 @@ class VerifyReport:
 
     @property
     def passed(self) -> bool:
-        every = [*self.rows, *self.precisions]
-        return bool(self.rows) and all(r.passed or r.status == "unavailable" for r in every)
+        statuses = [r.status for r in self.rows] + [p.status for p in self.precisions]
+        return bool(self.rows) and all(s in ("passed", "unavailable") for s in statuses)
 
     @property
     def summary(self) -> dict[str, int]:
