@@ -157,3 +157,27 @@ def test_verify_cli_exit_codes_per_precision(variants_dir: Path, tmp_path: Path)
     bad = CliRunner().invoke(app, ["verify", "--models", str(broken), "-m", "tudui", "-r", "onnxruntime", "--batches", "1",
                                    "--report", str(tmp_path / "bad.json")])  # fmt: skip
     assert bad.exit_code == 1 and "precision variants: 1 passed, 1 failed" in bad.output
+
+
+@pytest.mark.slow
+def test_bench_precision_rows_against_their_own_fp32(variants_dir: Path, tmp_path: Path) -> None:
+    from poolkit.bench.precision import bench_precisions, write_tradeoff_plot
+
+    bench = bench_precisions(variants_dir, ["tudui"], iters=4, rounds=2, warmup=1, threads=1)
+    rows = {(r.format, r.precision): r for r in bench.rows}
+    assert set(rows) == {("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")}
+    fp32, int8 = rows[("onnx", "fp32")], rows[("onnx", "int8")]
+    assert fp32.speedup == pytest.approx(1.0) and len(fp32.samples_ms) == 4
+    assert int8.median_ms and int8.speedup == pytest.approx(fp32.median_ms / int8.median_ms)
+    assert int8.rel_rms is not None and 0 < int8.rel_rms < 0.5 and int8.top1_loss is not None
+    assert write_tradeoff_plot(bench, tmp_path / "t.png", "test machine") == tmp_path / "t.png"
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_precision_refuses_a_folder_without_variants(tmp_path: Path) -> None:
+    from poolkit.bench.precision import bench_precisions
+
+    run = export_models(resolve_models(["relu"]), tmp_path, ExportOptions(formats=("onnx",)))
+    assert not run.failed
+    with pytest.raises(PoolkitError, match="has precision variants: run 'poolkit export --precision fp16,int8'"):
+        bench_precisions(tmp_path, None)
