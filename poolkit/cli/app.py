@@ -71,7 +71,7 @@ class OneLineGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        from poolkit.cli.output import error
+        from poolkit.cli.output import error  # lazy: rich's console would slow `poolkit --help`
 
         saved_logging = logging.root.manager.disable
         try:
@@ -131,7 +131,7 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from poolkit.cli.output import error
+        from poolkit.cli.output import error  # lazy, as in OneLineGroup.main
 
         try:
             code = fn(*args, **kwargs)
