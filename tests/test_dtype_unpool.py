@@ -20,7 +20,8 @@ from poolkit.exporter.spec import parse_spec
 from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
-from poolkit.sweep.grid import Cell, build_grid, unpool_pairs
+from poolkit.sweep.grid import Cell, build_grid
+from poolkit.sweep.unpool import unpool_pairs
 from poolkit.verify.examples import run_examples
 
 FOUR_BY_FOUR = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]], dtype=np.float32).reshape(1, 1, 4, 4)

@@ -114,7 +114,7 @@ def bench(
     writable_folder(out, "--out")
     if precision:  # the variants of each artifact, against their own fp32 artifact
         from poolkit.bench.precision import run_precision_bench
-        from poolkit.cli.precision_render import print_precision_bench
+        from poolkit.cli.output import print_precision_bench
 
         bench_run, written = run_precision_bench(
             models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, threads, out

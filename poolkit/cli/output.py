@@ -239,3 +239,14 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
 def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
     print_report(found, None if json_out else examples_table(found), path, json_out)
+
+
+def print_precision_bench(bench: Any, written: dict[str, Path], json_out: bool) -> None:
+    """`bench --precision`: its JSON, or its table and the files written."""
+    from poolkit.cli.precision_render import precision_bench_table
+
+    if json_out:
+        print_json(bench)
+        return
+    console.print(precision_bench_table(bench))
+    console.print(f"[dim]written: {escape(', '.join(str(p) for p in written.values()))}[/dim]")

@@ -10,8 +10,6 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from poolkit.bench.precision import PrecisionBench
     from poolkit.verify.precision import PrecisionRow
 
@@ -109,15 +107,3 @@ def precision_bench_table(bench: PrecisionBench) -> Group:
             notes.append("✗ " if r.status == "failed" else "- ", style="bold red" if r.status == "failed" else "yellow")
             notes.append(f"{r.model} {r.format} {r.precision} {r.device}", style="bold").append(f": {r.reason}\n")
     return Group(table, notes) if notes else Group(table)
-
-
-def print_precision_bench(bench: PrecisionBench, written: dict[str, Path], json_out: bool) -> None:
-    from rich.markup import escape
-
-    from poolkit.cli.output import console, print_json
-
-    if json_out:
-        print_json(bench)
-        return
-    console.print(precision_bench_table(bench))
-    console.print(f"[dim]written: {escape(', '.join(str(p) for p in written.values()))}[/dim]")

@@ -17,6 +17,7 @@ from typing import Any
 from poolkit.exporter.dtypes import SHORT
 from poolkit.exporter.formats.registry import DEFAULT_SWEEP_PATHS, SWEEP_PATHS, sweep_path
 from poolkit.exporter.spec import LayerSpec, parse_spec
+from poolkit.sweep.unpool import unpool_pairs
 
 LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation", "unpool")
 EXPORT_PATHS = tuple(SWEEP_PATHS)  # every format's sweep paths, from the format registry
@@ -292,33 +293,3 @@ def boundary_layers() -> list[tuple[str, int]]:
                     args["count_include_pad"] = include
                 kept[key] = (layer_text(kind, args), n)
     return list(dict.fromkeys(kept.values()))
-
-
-# ---------------------------------------------------------------- pool -> unpool pairs
-
-# (pool kind, unpool kind, dims, [(kernel, stride, padding, ceil_mode)]): the unpool mirrors its pool.
-UNPOOL_PAIRS: tuple[tuple[str, str, int, tuple[tuple[int, int, int, bool], ...]], ...] = (
-    (
-        "maxpool",
-        "maxunpool",
-        2,
-        ((2, 2, 0, False), (3, 2, 1, False), (3, 3, 0, False), (2, 1, 0, False), (3, 2, 0, True), (2, 2, 0, True)),
-    ),  # fmt: skip
-    ("maxpool1d", "maxunpool1d", 1, ((2, 2, 0, False), (3, 2, 1, True))),
-    ("maxpool3d", "maxunpool3d", 3, ((2, 2, 0, False), (3, 2, 1, True))),
-)
-
-
-def unpool_pairs() -> list[tuple[str, int]]:
-    """`maxpool(...,indices=true) | maxunpool(...)` specs, with the pool's spatial dimensions.
-
-    MaxUnpool's default output size is what a floor-mode pool of that size came from: with ceil_mode
-    or an odd input it differs from the pool's input, which is exactly what exporters get wrong.
-    """
-    out = []
-    for pool, unpool, dims, configs in UNPOOL_PAIRS:
-        for k, s, p, ceil in configs:
-            shared: dict[str, Any] = {"kernel_size": k, "stride": s, "padding": p}
-            first = layer_text(pool, {**shared, "return_indices": True, **({"ceil_mode": True} if ceil else {})})
-            out.append((str(parse_spec(f"{first} | {LayerSpec(unpool, tuple(shared.items()))}")), dims))
-    return out
