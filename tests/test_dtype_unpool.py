@@ -169,3 +169,22 @@ def test_dtype_recorded_and_artifacts_take_float32(typed_dir: Path) -> None:
         with open_runtime(runtime, typed_dir / str(record.path), "cpu") as rt:
             (out,) = run_batch(rt, x)
         assert out.dtype == np.float16 and out.shape == (2, 6, 30, 30)
+
+
+def test_dtype_for_a_model_of_your_own(tmp_path: Path) -> None:
+    from poolkit.exporter.models import build_user_model
+    from poolkit.zoo.info import describe
+
+    source = tmp_path / "mynet.py"
+    source.write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n        return torch.relu(self.conv(x))\n"
+    )
+    ref = resolve_model(f"{source}:Net")
+    built = build_user_model(ref, ExportOptions(input_shape=(3, 8, 8), dtype="float16"))
+    assert built.dtype == "float16" and next(built.module.parameters()).dtype == torch.float16
+    out = built.exported(torch.rand(2, 3, 8, 8))  # float32 in, cast inside
+    assert out.dtype == torch.float16 and out.shape == (2, 4, 6, 6)
+    (row,) = describe([ref], batch=2, input_shapes=((3, 8, 8),), dtype="float16")
+    assert row.dtype == "float16" and row.output_shapes == [(2, 4, 6, 6)]
