@@ -21,14 +21,12 @@ from poolkit.bench.stats import Stats, summarize
 from poolkit.common.errors import PoolkitError, one_line
 from poolkit.exporter.manifest import ExportRecord
 from poolkit.runtimes.base import Runtime, run_batch
-from poolkit.runtimes.registry import cuda_problem, open_runtime
+from poolkit.runtimes.registry import cuda_problem, open_runtime, reader_of
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import IMAGE_SHAPE, load_images, synthetic_images
 
 if TYPE_CHECKING:
     import numpy as np
-
-READER = {"onnx": "onnxruntime", "torchscript": "torchscript"}
 
 
 @dataclass
@@ -125,7 +123,7 @@ def _bench_group(
     rows, opened = [], []
     with contextlib.ExitStack() as stack:
         for record in records:
-            runtime = READER.get(record.format, record.format)
+            runtime = reader_of(record.format)
             row = PrecisionTiming(model.name, record.format, record.precision, runtime, device, len(x))
             rows.append(row)
             rt = _open(model, record, runtime, device, threads, row, stack)

@@ -25,7 +25,7 @@ from poolkit.common.errors import PoolkitError, one_line
 from poolkit.exporter.dtypes import UNIT_ROUNDOFF
 from poolkit.exporter.manifest import ExportRecord
 from poolkit.runtimes.base import run_batch
-from poolkit.runtimes.registry import cuda_problem, open_runtime
+from poolkit.runtimes.registry import cuda_problem, open_runtime, reader_of
 from poolkit.services.artifacts import ModelArtifacts
 from poolkit.services.cifar10 import IMAGE_SHAPE, ImageSet, synthetic_images
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 ROUNDING_FACTOR = 4.0  # how much worse than its precision's own reference an artifact may round
 SHIP_TOP1 = 0.99  # top-1 agreement with fp32 a classifier needs before a precision is worth shipping
 PRECISION_IMAGES = 512  # images each variant runs on (the first of the set verify uses)
-READER = {"onnx": "onnxruntime", "torchscript": "torchscript"}  # which runtime runs a variant of each format
 TORCH_DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -168,7 +167,7 @@ def _first(out: Any) -> np.ndarray:
 
 
 def _row(model: ModelArtifacts, record: ExportRecord, device: str, reason: str | None = None) -> PrecisionRow:
-    runtime = READER.get(record.format, record.format)
+    runtime = reader_of(record.format)
     return PrecisionRow(model.name, record.format, record.precision, runtime, device, reason=reason,
                         quantization=record.quantization)  # fmt: skip
 
