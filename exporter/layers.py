@@ -72,6 +72,19 @@ class Float32Out(nn.Module):
         return self.inner(self.cast(x)).float()
 
 
+class CastIn(nn.Module):
+    """A torch-side precision variant of a model with several outputs (a pool's values and indices):
+    float32 in, its outputs as they come (indices are integers; values stay in the lower dtype)."""
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.cast = InputCast(dtype)
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner(self.cast(x))  # type: ignore[no-any-return]
+
+
 def precision_variant(module: nn.Module, dtype: str, n_outputs: int = 1) -> nn.Module:
     """A copy of `module` whose parameters and arithmetic are in `dtype`; float32 at the edges.
 
@@ -85,7 +98,7 @@ def precision_variant(module: nn.Module, dtype: str, n_outputs: int = 1) -> nn.M
     inner = copy.deepcopy(module).to(torch_dtype(dtype)).eval()
     if n_outputs == 1:
         return Float32Out(inner, torch_dtype(dtype)).eval()
-    return CastInputs(inner, torch_dtype(dtype)).eval()
+    return CastIn(inner, torch_dtype(dtype)).eval()
 
 
 class _Unpool(nn.Module):

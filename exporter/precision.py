@@ -120,7 +120,14 @@ def quantize_int8(
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
     )
-    return Quantization(CALIBRATION_METHOD, int(len(images)), source_label, scales=read_scales(target))
+    scales = read_scales(target)
+    if not scales:  # nothing was quantized: an fp32 file under an int8 name is never written
+        target.unlink(missing_ok=True)
+        raise PoolkitError(
+            "int8: quantize_static found nothing to quantize in this model (no Conv, Gemm, MatMul or other op it"
+            " quantizes): the file would be fp32 under an int8 name"
+        )
+    return Quantization(CALIBRATION_METHOD, int(len(images)), source_label, scales=scales)
 
 
 def read_scales(path: Path) -> dict[str, list[float]]:
