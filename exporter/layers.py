@@ -82,7 +82,7 @@ class CastIn(nn.Module):
         self.inner = inner
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inner(self.cast(x))  # type: ignore[no-any-return]
+        return self.inner(self.cast(x))
 
 
 def precision_variant(module: nn.Module, dtype: str, n_outputs: int = 1) -> nn.Module:
