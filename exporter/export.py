@@ -23,7 +23,9 @@ from poolkit.exporter.formats.registry import artifact_filename, format_named
 from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, update_manifest
 from poolkit.exporter.models import BuiltModel, build_all, example_batch
 from poolkit.exporter.options import ExportOptions, check_options
+from poolkit.exporter.precision import skipped_combinations, variant_problem
 from poolkit.exporter.records import artifact_metadata, cached_record, new_record, versions
+from poolkit.exporter.variants import export_variant
 from poolkit.exporter.weights import weights_filename, write_weights
 from poolkit.exporter.zoo import ModelRef
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 class ExportRun:
     records: list[ExportRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run did not write, and why (said once)
 
     @property
     def failed(self) -> list[ExportRecord]:
@@ -70,19 +73,28 @@ def export_models(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = ExportRun()
+    run.notes.extend(skipped_combinations(options.formats, options.precisions))
     stamp = versions()
     for item in build_all(refs, options):
         staged: dict[str, Path] = {}
         try:
             new = []
-            current = {r.format: r for r in load_manifest(out_dir) if r.name == item.ref.name}
+            old = {r.key: r for r in load_manifest(out_dir) if r.name == item.ref.name}
+            current = {r.format: r for r in old.values() if r.precision == "fp32"}
             for fmt in options.formats:
                 record = cached_record(current.get(fmt), item, fmt, options, stamp, out_dir)
                 if record is None:
                     record, staged_file = _export_one(item, fmt, out_dir, options, stamp, run.warnings)
                     if staged_file is not None:
-                        staged[fmt] = staged_file
+                        staged[str(record.key)] = staged_file
                 new.append(record)
+                # Precision variants are made from this fp32 artifact (staged, or the cached file).
+                base = staged.get(str(record.key)) or (out_dir / record.path if record.ok and record.path else None)
+                for precision in (p for p in options.precisions if p != "fp32" and not variant_problem(fmt, p)):
+                    variant, staged_file = export_variant(item, record, base, precision, old, out_dir, options)
+                    if staged_file is not None:
+                        staged[str(variant.key)] = staged_file
+                    new.append(variant)
             _commit(item, out_dir, new, staged)
         finally:
             for leftover in staged.values():
@@ -173,12 +185,12 @@ def _export_or_static(
     """Export; a user's module whose height/width were opened because eager ran at another size falls
     back to its static size when the exporter refuses them, and says why in one line."""
     try:
-        return export_artifact(item.module, example, staged, fmt, request)
+        return export_artifact(item.exported, example, staged, fmt, request)
     except Exception as exc:  # noqa: BLE001 - re-raised below unless the static export works
         if not (item.probed and request.dynamic_spatial):
             raise
         reason = one_line(exc)[:160]
-    written = export_artifact(item.module, example, staged, fmt, replace(request, dynamic_spatial=False))
+    written = export_artifact(item.exported, example, staged, fmt, replace(request, dynamic_spatial=False))
     record.dynamic_axes = [a for a in record.dynamic_axes if a not in ("height", "width")]
     warnings_seen.append(f"{item.ref.name} {fmt}: {STATIC_FALLBACK} (the exporter refused them open: {reason})")
     return written
@@ -193,8 +205,8 @@ def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged
         weights = out_dir / weights_filename(item.ref.name)
         weights_digest = write_weights(item.module, weights) if any(r.ok for r in fresh) else None
         for record in fresh:
-            if record.format in staged:
-                os.replace(staged.pop(record.format), out_dir / str(record.path))
+            if str(record.key) in staged:
+                os.replace(staged.pop(str(record.key)), out_dir / str(record.path))
             if record.ok:
                 record.weights, record.weights_sha256 = weights.name, weights_digest
         update_manifest(out_dir, fresh + _stale_others(out_dir, item, fresh, weights_digest), locked=True)
@@ -210,9 +222,10 @@ def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], di
     if digest is None:
         return []
     formats = {r.format for r in fresh}
+    keys = {r.key for r in fresh}
     stale = []
     for old in load_manifest(out_dir):
-        if old.name == item.ref.name and old.format not in formats and old.ok and old.weights_sha256 != digest:
+        if old.name == item.ref.name and old.key not in keys and old.ok and old.weights_sha256 != digest:
             stale.append(
                 replace(
                     old,

@@ -16,6 +16,9 @@ from typing import Any
 
 from poolkit.common.errors import DataError
 from poolkit.common.files import inside, write_json_atomic
+from poolkit.exporter.dtypes import DTYPES
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # exporter.precision's list; here so the manifest needs no onnx
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -61,14 +64,20 @@ class ExportRecord:
     # ("height": "Dim.AUTO [2, inf]" where an explicit Dim was refused).
     dynamic_dims: dict[str, str] = field(default_factory=dict)
     compile_seconds: float | None = None  # AOTInductor: the compile, part of export_seconds
+    dtype: str = "float32"  # what the model's parameters hold (spec dtype= or --dtype); its input stays float32
+    # A precision variant of the format (export --precision): fp32 is the artifact itself; fp16, bf16
+    # and int8 files sit beside it, made from the same weights. int8: how it was quantized.
+    precision: str = "fp32"
+    quantization: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.name, self.format)
+    def key(self) -> tuple[str, str] | tuple[str, str, str]:
+        """One record per model, format and precision (an fp32 record keeps its old two-part key)."""
+        return (self.name, self.format) if self.precision == "fp32" else (self.name, self.format, self.precision)
 
     @property
     def dynamic_batch(self) -> bool:
@@ -145,6 +154,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "dynamic_axes": (list,),
     "dynamic_dims": (dict,),
     "compile_seconds": (int, float, type(None)),
+    "dtype": (str,),
+    "precision": (str,),
+    "quantization": (dict, type(None)),
 }
 DYNAMIC_AXES = ("batch", "channels", "height", "width")
 
@@ -179,6 +191,10 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
     for shape in [record.input_shape, *(record.input_shapes or [])]:
         if not isinstance(shape, list) or not shape or not _dims_ok(shape[1:]) or not _batch_ok(shape[0]):
             raise bad(f"has a bad input shape {shape!r}")
+    if record.precision not in PRECISIONS:
+        raise bad(f"has precision {record.precision!r} (one of {', '.join(PRECISIONS)})")
+    if record.dtype not in DTYPES:
+        raise bad(f"has dtype {record.dtype!r} (one of {', '.join(DTYPES)})")
     if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
         raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
     if not all(k in DYNAMIC_AXES and isinstance(v, str) and v.isprintable() for k, v in record.dynamic_dims.items()):
@@ -195,7 +211,7 @@ def _batch_ok(axis: Any) -> bool:
 
 
 def save_manifest(models_dir: Path, records: list[ExportRecord]) -> Path:
-    rows = sorted(records, key=lambda r: (r.name, r.format))
+    rows = sorted(records, key=lambda r: (r.name, r.format, PRECISIONS.index(r.precision)))
     artifacts = [{k: v for k, v in asdict(r).items() if k != "cached"} for r in rows]
     data = {"poolkit_manifest": MANIFEST_VERSION, "artifacts": artifacts}
     return write_json_atomic(manifest_path(models_dir), data)

@@ -40,6 +40,14 @@ class BuiltModel:
     dynamic_spatial: bool = False
     dynamic_channels: bool = False  # `axes.channel_agnostic`: pools and activations take any channel count
     probed: bool = False  # a user's module: height/width opened because eager ran at another size
+    dtype: str = "float32"  # what its parameters hold (the spec's dtype= or --dtype)
+
+    @property
+    def exported(self) -> nn.Module:
+        """What the exporters see: a model of your own not in float32 gets its inputs cast first."""
+        from poolkit.exporter.layers import with_input_cast  # imports torch: only once a model is exported
+
+        return with_input_cast(self.module, self.dtype) if self.ref.user is not None else self.module
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -74,7 +82,7 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
             continue
         assert ref.spec is not None
         shape = options.input_shape or default_input_shape(ref.spec)
-        module = build_model(ref.spec, shape, seed=options.seed)
+        module = build_model(ref.spec, shape, seed=options.seed, dtype=options.dtype)
         agnostic = shape_agnostic(ref.spec, shape)
         if options.dynamic_shape and not agnostic:
             what = "its input is not an image" if len(shape) != 3 else "a Linear layer fixes its input size"
@@ -85,7 +93,10 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
         dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
         n_outputs = len(output_shapes(module, shape, batch=1))
         channels = dynamic and channel_agnostic(ref.spec, shape)
-        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic, dynamic_channels=channels))
+        dtype = options.dtype or ref.spec.dtype
+        built.append(
+            BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic, dynamic_channels=channels, dtype=dtype)
+        )
     return built
 
 
@@ -105,16 +116,23 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
             f"'{ref.spec_text}' needs an input shape: give 'poolkit export' --input-shape (like 3x32x32; several"
             f" inputs: 3x32x32+10), or define example_input() beside {user.object_name}"
         )
-    outputs = check_forward(model, shapes, f"{Path(user.import_path).name}:{user.object_name}")
-    dynamic = options.dynamic_shape is not False and runs_at_another_size(model, shapes)
+    if options.dtype is not None:
+        from poolkit.exporter.layers import convert_user_model  # imports torch, as the user's module did
+
+        model = convert_user_model(model, options.dtype)
+    built = BuiltModel(
+        ref, model, shapes[0], 0, shapes if len(shapes) > 1 else [], digest, dtype=options.dtype or "float32"
+    )
+    outputs = check_forward(built.exported, shapes, f"{Path(user.import_path).name}:{user.object_name}")
+    built.n_outputs = len(outputs)
+    dynamic = options.dynamic_shape is not False and runs_at_another_size(built.exported, shapes)
     if options.dynamic_shape and not dynamic:
         raise SpecError(
             f"--dynamic-shape: '{ref.spec_text}' does not run at another image size than {shapes[0]} "
             "(tried three quarters of each side); export it with --static-shape, or leave the option out"
         )
-    return BuiltModel(
-        ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest, dynamic, probed=dynamic
-    )
+    built.dynamic_spatial = built.probed = dynamic
+    return built
 
 
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ from poolkit.common.errors import PoolkitError
 from poolkit.common.limits import check_batch, check_sample
 from poolkit.exporter.build import DEFAULT_SEED
 from poolkit.exporter.formats.registry import ALL_FORMATS, format_named
+from poolkit.exporter.precision import Calibration, variant_problem
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
@@ -29,12 +30,22 @@ class ExportOptions:
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     weights: Path | None = None  # a state dict for a user's model (loaded with weights_only=True)
     force: bool = False  # export again even when the artifact on disk is current
+    dtype: str | None = None  # --dtype: the whole model converted (None: float32, or what the spec says)
+    precisions: tuple[str, ...] = ("fp32",)  # --precision: variants written beside each fp32 artifact
+    calibration: Calibration | None = None  # int8: the images its scales are computed on
 
 
 def check_options(options: ExportOptions) -> None:
     """Refuse what the exporter cannot honour before anything is built or written."""
     for name in options.formats:
         format_named(name).check(options.opset)
+    for name in options.formats:
+        for precision in options.precisions:
+            problem = variant_problem(name, precision)
+            if problem and len(options.formats) == 1:  # asked for exactly this: refused, not skipped
+                raise PoolkitError(f"--precision {precision} --format {name}: {problem.split(': ', 1)[-1]}")
+    if "int8" in options.precisions and options.calibration is None:
+        raise PoolkitError("--precision int8 needs calibration images (the CLI loads CIFAR10's)")
     if options.seed < 0 or options.seed > MAX_SEED:
         raise PoolkitError(f"--seed {options.seed}: seeds run from 0 to {MAX_SEED}")
     for sample in options.input_shapes or ([options.input_shape] if options.input_shape is not None else []):

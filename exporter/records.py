@@ -58,6 +58,7 @@ def new_record(item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[s
         opset_requested=options.opset if format_named(fmt).uses_opset else None,
         input_shapes=[input_shape[:1] + list(s) for s in item.input_shapes] or None,
         dynamic_axes=expected_axes(item, input_shape, fmt),
+        dtype=item.dtype,
     )
     if item.ref.user is not None:
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
@@ -76,6 +77,7 @@ def artifact_metadata(item: BuiltModel, record: ExportRecord, options: ExportOpt
         "poolkit.input_shape": "x".join(str(d) for d in record.input_shape),
         "poolkit.dynamic_axes": ",".join(record.dynamic_axes),
         "torch.version": record.versions["torch"],
+        "poolkit.dtype": record.dtype,
     }
     if item.source_sha256:
         metadata["poolkit.source_sha256"] = item.source_sha256
@@ -100,6 +102,7 @@ def cached_record(
         and (not format_named(fmt).uses_opset or old.opset_requested == options.opset)
         and old.weights == weights_filename(item.ref.name)
         and old.source_sha256 == item.source_sha256
+        and old.dtype == item.dtype
         and (item.ref.user is None or weights_match(item.module, out_dir / weights_filename(item.ref.name)))
     )
     if not same or not still_valid(out_dir, old):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poolkit.common.errors import SpecError
+from poolkit.exporter.dtypes import DEFAULT_DTYPE, dtype_name
 
 REQUIRED = object()  # marks a parameter without a default
 
@@ -24,7 +25,7 @@ class Param:
     """One constructor argument of a torch layer, with the short names a spec may use."""
 
     name: str
-    kind: str  # int, float, bool, pair, triple, padding, optional_int/pair/triple, choice
+    kind: str  # int, float, bool, pair, triple, padding, optional_int/pair/triple, choice, dtype, device
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
@@ -56,6 +57,9 @@ class LayerKind:
 _K = Param("kernel_size", "pair", aliases=("k", "kernel"))
 _INPLACE = Param("inplace", "bool", False)
 _DIM = Param("dim", "int", 1, explicit=True)  # the seeds insist: always say which dim softmax runs over
+# The seeds' Conv2d table ends with device and dtype: every layer holding parameters takes them.
+_DTYPE = Param("dtype", "dtype", DEFAULT_DTYPE)
+_DEVICE = Param("device", "device", None)
 
 LAYER_KINDS: tuple[LayerKind, ...] = (
     LayerKind(
@@ -71,6 +75,8 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
             Param("groups", "int", 1, ("g",)),
             Param("bias", "bool", True),
             Param("padding_mode", "choice", "zeros", ("mode",), ("zeros", "reflect", "replicate", "circular")),
+            _DEVICE,
+            _DTYPE,
         ),
         aliases=("conv2d",),
         max_positional=3,
@@ -155,6 +161,34 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
         ),
         max_positional=1,
     ),
+    # MaxUnpool: puts a max pool's values back at the positions its indices say, zeros elsewhere.
+    LayerKind(
+        "maxunpool",
+        "MaxUnpool2d",
+        (_K, Param("stride", "optional_pair", None, ("s",)), Param("padding", "pair", 0, ("p",))),
+        aliases=("maxunpool2d",),
+        max_positional=1,
+    ),
+    LayerKind(
+        "maxunpool1d",
+        "MaxUnpool1d",
+        (
+            Param("kernel_size", "int", aliases=("k", "kernel")),
+            Param("stride", "optional_int", None, ("s",)),
+            Param("padding", "int", 0, ("p",)),
+        ),
+        max_positional=1,
+    ),
+    LayerKind(
+        "maxunpool3d",
+        "MaxUnpool3d",
+        (
+            Param("kernel_size", "triple", aliases=("k", "kernel")),
+            Param("stride", "optional_triple", None, ("s",)),
+            Param("padding", "triple", 0, ("p",)),
+        ),
+        max_positional=1,
+    ),
     LayerKind(
         "adaptiveavgpool",
         "AdaptiveAvgPool2d",
@@ -184,6 +218,8 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
             Param("in_features", "int", aliases=("in", "in_")),
             Param("out_features", "int", aliases=("out",)),
             Param("bias", "bool", True),
+            _DEVICE,
+            _DTYPE,
         ),
         max_positional=2,
         canon_positional=2,
@@ -201,7 +237,7 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
     LayerKind(
         "prelu",
         "PReLU",
-        (Param("num_parameters", "int", 1, ("n",)), Param("init", "float", 0.25)),
+        (Param("num_parameters", "int", 1, ("n",)), Param("init", "float", 0.25), _DEVICE, _DTYPE),
         max_positional=1,
     ),
     LayerKind("elu", "ELU", (Param("alpha", "float", 1.0), _INPLACE), max_positional=1),
@@ -210,6 +246,8 @@ LAYER_KINDS: tuple[LayerKind, ...] = (
 )
 
 _BY_NAME = {name: k for k in LAYER_KINDS for name in (k.name, *k.aliases)}
+# Each unpool and the max pool whose indices it takes.
+UNPOOL_OF = {"maxunpool": "maxpool", "maxunpool1d": "maxpool1d", "maxunpool3d": "maxpool3d"}
 KNOWN_LAYERS = ", ".join(k.name for k in LAYER_KINDS)
 
 
@@ -247,7 +285,9 @@ class LayerSpec:
         lk = self.layer_kind
         given = dict(self.args)
         parts = [
-            _render_py(given[p.name])
+            f"{p.name}=torch.{given[p.name]}"
+            if p.kind == "dtype" and p.name in given
+            else _render_py(given[p.name])
             if p.default is REQUIRED
             else f"{p.name}={_render_py(given.get(p.name, p.default))}"
             for p in lk.params
@@ -272,6 +312,14 @@ class ModelSpec:
 
     def torch_calls(self) -> str:
         return " → ".join(layer.torch_call() for layer in self.layers)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype its parameters are created in (parse_spec checks the layers agree); float32 without any."""
+        for layer in self.layers:
+            if layer.layer_kind.param("dtype") is not None:
+                return str(layer.kwargs()["dtype"])
+        return DEFAULT_DTYPE
 
 
 def _render(value: Any) -> str:
@@ -300,6 +348,8 @@ def _literal(node: ast.AST) -> Any:
         return node.id
     if isinstance(node, ast.Tuple):
         return tuple(_literal(e) for e in node.elts)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):  # torch.float16, as torch users write
+        return f"{node.value.id}.{node.attr}"
     raise ValueError("not a number, word or tuple")
 
 
@@ -369,6 +419,15 @@ def _coerce(p: Param, raw: Any) -> Any:
             return as_pair(raw)
         except ValueError:
             raise ValueError("expected an integer, a pair like (1,2), 'same' or 'valid'") from None
+    if p.kind == "dtype":
+        return dtype_name(raw)
+    if p.kind == "device":
+        if word in ("cpu", "torch.cpu"):
+            return None  # torch's meaning: created on the CPU, which is where poolkit builds every model
+        raise ValueError(
+            "poolkit builds every model on the CPU (torch's device=None or 'cpu') and moves it for each run:"
+            " ask for the GPU with --device cuda in verify, bench or show"
+        )
     if p.kind == "choice":
         if word not in p.choices:
             raise ValueError("expected one of " + ", ".join(p.choices))
@@ -447,12 +506,34 @@ def parse_spec(text: str) -> ModelSpec:
     if len(text) > MAX_SPEC_CHARS:
         raise SpecError(f"model spec '{clip(text)}' is {len(text):,} characters long; the limit is {MAX_SPEC_CHARS:,}")
     layers = tuple(parse_layer(part) for part in text.split("|"))
-    for layer in layers[:-1]:
-        if dict(layer.args).get("return_indices"):
+    for before, layer in zip((None, *layers), layers, strict=False):
+        pool = UNPOOL_OF.get(layer.kind)
+        if pool and (before is None or before.kind != pool or not dict(before.args).get("return_indices")):
+            raise SpecError(
+                f"'{layer.label}' puts a max pool's values back where its indices say: it needs a"
+                f" '{pool}(...,indices=true)' right before it"
+            )
+    for layer, after in zip(layers, layers[1:], strict=False):
+        if dict(layer.args).get("return_indices") and UNPOOL_OF.get(after.kind) != layer.kind:
+            unpool = next((u for u, p in UNPOOL_OF.items() if p == layer.kind), None)
             raise SpecError(
                 f"'{layer.label}' returns (values, indices): return_indices=true is allowed on the last layer only"
+                + (f", or right before a {unpool}" if unpool else "")
             )
+    check_dtypes(layers)
     return ModelSpec(layers)
+
+
+def check_dtypes(layers: tuple[LayerSpec, ...]) -> None:
+    """torch refuses to run float16 activations into float32 weights: say which layers disagree, up front."""
+    held = [(layer, layer.kwargs()["dtype"]) for layer in layers if layer.layer_kind.param("dtype") is not None]
+    for layer, dtype in held[1:]:
+        first, first_dtype = held[0]
+        if dtype != first_dtype:
+            raise SpecError(
+                f"'{layer.label}' holds {dtype} parameters but '{first.label}' holds {first_dtype}: give every"
+                " layer the same dtype, or --dtype for the whole model"
+            )
 
 
 def default_input_shape(spec: ModelSpec, image_size: int = 32) -> tuple[int, ...]:

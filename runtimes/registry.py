@@ -75,3 +75,11 @@ def require_cuda(names: list[str] | tuple[str, ...], asked_by: str = "--device c
     problem = cuda_problem(names)
     if problem:
         raise DeviceError(f"{asked_by}: {problem}")
+
+
+def reader_of(fmt: str) -> str:
+    """The runtime that runs artifacts of format `fmt` by default (the first of DEFAULT_RUNTIMES, else of RUNTIMES)."""
+    for name in (*DEFAULT_RUNTIMES, *RUNTIMES):
+        if RUNTIMES[name].reads == fmt:
+            return name
+    raise PoolkitError(f"no runtime reads {fmt} files (runtimes: {', '.join(RUNTIMES)})")

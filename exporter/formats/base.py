@@ -69,6 +69,9 @@ class ArtifactFormat:
     sweep_default: ClassVar[bool] = True  # its sweep paths run when --exporters is not given
     sweep_runtime: ClassVar[str | None] = None  # runtime the sweep opens it with; None: the sweep's ONNX runtimes
     sweep_dynamic_shapes: ClassVar[bool] = False  # the sweep exports 2-D layers with height and width open too
+    # Precision variants `export --precision` writes for it (exporter/precision.py): torch converts the
+    # module for fp16/bf16 unless the format has its own converter; int8 needs a quantizer for the format.
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
 
     def method_of(self, options: Any) -> str:
         """The method an export run with these `ExportOptions` uses for this format."""

@@ -161,6 +161,7 @@ class OnnxFormat(ArtifactFormat):
     methods = EXPORTERS
     method_option = "exporter"
     uses_opset = True
+    precisions = ("fp32", "fp16", "bf16", "int8")  # int8: ONNX Runtime's quantize_static (QDQ)
     onnx_graph = True
     sweep_paths: ClassVar[tuple[SweepPath, ...]] = tuple(SweepPath(f"onnx-{m}", m, m) for m in EXPORTERS)
 

@@ -80,6 +80,14 @@ def bench(
             "against a plain ORT loop, and eager's tail beside a spinning ORT against eager alone."
         ),
     ] = False,
+    precision: Annotated[
+        bool,
+        typer.Option(
+            "--precision",
+            help="Time each precision variant (export --precision) beside its fp32 artifact on the same runtime:"
+            " speed-up, accuracy cost, and a trade-off plot (bench_precision.json / .png).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> int:
     """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size (default runtimes:
@@ -108,6 +116,15 @@ def bench(
         max_time_s=max_time,
     )
     writable_folder(out, "--out")
+    if precision:  # the variants of each artifact, against their own fp32 artifact
+        from poolkit.bench.precision import run_precision_bench
+        from poolkit.cli.output import print_precision_bench
+
+        bench_run, written = run_precision_bench(
+            models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, threads, out
+        )
+        print_precision_bench(bench_run, written, json_out)
+        return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK
     if self_check:
         check = run_self_check(models, model, settings.threads, settings.batch_sizes[0])
         print_self_check(check, json_out)

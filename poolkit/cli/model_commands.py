@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from poolkit.cli.app import app, handles_errors
-from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes, writable_folder
+from poolkit.cli.options import (
+    DtypeOpt,
+    Format,
+    JitMethod,
+    JsonOpt,
+    ModelOpt,
+    OnnxExporter,
+    given_values,
+    parse_dtype,
+    parse_shapes,
+    writable_folder,
+)
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.limits import MAX_BATCH
 from poolkit.exporter.options import MAX_SEED
+
+if TYPE_CHECKING:
+    from poolkit.exporter.precision import Calibration
 
 InputShapeOpt = Annotated[
     str | None,
@@ -28,6 +42,7 @@ def zoo(
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for the output-shape column.", min=1, max=MAX_BATCH)] = 64,
     input_shape: InputShapeOpt = None,
+    dtype: DtypeOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """List the named models: spec, torch layers, parameter count and output shape."""
@@ -35,7 +50,8 @@ def zoo(
     from poolkit.exporter.zoo import resolve_models
     from poolkit.zoo.info import describe
 
-    print_zoo(describe(resolve_models(model), batch_size, parse_shapes(input_shape)), batch_size, json_out)
+    rows = describe(resolve_models(model), batch_size, parse_shapes(input_shape), parse_dtype(dtype))
+    print_zoo(rows, batch_size, json_out)
     return EXIT_OK
 
 
@@ -69,6 +85,15 @@ def export(
         Path | None, typer.Option(help="A state dict for your own model (read with torch.load weights_only=True).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Export again even artifacts that are current.")] = False,
+    dtype: DtypeOpt = None,
+    precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Precision variants written beside each fp32 artifact: fp32, fp16, bf16, int8 (comma-separated)."
+            " fp16 ONNX: onnxconverter-common, float32 I/O kept; bf16 and TorchScript: torch converts the"
+            " module; int8 ONNX: ONNX Runtime quantize_static (QDQ, per-channel) calibrated on CIFAR10."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Export models to TorchScript and/or ONNX, with a manifest; exit 1 if any export failed.
@@ -83,8 +108,10 @@ def export(
     from poolkit.exporter.export import export_models
     from poolkit.exporter.formats.registry import ALL_FORMATS
     from poolkit.exporter.options import ExportOptions
+    from poolkit.exporter.precision import parse_precisions
     from poolkit.exporter.zoo import resolve_models
 
+    precisions = parse_precisions(given_values(precision, "--precision"))
     shapes = parse_shapes(input_shape)
     options = ExportOptions(
         formats=ALL_FORMATS if format.value == "all" else (format.value,),
@@ -99,8 +126,22 @@ def export(
         seed=seed,
         weights=weights,
         force=force,
+        dtype=parse_dtype(dtype),
+        precisions=precisions,
+        calibration=calibration_images() if "int8" in precisions else None,
     )
     writable_folder(out, "--out")
     run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
     print_export(run, out, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def calibration_images() -> Calibration:
+    """int8's calibration set: the first CIFAR10 test images poolkit has ($POOLKIT_DATA, else the shipped ones)."""
+    from poolkit.exporter.precision import CALIBRATION_IMAGES, Calibration
+    from poolkit.services.cifar10 import load_images
+
+    images = load_images("cifar10")
+    count = min(CALIBRATION_IMAGES, len(images.images))
+    where = images.source.path or images.source.origin
+    return Calibration(images.images[:count], f"CIFAR10 test images 0-{count - 1} ({images.source.origin}: {where})")

@@ -58,6 +58,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 ModelsDirOpt = Annotated[Path, typer.Option("--models", help="Folder with manifest.json and the artifacts.")]
 RuntimeOpt = Annotated[list[str] | None, typer.Option("--runtime", "-r", help=RUNTIME_HELP)]
 DataOpt = Annotated[DataKind, typer.Option(help="Real CIFAR10 test images, or seeded random ones.")]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The whole model in this dtype: float32, float16, bfloat16 or float64 (torch's spellings too);"
+        " its input stays float32 and is cast inside. Default: float32, or what the spec's dtype= says."
+    ),
+]
 DataRootOpt = Annotated[
     Path | None,
     typer.Option(help="Folder holding cifar-10-batches-py/ (else $POOLKIT_DATA, else the 1,000 shipped images)."),
@@ -222,3 +229,15 @@ def parse_scheduler(text: str | None) -> str | None:
     if not parts.hostname or port == 0 or odd:
         raise PoolkitError(f"bad --scheduler '{text}': give the scheduler's host and port, {example}")
     return address
+
+
+def parse_dtype(text: str | None, option: str = "--dtype") -> str | None:
+    """--dtype's value as its canonical name (fp16 -> float16); a bad one is one line naming it."""
+    from poolkit.exporter.dtypes import dtype_name
+
+    if text is None:
+        return None
+    try:
+        return dtype_name(text)
+    except ValueError as exc:
+        raise PoolkitError(f"{option} {text!r}: {exc}") from None

@@ -138,7 +138,8 @@ def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
 
 def print_export_progress(record: ExportRecord) -> None:
     mark = "[green]✓[/green]" if record.ok else "[red]✗[/red]"
-    console.print(f"{mark} {escape(record.name)} {record.format}")
+    variant = f" {record.precision}" if record.precision != "fp32" else ""
+    console.print(f"{mark} {escape(record.name)} {record.format}{variant}")
 
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
@@ -146,6 +147,8 @@ def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
     for w in run.warnings:
         if STATIC_FALLBACK in w:  # the dynamic-axes fallback: said in one line per artifact
             note(w)
+    for line in run.notes:
+        note(line)
     if run.jit_deprecated:
         import torch  # lazy: every command prints through this module, and an error line must not pay for torch
 
@@ -254,3 +257,14 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
 def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
     print_report(found, None if json_out else examples_table(found), path, json_out)
+
+
+def print_precision_bench(bench: Any, written: dict[str, Path], json_out: bool) -> None:
+    """`bench --precision`: its JSON, or its table and the files written."""
+    from poolkit.cli.precision_render import precision_bench_table
+
+    if json_out:
+        print_json(bench)
+        return
+    console.print(precision_bench_table(bench))
+    console.print(f"[dim]written: {escape(', '.join(str(p) for p in written.values()))}[/dim]")

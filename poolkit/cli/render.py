@@ -24,6 +24,9 @@ def zoo_table(rows: list[ZooRow], batch: int) -> Table:
     if not cifar:  # --input-shape, or a model of your own: say what each row was given
         table.add_column("input", no_wrap=True)
     table.add_column("output", no_wrap=True)
+    typed = any(r.dtype != "float32" for r in rows)  # a dtype column only when a model is not float32
+    if typed:
+        table.add_column("dtype", no_wrap=True)
     for r in rows:
         table.add_row(
             Text(r.name),
@@ -31,6 +34,7 @@ def zoo_table(rows: list[ZooRow], batch: int) -> Table:
             f"{r.parameters:,}",
             *([] if cifar else ["x".join(map(str, r.input_shape))]),
             ", ".join("x".join(map(str, s)) for s in r.output_shapes),
+            *([r.dtype] if typed else []),
         )
     return table
 
@@ -57,6 +61,9 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
     for col in ("model", "format", "method", "opset", "status", "size", "s"):
         table.add_column(col, no_wrap=col != "model")
     table.add_column("sha256")
+    variants = any(r.precision != "fp32" or r.dtype != "float32" for r in records)
+    if variants:  # export --precision / --dtype: which precision each row is
+        table.add_column("precision", no_wrap=True)
     for r in records:
         table.add_row(
             Text(r.name),
@@ -67,8 +74,12 @@ def export_table(records: list[ExportRecord], out_dir: str) -> Group:
             _size(r.size_bytes),
             f"{r.export_seconds:.2f}",
             (r.sha256 or "")[:12] if r.ok else "[red]see below[/red]",
-        )
-    return Group(table, failure_lines([(f"{r.name} {r.format}", r.error or "") for r in records if not r.ok]))
+            *([r.precision if r.precision != "fp32" else f"{r.dtype} model" if r.dtype != "float32" else "fp32"]
+              if variants else []),
+        )  # fmt: skip
+    failed = [(f"{r.name} {r.format}" + (f" {r.precision}" if r.precision != "fp32" else ""), r.error or "")
+              for r in records if not r.ok]  # fmt: skip
+    return Group(table, failure_lines(failed))
 
 
 def unavailable_lines(rows: list[tuple[str, str]]) -> Text:

@@ -14,6 +14,7 @@ from poolkit.cli.options import (
     RuntimeOpt,
     choose,
     given_values,
+    parse_dtype,
     parse_ints,
     parse_runtimes,
     parse_scheduler,
@@ -30,7 +31,9 @@ LEGACY_RUNTIMES = {"onnxruntime-cpu": ("onnxruntime", "cpu"), "onnxruntime-cuda"
 def sweep(
     layer: Annotated[
         list[str] | None,
-        typer.Option(help="conv, maxpool, avgpool, pool1d, pool3d, boundary, adaptive, activation (default: all)."),
+        typer.Option(
+            help="conv, maxpool, avgpool, pool1d, pool3d, boundary, adaptive, activation, unpool (default: all)."
+        ),
     ] = None,
     exporters: Annotated[
         list[str] | None,
@@ -70,6 +73,10 @@ def sweep(
     bundles: Annotated[
         bool, typer.Option(help="Write a bundle (model.onnx, test data, repro.py) per failing cell to STEM-bundles/.")
     ] = True,
+    dtypes: Annotated[
+        list[str] | None,
+        typer.Option(help="Dtypes each cell runs in: float32, float16, bfloat16, float64 (default float32)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
@@ -101,6 +108,8 @@ def sweep(
         newest="newest" in opset_values,
         scheduler=scheduler,
         bundles=bundles,
+        dtypes=tuple(dict.fromkeys(parse_dtype(v, "--dtypes") or "float32" for v in given_values(dtypes, "--dtypes")))
+        or ("float32",),
     )
     with progress_callbacks("sweep", rate="cells") as (on_total, on_step):
         run = run_sweep_command(settings, out, fresh, on_total, lambda r: on_step(f"{r.cell.group} {r.outcome}"))

@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from poolkit.cli.precision_render import precision_table
 from poolkit.cli.render import _sci, failure_lines, unavailable_lines
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ def verify_table(report: VerifyReport) -> Group:
         parts.append(legend)
     if report.sensitivity:
         parts.append(sensitivity_table(report))
+    if report.precisions:  # export --precision variants, each judged on its own rounding
+        parts.append(precision_table(report.precisions))
     if notes:
         parts.append(notes)
     warnings = report.warnings
@@ -88,7 +91,13 @@ def verify_table(report: VerifyReport) -> Group:
         Text(
             f"{s['passed']} passed, {s['failed']} failed"
             + (f", {s['unavailable']} unavailable" if s["unavailable"] else "")
-            + (f"; {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""),
+            + (f"; {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else "")
+            + (
+                f"; precision variants: {sum(p.passed for p in report.precisions)} passed,"
+                f" {sum(p.status == 'failed' for p in report.precisions)} failed"
+                if report.precisions
+                else ""
+            ),
             style="bold green" if report.passed else "bold red",
         )
     )

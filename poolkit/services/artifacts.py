@@ -22,6 +22,7 @@ from torch import nn
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.build import rebuild_model
+from poolkit.exporter.layers import with_dtype
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
 from poolkit.exporter.zoo import resolve_model
@@ -47,6 +48,7 @@ class ModelArtifacts:
     # A user's model is rebuilt by importing its source: only when the user named it on the command
     # line (never from what a manifest says alone: a manifest can be written by anyone).
     trusted_sources: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    variants: list[ExportRecord] = field(default_factory=list)  # precision variants (export --precision)
     _checked: dict[str, str | None] = field(default_factory=dict, repr=False)
     _eager: Any = field(default=None, repr=False)
 
@@ -97,6 +99,20 @@ class ModelArtifacts:
             return weights
         return self._check("artifact", record.path, record.sha256) or weights
 
+    def variant_problem(self, record: ExportRecord) -> str | None:
+        """Why a precision variant cannot be trusted: failed export, missing or changed file or weights."""
+        if not record.ok:
+            return f"export failed: {record.error}"
+        return self._check("artifact", record.path, record.sha256) or self._check(
+            "weights", record.weights, record.weights_sha256
+        )
+
+    def variant_path(self, record: ExportRecord) -> Path:
+        problem = self.variant_problem(record)
+        if problem:
+            raise ArtifactProblem(problem)
+        return inside(self.models_dir, record.path or "")
+
     def eager_module(self) -> nn.Module:
         """The exact module that was exported, rebuilt once from spec (or the user's source), seed and
         the checked weights."""
@@ -112,9 +128,10 @@ class ModelArtifacts:
                 if record.import_path and record.object_name:
                     self.check_source()
                     user = UserModelRef(record.import_path, record.object_name)
-                    self._eager = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+                    module = rebuild_user_model(user, record.source_sha256, weights, self._rerun_hint(user))
+                    self._eager = with_dtype(module, record.dtype)
                 else:
-                    self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights)
+                    self._eager = rebuild_model(record.spec, record.sample_shape, record.seed, weights, record.dtype)
             except PoolkitError as exc:
                 if record.import_path:
                     raise  # a user model's own one-line error (changed source, import error) says it all
@@ -232,16 +249,21 @@ def open_artifacts(
     models_dir = Path(models_dir)
     records = load_manifest(models_dir, required=True)
     by_model: dict[str, dict[str, ExportRecord]] = {}
+    variants: dict[str, list[ExportRecord]] = {}
     for r in records:
         for name in (r.path, r.weights):
             if name is not None:
                 inside(models_dir, name)  # every path refused before any file is read
+        if r.precision != "fp32":  # fp16/bf16/int8 files beside the artifact: verify judges them on their own
+            variants.setdefault(r.name, []).append(r)
+            by_model.setdefault(r.name, {})
+            continue
         by_model.setdefault(r.name, {})[r.format] = r
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
     wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
     trusted = frozenset(_named_sources([*(names or []), *(trust or [])]))
-    models = [ModelArtifacts(n, models_dir, by_model[n], trusted) for n in dict.fromkeys(wanted)]
+    models = [ModelArtifacts(n, models_dir, by_model[n], trusted, variants.get(n, [])) for n in dict.fromkeys(wanted)]
     for model in models:
         model.check_source()
     return models

@@ -45,12 +45,15 @@ def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
 def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
     shape = cell.sample_shape
     try:
-        model = build_model(parse_spec(cell.spec), shape)
+        model = build_model(parse_spec(cell.spec), shape, dtype=None if cell.dtype == "float32" else cell.dtype)
     except Exception as exc:  # noqa: BLE001 - PyTorch refusing the combination is data, not a crash
         return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
     x = np.random.default_rng(0).random((SWEEP_BATCH, *shape), dtype=np.float32)
-    with open_runtime("eager", model, "cpu") as eager:
-        expected = run_batch(eager, x)
+    try:
+        with open_runtime("eager", model, "cpu") as eager:
+            expected = run_batch(eager, x)
+    except Exception as exc:  # noqa: BLE001 - PyTorch refusing the data (an unpool's index) is invalid too
+        return CellResult(cell, "invalid", one_line(exc).split(": ", 1)[-1])
 
     with tempfile.TemporaryDirectory(prefix="poolkit-sweep-") as tmp:
         fmt, how = sweep_path(cell.export)
@@ -92,7 +95,9 @@ def judge(
 ) -> CellResult:
     """Compare the artifact's outputs with eager: shapes, values (integer outputs bit-exact), then
     the shapes the ONNX file declares."""
-    accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
+    from poolkit.exporter.dtypes import rounding_tolerance
+
+    accumulators = [Accumulator(*rounding_tolerance(cell.dtype, SWEEP_ATOL, SWEEP_RTOL))]  # the cell's own rounding
     structure = fold_batch(expected, actual, accumulators)
     if structure:
         return CellResult(cell, "shape-mismatch", structure)

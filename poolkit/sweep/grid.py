@@ -14,10 +14,12 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from poolkit.exporter.dtypes import SHORT
 from poolkit.exporter.formats.registry import DEFAULT_SWEEP_PATHS, SWEEP_PATHS, sweep_path
 from poolkit.exporter.spec import LayerSpec, parse_spec
+from poolkit.sweep.unpool import unpool_pairs
 
-LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation")
+LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation", "unpool")
 EXPORT_PATHS = tuple(SWEEP_PATHS)  # every format's sweep paths, from the format registry
 DEFAULT_EXPORT_PATHS = DEFAULT_SWEEP_PATHS  # what runs without --exporters
 DEFAULT_OPSETS = (17, 20)  # plus the newest opset each exporter and ONNX Runtime accept, measured per run
@@ -143,10 +145,12 @@ class Cell:
     runtime: str  # a registry name: torchscript, onnxruntime, ...
     device: str = "cpu"
     depth: int = 0  # 3-D pools only: (channels, depth, height, width)
+    dtype: str = "float32"  # the layer's parameters and input (--dtypes)
 
     @property
     def id(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k != "depth" or v}  # 2-D ids as before
+        # 2-D float32 ids as before, so old journals resume
+        fields = {k: v for k, v in asdict(self).items() if (k != "depth" or v) and (k != "dtype" or v != "float32")}
         return hashlib.sha1(repr(sorted(fields.items())).encode()).hexdigest()[:16]
 
     @property
@@ -170,11 +174,12 @@ class Cell:
 
     @property
     def path_label(self) -> str:
-        """Matrix column: `ts-script`, `pt2-export`, `dynamo-17 ort-cpu`, ..."""
+        """Matrix column: `ts-script`, `pt2-export`, `dynamo-17 ort-cpu`, ... (`fp16` added for --dtypes)"""
         fmt, path = sweep_path(self.export)
+        precision = "" if self.dtype == "float32" else f" {SHORT[self.dtype]}"
         if not fmt.uses_opset:
-            return path.label
-        return f"{path.label}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
+            return path.label + precision
+        return f"{path.label}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}{precision}"
 
 
 def build_grid(
@@ -185,33 +190,37 @@ def build_grid(
     onnx_runtimes: tuple[str, ...] = ("onnxruntime",),
     devices: tuple[str, ...] = ("cpu",),
     extra_opsets: dict[str, int] | None = None,
+    dtypes: tuple[str, ...] = ("float32",),
 ) -> list[Cell]:
     """Every layer variant x input size x export path (x opset x ONNX runtime x device for ONNX).
 
     `extra_opsets` adds one opset per ONNX exporter (the newest it was measured to accept). The
     `boundary` group brings its own input sizes (see `boundary_layers`); 1-D and 3-D pools run at
     the last size only (the odd one by default): 1-D takes its width, 3-D a depth of 7 (or the height, if smaller).
+    Each cell runs once per dtype of `dtypes` (the layer's parameters and its input in that dtype).
     """
     cells = []
     for group in groups:
         layers: list[tuple[str, tuple[tuple[int, int], ...]]]
         if group == "boundary":
             layers = [(text, ((n, n),)) for text, n in boundary_layers()]
+        elif group == "unpool":
+            layers = [(text, sizes[-1:] if dims != 2 else sizes) for text, dims in unpool_pairs()]
         else:
             own = sizes[-1:] if group in ("pool1d", "pool3d") else sizes  # the odd size: where ceil_mode bites
             layers = [(layer_text(k, a), own) for k, base, vals in TABLES[group] for a in layer_variants(k, base, vals)]
         for text, layer_sizes in layers:
             for h, w in layer_sizes:
                 depth = min(h, 7) if text.split("(", 1)[0].endswith("3d") else 0
-                for export in exports:
+                for export, dt in itertools.product(exports, dtypes):
                     fmt, _ = sweep_path(export)
                     if fmt.sweep_runtime is not None:  # its own runtime, on the CPU
-                        cells.append(Cell(group, text, h, w, export, None, fmt.sweep_runtime, "cpu", depth))
+                        cells.append(Cell(group, text, h, w, export, None, fmt.sweep_runtime, "cpu", depth, dt))
                         continue
                     extra = (extra_opsets or {}).get(export)
                     for opset in dict.fromkeys((*opsets, *([extra] if extra else []))):
                         for rt in onnx_runtimes:
-                            cells += [Cell(group, text, h, w, export, opset, rt, d, depth) for d in devices]
+                            cells += [Cell(group, text, h, w, export, opset, rt, d, depth, dt) for d in devices]
     return cells
 
 

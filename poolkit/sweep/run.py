@@ -147,6 +147,7 @@ class SweepSettings:
     newest: bool = False  # add, per ONNX exporter, the newest opset it and ONNX Runtime accept (measured)
     scheduler: str | None = None  # a dask.distributed scheduler address; None: local worker processes
     bundles: bool = True  # write a failure bundle per failing cell next to the report
+    dtypes: tuple[str, ...] = ("float32",)  # --dtypes: every cell once per dtype
 
 
 @dataclass
@@ -185,6 +186,7 @@ def run_sweep_command(
         settings.runtimes,
         settings.devices,
         extra_opsets={e: n for e, n in newest.items() if n},
+        dtypes=settings.dtypes,
     )
     journal = Journal(Path(f"{out}.jsonl"))
     bundles = Path(f"{out}-bundles")

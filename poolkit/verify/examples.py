@@ -2,7 +2,7 @@
 
 The tutorials draw a 5x5 single-channel input through `MaxPool2d(3, ceil_mode=True)` ([[2,3],[5,1]])
 and `ceil_mode=False` ([[2]]), a 2x2 input through ReLU and Sigmoid, and a 4x4 one through
-`MaxPool2d(2, 2)` ([[6,4],[7,9]]). Every model of the manifest whose spec is one of these layers
+`MaxPool2d(2, 2)` ([[6,4],[7,9]]), which MaxUnpool2d(2, 2) puts back in place. Every model of the manifest whose spec is one of these layers
 runs its example on every runtime and device asked for (eager included: it proves the module
 itself). The drawing is copied to every channel the artifact has; every channel must give the
 tutorials' numbers exactly (Sigmoid to the tutorials' 4 decimals).
@@ -44,6 +44,14 @@ WORKED_EXAMPLES = (
     WorkedExample("2x2 through ReLU", "relu", TWO_BY_TWO, [[1, 0], [0, 3]]),
     WorkedExample("2x2 through Sigmoid", "sigmoid", TWO_BY_TWO, [[0.7311, 0.3775], [0.2689, 0.9526]], decimals=4),
     WorkedExample("4x4 through MaxPool2d(2, 2)", "maxpool(k=2,s=2)", FOUR_BY_FOUR, [[6, 4], [7, 9]]),
+    # The MaxPool2d post: return_indices is "useful for torch.nn.MaxUnpool2d later". 6, 4, 7 and 9 go
+    # back where the pool found them, zeros elsewhere.
+    WorkedExample(
+        "4x4 through MaxPool2d(2, 2, return_indices=True) → MaxUnpool2d(2, 2)",
+        "maxpool(k=2,s=2,indices=true) | maxunpool(k=2,s=2)",
+        FOUR_BY_FOUR,
+        [[0, 0, 0, 4], [0, 6, 0, 0], [7, 0, 0, 0], [0, 0, 9, 0]],
+    ),
 )
 
 

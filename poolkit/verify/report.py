@@ -17,6 +17,7 @@ from poolkit.verify.inputs import DEFAULT_INPUT_SETS
 from poolkit.verify.precision import RoundingDecision
 from poolkit.verify.sensitivity import MODES, SensitivityResult
 from poolkit.verify.tolerance import Guidance
+from poolkit.verify.variants import PrecisionRow
 
 DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
 
@@ -102,10 +103,12 @@ class VerifyReport:
     input_sets: dict[str, str] = field(default_factory=dict)  # name -> what it is
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     data_fits: dict[str, str] = field(default_factory=dict)  # model -> how the images were fitted to its input
+    precisions: list[PrecisionRow] = field(default_factory=list)  # fp16/bf16/int8 variants, each on its own rounding
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r.passed or r.status == "unavailable" for r in self.rows)
+        statuses = [r.status for r in self.rows] + [p.status for p in self.precisions]
+        return bool(self.rows) and all(s in ("passed", "unavailable") for s in statuses)
 
     @property
     def summary(self) -> dict[str, int]:

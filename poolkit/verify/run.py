@@ -33,6 +33,7 @@ from poolkit.verify.report import InputRun, VerifyOptions, VerifyReport, VerifyR
 from poolkit.verify.rows import OpenRow, conclude_row, fold_row
 from poolkit.verify.sensitivity import SensitivityCheck, SensitivityResult
 from poolkit.verify.tolerance import NoiseFloor, guidance
+from poolkit.verify.variants import verify_precisions
 
 NOISE_IMAGES = 16  # images of each set's first batch that also run through the fp64 copy of eager
 
@@ -129,6 +130,7 @@ def verify(
         ref = model.reference
         if ref is not None and cache.fits.get(tuple(ref.sample_shape)):
             report.data_fits[model.name] = cache.fits[tuple(ref.sample_shape)]
+        report.precisions.extend(verify_precisions(model, images, options.devices, options.batch_size))
     report.input_sets = cache.described()
     return report
 
