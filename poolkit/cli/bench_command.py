@@ -116,12 +116,14 @@ def bench(
         max_time_s=max_time,
     )
     writable_folder(out, "--out")
+    if precision and len(counts) > 1:
+        raise PoolkitError("--precision times one thread count: give --threads one number")
     if precision:  # the variants of each artifact, against their own fp32 artifact
         from poolkit.bench.precision import run_precision_bench
         from poolkit.cli.output import print_precision_bench
 
         bench_run, written = run_precision_bench(
-            models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, threads, out
+            models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, out
         )
         print_precision_bench(bench_run, written, json_out)
         return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK
