@@ -10,7 +10,8 @@ manifest lock only when a model is done; current artifacts are `cached`, not exp
 
 from __future__ import annotations
 
-import os
+import errno
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,14 +20,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import PoolkitError, SpecError, one_line
-from poolkit.common.files import sha256_file, write_atomic
+from poolkit.common.files import sha256_file, write_bytes_atomic
 from poolkit.common.limits import check_batch, check_sample
 from poolkit.common.machine import library_versions
+from poolkit.exporter import transaction
 from poolkit.exporter.build import DEFAULT_SEED, build_model, output_shapes
-from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, still_valid, update_manifest
+from poolkit.exporter.clashes import refuse_clashes
+from poolkit.exporter.external_data import external_hashes
+from poolkit.exporter.manifest import (
+    ExportRecord,
+    load_manifest,
+    manifest_data,
+    manifest_lock,
+    manifest_path,
+    merged_records,
+    still_valid,
+)
 from poolkit.exporter.onnx_export import dynamic_axes, export_onnx
 from poolkit.exporter.spec import ModelSpec, default_input_shape
 from poolkit.exporter.torchscript_export import export_torchscript
+from poolkit.exporter.transaction import staged_name
 from poolkit.exporter.zoo import ModelRef
 
 if TYPE_CHECKING:
@@ -34,6 +47,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 FORMATS = ("torchscript", "onnx")
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}  # the folder cannot take the file
 MIN_OPSET = 7
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
@@ -199,6 +213,7 @@ def export_models(
     out_dir.mkdir(parents=True, exist_ok=True)
     run = ExportRun()
     stamp = versions()
+    refuse_clashes(refs, load_manifest(out_dir), out_dir)  # before any user code runs or file is written
     for item in build_all(refs, options):
         staged: dict[str, Path] = {}
         try:
@@ -279,19 +294,31 @@ def _cached(
 
 
 def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged: dict[str, Path]) -> None:
-    """Under the lock: weights (only when they changed), staged artifacts renamed into place, manifest entries."""
+    """Under the lock: stage the weights (only when they changed), then rename every staged file into
+    place and write the manifest as one journaled step (`transaction.py`): the folder holds the old
+    export or the new one, whole, whatever stops poolkit."""
     fresh = [r for r in records if not r.cached]
     if not fresh:
         return
     with manifest_lock(out_dir):
         weights = out_dir / weights_filename(item.ref.name)
-        weights_digest = write_weights(item.module, weights) if any(r.ok for r in fresh) else None
+        weights_digest = None
+        if any(r.ok for r in fresh):
+            weights_digest, staged_weights = stage_weights(item.module, weights)
+            if staged_weights is not None:
+                staged["weights"] = staged_weights
+        renames = [(staged[r.format], out_dir / str(r.path)) for r in fresh if r.format in staged]
+        replacing = {str(r.path): str(r.sha256) for r in fresh if r.format in staged}
+        if "weights" in staged:
+            renames.append((staged["weights"], weights))
+            replacing[weights.name] = str(weights_digest)
         for record in fresh:
-            if record.format in staged:
-                os.replace(staged.pop(record.format), out_dir / str(record.path))
             if record.ok:
                 record.weights, record.weights_sha256 = weights.name, weights_digest
-        update_manifest(out_dir, fresh + _stale_others(out_dir, item, fresh, weights_digest), locked=True)
+        new = fresh + _stale_others(out_dir, item, fresh, weights_digest)
+        merged = merged_records(out_dir, new, replacing)
+        staged.clear()  # the commit owns the staged files now (it removes them only if it never started)
+        transaction.commit(out_dir, renames, manifest_path(out_dir), manifest_data(merged))
 
 
 def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], digest: str | None) -> list[ExportRecord]:
@@ -322,18 +349,22 @@ def weights_filename(name: str) -> str:
     return f"{name}.weights.pt"
 
 
-def write_weights(module: nn.Module, path: Path) -> str:
-    """Save the state dict, unless the file already holds exactly these tensors; returns the file's sha256.
+def stage_weights(module: nn.Module, path: Path) -> tuple[str, Path | None]:
+    """The sha256 the weights at `path` will have, and the staged file holding them (None when
+    `path` already holds exactly these tensors).
 
     torch.save stamps every file with a random serialization id, so rewriting equal weights would
     change the hash that the model's other records keep: equal weights are not rewritten.
     """
     import torch
 
-    if not weights_match(module, path):
-        state = module.state_dict()
-        write_atomic(path, lambda tmp: torch.save(state, tmp))
-    return sha256_file(path)
+    if weights_match(module, path):
+        return sha256_file(path), None
+    buffer = io.BytesIO()  # torch.save into a file aborts the process on a full disk
+    torch.save(module.state_dict(), buffer)
+    staged = staged_name(path)
+    write_bytes_atomic(staged, buffer.getvalue())
+    return sha256_file(staged), staged
 
 
 def weights_match(module: nn.Module, path: Path) -> bool:
@@ -438,7 +469,7 @@ def _export_one(
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
         record.source_sha256 = item.source_sha256
     final = out_dir / artifact_filename(name, fmt)
-    staged = final.with_name(f".{final.name}.{os.getpid()}.staged")
+    staged = staged_name(final)
     metadata = {
         "poolkit.name": name,
         "poolkit.spec": spec_text,
@@ -477,6 +508,13 @@ def _export_one(
             raise ValueError(
                 f"--opset {options.opset} asked for, but the {options.exporter} exporter wrote opset {written.opset}"
             )
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        if exc.errno in DISK_ERRORS:  # the folder, not the exporter: one line naming the path, exit 2
+            raise OSError(exc.errno, exc.strerror, str(final)) from None
+        record.status, record.error = "failed", one_line(exc)
+        record.export_seconds = round(time.perf_counter() - start, 4)
+        return record, None
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status, record.error = "failed", one_line(exc)
         if fmt == "torchscript" and options.method == "script" and item.ref.user is not None:
@@ -491,6 +529,8 @@ def _export_one(
     record.opset = written.opset
     record.path = final.name
     record.sha256 = sha256_file(staged)
+    if fmt == "onnx":  # every byte the artifact loads is hashed, its external data too
+        record.external_data = external_hashes(staged)
     record.size_bytes = staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record, staged

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolkit.common.capture import captured_output
-from poolkit.common.files import write_atomic
+from poolkit.common.files import write_bytes_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +38,8 @@ def export_torchscript(
             compiled = torch.jit.trace(model, example, check_trace=False)
         else:
             raise ValueError(f"unknown TorchScript method '{method}' (script or trace)")
-        write_atomic(path, lambda tmp: torch.jit.save(compiled, str(tmp)))
+        buffer = io.BytesIO()  # torch.jit.save into a file aborts the process on a full disk
+        torch.jit.save(compiled, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
         torch.jit.load(str(path), map_location="cpu")
     return out.warnings

@@ -11,14 +11,16 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 
 from poolkit.common.files import to_plain
+from poolkit.common.text import escape_controls
 
 if TYPE_CHECKING:
     from poolkit.bench.run import BenchRun
@@ -31,8 +33,23 @@ if TYPE_CHECKING:
     from poolkit.verify.run import VerifyReport
     from poolkit.zoo.info import ZooRow
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class SafeConsole(Console):
+    """A rich Console that never sends a control character it was given to the terminal.
+
+    Tables, notes, progress lines and errors all end here: the text of every segment is escaped
+    (rich's own colour and cursor codes are added after, from styles and control segments), so
+    no path, name or message read from a file can reach the terminal raw, whichever table shows it.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(escape_controls(seg.text), seg.style, seg.control) if seg.control is None else seg for seg in buffer
+        )
+
+
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
 if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
     # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
     # COLUMNS is the user's choice and stays).
