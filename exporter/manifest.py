@@ -8,6 +8,7 @@ Entries are checked when read: a malformed one is a one-line DataError naming it
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -18,13 +19,13 @@ from poolkit.common.errors import DataError
 from poolkit.common.files import inside, read_regular_text, write_json_atomic
 from poolkit.common.names import is_safe_name
 from poolkit.exporter import transaction
+from poolkit.exporter.entries import check_entry, check_types
 from poolkit.exporter.transaction import JOURNAL_NAME
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 LOCK_NAME = ".manifest.lock"
 LOCK_TIMEOUT_S = 600.0  # another export holds the lock only while it renames files and rewrites the manifest
-STATUSES = ("ok", "failed")
 NOT_STORED = {"cached", "raw"}
 
 
@@ -101,7 +102,14 @@ class ExportRecord:
         return bool(self.import_path)
 
 
-_HELD: set[str] = set()  # folders whose lock this process holds
+class _Held(threading.local):
+    """Folders whose lock this thread holds (a nested update in the same thread must not wait on itself)."""
+
+    def __init__(self) -> None:
+        self.folders: set[str] = set()
+
+
+_HELD = _Held()
 
 
 def manifest_path(models_dir: Path) -> Path:
@@ -111,7 +119,7 @@ def manifest_path(models_dir: Path) -> Path:
 def load_manifest(models_dir: Path, *, required: bool = False) -> list[ExportRecord]:
     """Read the manifest; a missing file is empty unless `required`, a broken one is a DataError."""
     path = manifest_path(models_dir)
-    if (Path(models_dir) / JOURNAL_NAME).exists() and str(Path(models_dir).resolve()) not in _HELD:
+    if (Path(models_dir) / JOURNAL_NAME).exists() and str(Path(models_dir).resolve()) not in _HELD.folders:
         with manifest_lock(models_dir):  # an export was killed mid-commit: finish it before reading
             pass
     if not path.exists():
@@ -141,39 +149,9 @@ def _broken(row: Any, index: int, reason: str, taken: set[tuple[str, str]]) -> E
     export of the same model replaces it."""
     given = row.get("name") if isinstance(row, dict) else None
     fmt = row.get("format") if isinstance(row, dict) else None
-    name = given if is_safe_name(given) else f"entry_{index}"
-    fmt = fmt if is_safe_name(fmt) and (name, fmt) not in taken else f"entry_{index}"
+    name = given if isinstance(given, str) and is_safe_name(given) else f"entry_{index}"
+    fmt = fmt if isinstance(fmt, str) and is_safe_name(fmt) and (name, fmt) not in taken else f"entry_{index}"
     return ExportRecord(name, "", fmt, "", "failed", [], error=reason, raw=row)
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "spec": (str,),
-    "format": (str,),
-    "method": (str,),
-    "status": (str,),
-    "input_shape": (list,),
-    "path": (str, type(None)),
-    "opset": (int, type(None)),
-    "sha256": (str, type(None)),
-    "size_bytes": (int, type(None)),
-    "export_seconds": (int, float),
-    "weights": (str, type(None)),
-    "weights_sha256": (str, type(None)),
-    "seed": (int,),
-    "outputs": (int,),
-    "versions": (dict,),
-    "error": (str, type(None)),
-    "exported_at": (str,),
-    "opset_requested": (int, type(None)),
-    "import_path": (str, type(None)),
-    "object_name": (str, type(None)),
-    "source_sha256": (str, type(None)),
-    "input_shapes": (list, type(None)),
-    "dynamic_axes": (list,),
-    "external_data": (dict,),
-}
-DYNAMIC_AXES = ("batch", "height", "width")
 
 
 def _record(row: Any, index: int, path: Path) -> ExportRecord:
@@ -186,52 +164,14 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
         raise bad("is not an object")
     known = {f.name for f in fields(ExportRecord)} - NOT_STORED
     values = {k: v for k, v in row.items() if k in known}
-    for key, types in _TYPES.items():
-        if key in values and (not isinstance(values[key], types) or isinstance(values[key], bool)):
-            raise bad(f"has a bad '{key}' ({type(values[key]).__name__})")
+    check_types(values, bad)
     try:
         record = ExportRecord(**values)
     except TypeError:
         missing = sorted(f.name for f in fields(ExportRecord)[:6] if f.name not in values)
         raise bad(f"lacks {', '.join(missing) or 'required fields'}") from None
-    for key in ("name", "format", "method", "path", "weights", "sha256", "weights_sha256", "object_name",
-                "source_sha256"):  # fmt: skip
-        value = getattr(record, key)
-        if isinstance(value, str) and not value.isprintable():
-            raise bad(f"has control characters in '{key}'")
-    # A user's folder is kept as it is (a no-break space, a zero-width space, even a newline are legal
-    # in a path, and a user model's spec is that path): only NUL, which no path holds, is refused;
-    # everything printed is escaped on its way to the terminal.
-    for key in ("spec", "import_path"):
-        if "\x00" in (getattr(record, key) or ""):
-            raise bad(f"has a NUL in '{key}'")
-    for key in ("path", "weights"):  # every path refused before any file is read
-        if getattr(record, key) is not None:
-            inside(path.parent, getattr(record, key))
-    if not is_safe_name(record.name):
-        raise bad(f"has the name {record.name[:80]!r}, not a plain name (file names are built from it)")
-    if not is_safe_name(record.format):
-        raise bad(f"has the format {record.format[:80]!r}, not a plain name")
-    if record.error is not None and not record.error.isprintable():
-        record.error = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in record.error)
-    if record.status not in STATUSES:
-        raise bad(f"has status '{record.status}' (ok or failed)")
-    for shape in [record.input_shape, *(record.input_shapes or [])]:
-        if not isinstance(shape, list) or not shape or not _dims_ok(shape[1:]) or not _batch_ok(shape[0]):
-            raise bad(f"has a bad input shape {shape!r}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in record.external_data.items()):
-        raise bad("has a bad 'external_data' (location -> sha256)")
-    if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
-        raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
+    check_entry(record, path.parent, bad)
     return record
-
-
-def _dims_ok(dims: list[Any]) -> bool:
-    return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
-
-
-def _batch_ok(axis: Any) -> bool:
-    return axis == "batch" or _dims_ok([axis])
 
 
 def manifest_data(records: list[ExportRecord]) -> dict[str, Any]:
@@ -254,17 +194,17 @@ def manifest_lock(models_dir: Path) -> Iterator[None]:
 
     lock_path = Path(models_dir) / LOCK_NAME
     key = str(Path(models_dir).resolve())
-    if key in _HELD:  # this process holds it already (an update inside an export's commit)
+    if key in _HELD.folders:  # this process holds it already (an update inside an export's commit)
         yield
         return
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
-            _HELD.add(key)
+            _HELD.folders.add(key)
             try:
                 transaction.recover(Path(models_dir))  # a commit a killed poolkit left half done is finished first
                 yield
             finally:
-                _HELD.discard(key)
+                _HELD.folders.discard(key)
     except Timeout:
         raise DataError(
             f"another poolkit has held {lock_path} for {LOCK_TIMEOUT_S:.0f} s; if none is running, delete the file"

@@ -15,8 +15,12 @@ torch.onnx or onnxruntime themselves, and a runtime never sees a manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from poolkit.common.errors import DeviceError, PoolkitError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -28,6 +32,64 @@ Reads = Literal["module", "torchscript", "onnx"]
 LayerOutputs = list[tuple[str, list["np.ndarray"]]]
 
 
+@dataclass(frozen=True)
+class TimingSettings:
+    """How bench opens a runtime to time it. Each backend honours what applies to it and refuses what
+    it cannot (`check_timing`): an option silently ignored would label a figure wrongly."""
+
+    spinning: bool = False  # runtimes with `has_spinning`: idle intra-op threads spin-wait
+    cuda_graphs: bool = False  # CUDA rows: replay a captured graph
+    profile_prefix: str | None = None  # runtimes with `has_profiler`: write a profile trace there
+    preallocate_outputs: bool = True  # outputs allocated once by `prepare`, then bound by value
+
+
+class DeviceEvents(Protocol):
+    """What device timing needs: an event recorded on the runtime's stream, and ms between two of them."""
+
+    def record(self) -> Any: ...
+
+    def elapsed_ms(self, start: Any, end: Any) -> float: ...
+
+
+class TorchCudaEvents:
+    """CUDA events on one stream (torch's current stream, or a stream made for a runtime that takes one).
+
+    `cuda` is `torch.cuda` (a fake in the tests), so the device-timing logic runs without a GPU.
+    """
+
+    def __init__(self, stream: Any = None, cuda: Any = None) -> None:
+        if cuda is None:
+            import torch  # lazily: only CUDA rows get here
+
+            cuda = torch.cuda
+        self._cuda = cuda
+        self.stream = stream if stream is not None else cuda.current_stream()
+
+    @classmethod
+    def on_new_stream(cls, cuda: Any = None) -> TorchCudaEvents:
+        events = cls(cuda=cuda)
+        events.stream = events._cuda.Stream()
+        return events
+
+    def record(self) -> Any:
+        event = self._cuda.Event(enable_timing=True)
+        event.record(self.stream)
+        return event
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A runtime timed by a tool that is not poolkit (a plain loop, torch.utils.benchmark): what bench must match."""
+
+    tool: str
+    median_ms: float
+    samples: int
+
+
 class Runtime:
     """Base of every backend. Subclasses set the class attributes and implement the four calls."""
 
@@ -36,6 +98,8 @@ class Runtime:
     devices: ClassVar[tuple[str, ...]] = DEVICES
     engine: ClassVar[Literal["torch", "onnxruntime"]]  # whose CUDA support decides whether cuda works
     has_layer_outputs: ClassVar[bool] = False
+    has_spinning: ClassVar[bool] = False  # bench records (and sets) its threads' spin-wait
+    has_profiler: ClassVar[bool] = False  # bench can ask it which op dominates (`end_profile`)
 
     device: str
     provider: str  # what really ran it, e.g. CPUExecutionProvider, torch-cuda
@@ -68,8 +132,6 @@ class Runtime:
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
         """Each top-level layer's output on the CPU: what the divergence finder compares."""
-        from poolkit.common.errors import PoolkitError
-
         raise PoolkitError(f"runtime '{cls.name}' cannot report layer outputs")
 
     @classmethod
@@ -81,6 +143,57 @@ class Runtime:
         """
         return None
 
+    # -- what bench asks of a runtime: the defaults suit a CPU runtime without any of these settings --
+    @classmethod
+    def preload(cls) -> None:
+        """Import the engine now (a bench worker, before anything is timed: a load time is not an import)."""
+
+    @classmethod
+    def check_timing(cls, device: str, settings: TimingSettings) -> None:
+        """Refuse a timing setting this runtime cannot honour on `device`, before anything is opened."""
+        if settings.cuda_graphs and device != "cuda":
+            raise PoolkitError("--cuda-graphs applies to CUDA rows only")
+        if settings.profile_prefix and not cls.has_profiler:
+            raise PoolkitError(f"runtime '{cls.name}' has no profiler")
+
+    @classmethod
+    def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
+        """Open the runtime as bench times it (spinning, profiling, CUDA graphs, outputs bound once)."""
+        cls.check_timing(device, settings)
+        return cls(source, device, threads)  # type: ignore[call-arg]
+
+    def timed_call(self, prepared: Any) -> Callable[[], Any]:
+        """The call bench times, returning the outputs. On a device, the launch without its wait, so
+        that device events can bracket it (`device_events`); on the CPU, `infer`."""
+        return lambda: self.infer(prepared)
+
+    def device_events(self) -> DeviceEvents | None:
+        """Events on the stream the runtime launches on (CUDA rows); None where there is no device clock."""
+        return None
+
+    def capture_graph(self, prepared: Any) -> Callable[[], Any] | None:
+        """With `cuda_graphs`: the replay of a graph captured on `prepared`, returning the outputs.
+        None: the runtime replays its own graph inside `timed_call` (or has none)."""
+        return None
+
+    def refill(self, prepared: Any, batch: np.ndarray | tuple[np.ndarray, ...]) -> None:
+        """Write `batch` into the memory `prepared` already holds (what a captured graph reads)."""
+        raise PoolkitError(f"runtime '{self.name}' cannot refill a prepared batch in place")
+
+    def run_host(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """End to end as a user's loop runs it: host arrays in, host arrays out, nothing prepared before."""
+        return run_batch(self, batch)
+
+    def end_profile(self) -> dict[str, float]:
+        """Runtimes with `has_profiler`, opened with `profile_prefix`: kernel microseconds per op type."""
+        raise PoolkitError(f"runtime '{self.name}' has no profiler")
+
+    @classmethod
+    def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference | None:
+        """This runtime timed with the plainest loop a user would write, outside poolkit's machinery
+        (run in a process of its own by the self-check). None: no such loop is known."""
+        return None
+
 
 def run_batch(runtime: Runtime, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
     """The end-to-end path: host batch in (a tuple of arrays for several inputs), host arrays out."""
@@ -89,9 +202,7 @@ def run_batch(runtime: Runtime, batch: np.ndarray | tuple[np.ndarray, ...]) -> l
 
 def require_torch_cuda() -> None:
     """No silent fallback: CUDA asked for and torch cannot see a GPU is an error, exit 2."""
-    import torch
-
-    from poolkit.common.errors import DeviceError
+    import torch  # lazily: importing the runtimes (the CLI's option parsing) must not load torch
 
     if not torch.cuda.is_available():
         built = torch.version.cuda

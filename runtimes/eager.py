@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from poolkit.runtimes.base import LayerOutputs, Reads, Runtime, require_torch_cuda
+from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.runtimes.base import (
+    DeviceEvents,
+    LayerOutputs,
+    Reads,
+    Reference,
+    Runtime,
+    TimingSettings,
+    TorchCudaEvents,
+    require_torch_cuda,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +32,7 @@ class TorchModuleRuntime(Runtime):
     engine = "torch"
 
     def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
-        import torch
+        import torch  # lazily in every torch backend: importing the runtimes must not load torch
 
         if device == "cuda":
             require_torch_cuda()
@@ -36,11 +47,11 @@ class TorchModuleRuntime(Runtime):
         self.device = device
         self.provider = f"torch-{device}"
         self.module = module.to(device) if hasattr(module, "to") else module
+        self.cuda_graphs = False
+        self._cuda: Any = None  # torch.cuda, or a fake in the tests
 
     @classmethod
     def cuda_problem(cls) -> str | None:
-        from poolkit.common.errors import DeviceError
-
         try:
             require_torch_cuda()
         except DeviceError as exc:
@@ -69,6 +80,104 @@ class TorchModuleRuntime(Runtime):
             self._torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
 
+    # -- bench's side of the interface --------------------------------------------------------------
+    @classmethod
+    def preload(cls) -> None:
+        import torch
+        import torch.jit  # noqa: F401
+
+    @classmethod
+    def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
+        cls.check_timing(device, settings)
+        rt = cls(source, device, threads)
+        rt.cuda_graphs = settings.cuda_graphs
+        return rt
+
+    def _forward(self, prepared: Any) -> Any:
+        with self._torch.inference_mode():
+            return self.module(*prepared) if isinstance(prepared, tuple) else self.module(prepared)
+
+    def timed_call(self, prepared: Any) -> Callable[[], Any]:
+        """CPU: `infer`. CUDA: the forward pass without `synchronize`, so events bracket the launch."""
+        if self.device != "cuda":
+            return lambda: self.infer(prepared)
+        return lambda: self._forward(prepared)
+
+    def device_events(self) -> DeviceEvents | None:
+        return TorchCudaEvents(cuda=self._torch_cuda()) if self.device == "cuda" else None
+
+    def _torch_cuda(self) -> Any:
+        return self._cuda if self._cuda is not None else self._torch.cuda
+
+    def capture_graph(self, prepared: Any) -> Callable[[], Any] | None:
+        if not self.cuda_graphs:
+            return None
+        return capture_torch_graph(self.module, prepared, self._torch_cuda())
+
+    def refill(self, prepared: Any, batch: np.ndarray | tuple[np.ndarray, ...]) -> None:
+        """Copy new data into the prepared tensors (a captured graph reads that memory), then wait for it."""
+        tensors = prepared if isinstance(prepared, tuple) else (prepared,)
+        arrays = batch if isinstance(batch, tuple) else (batch,)
+        for tensor, array in zip(tensors, arrays, strict=True):
+            tensor.copy_(self._torch.from_numpy(array))
+        if self.device == "cuda":
+            self._torch_cuda().synchronize()
+
+    @classmethod
+    def reference_module(cls, source: Any) -> Any | None:
+        """What the reference loop times: the module itself (None: no plain loop means the same thing)."""
+        return source
+
+    @classmethod
+    def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference | None:
+        """torch.utils.benchmark's `blocked_autorange` (1 s) on the module, at `threads`, under inference_mode."""
+        import torch
+
+        from poolkit.common.capture import captured_output
+
+        module = cls.reference_module(source)
+        if module is None:
+            return None
+        with captured_output():  # its import logs about CUDA_HOME on machines without CUDA
+            import torch.utils.benchmark as tb
+
+        timer = tb.Timer(
+            stmt="with torch.inference_mode(): module(x)",
+            globals={"module": module, "x": torch.from_numpy(batch), "torch": torch},
+            num_threads=threads,
+        )
+        found = timer.blocked_autorange(min_run_time=1.0)
+        return Reference("torch.utils.benchmark", float(found.median * 1e3), len(found.times))
+
+
+def capture_torch_graph(module: Any, static_input: Any, cuda: Any, warmup: int = 3) -> Callable[[], Any]:
+    """Capture one forward pass in a CUDA graph; return its replay, which returns the graph's outputs.
+
+    torch's documented recipe, `cuda` being `torch.cuda` (a fake in the tests): warm up on a side
+    stream, capture under `cuda.graph(g)`, then every call is `g.replay()` on the same input and
+    output memory (new data goes into the input by `refill`).
+    """
+    import torch
+
+    def forward() -> Any:
+        return module(*static_input) if isinstance(static_input, tuple) else module(static_input)
+
+    side = cuda.Stream()
+    side.wait_stream(cuda.current_stream())
+    with cuda.stream(side), torch.inference_mode():
+        for _ in range(warmup):
+            forward()
+    cuda.current_stream().wait_stream(side)
+    graph = cuda.CUDAGraph()
+    with cuda.graph(graph), torch.inference_mode():
+        static_output = forward()
+
+    def replay() -> Any:
+        graph.replay()
+        return static_output
+
+    return replay
+
 
 class EagerRuntime(TorchModuleRuntime):
     """The module itself, as PyTorch runs it."""
@@ -82,8 +191,6 @@ class EagerRuntime(TorchModuleRuntime):
         """Only a chain of layers (an nn.Sequential, as every spec builds) can be run one layer at a
         time; a module with its own forward() (a user's model) may do anything between its layers."""
         import torch
-
-        from poolkit.common.errors import PoolkitError
 
         if not isinstance(source, torch.nn.Sequential):
             raise PoolkitError(

@@ -1,109 +1,40 @@
 """ONNX Runtime on the CPU or CUDA execution provider, fed through IO binding.
 
 The same IO-binding code runs on both devices (device type "cpu" or "cuda"), so the CUDA path's
-logic is exercised on machines without a GPU. ONNX Runtime quietly falls back to the CPU
-provider when CUDA cannot load; we check `session.get_providers()` and refuse instead.
+logic is exercised on machines without a GPU. Sessions come from `ort_session.create_session`,
+which refuses ONNX Runtime's quiet fallback to the CPU provider.
+
+What bench needs of ONNX Runtime lives here, behind the `Runtime` interface: spinning and
+profiling (session options), CUDA graphs and a CUDA stream for device events (provider options),
+outputs allocated once and bound by value, the launch without its synchronisation, refilling a
+bound input in place, a plain `session.run` for end-to-end and the self-check's reference loop.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import ast
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from poolkit.common.capture import captured_output
-from poolkit.common.errors import DeviceError, PoolkitError
-from poolkit.runtimes.base import LayerOutputs, Reads, Runtime
+from poolkit.common.errors import PoolkitError
+from poolkit.runtimes.base import (
+    DeviceEvents,
+    LayerOutputs,
+    Reads,
+    Reference,
+    Runtime,
+    TimingSettings,
+    TorchCudaEvents,
+)
+from poolkit.runtimes.ort_session import PROVIDERS, create_session, cuda_provider_problem, session_options
 
 if TYPE_CHECKING:
     import numpy as np
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
-def session_options(threads: int | None, spinning: bool = False) -> Any:
-    """Threads set (one inter-op thread), a quiet log, and intra-op spinning off unless asked for:
-    spinning threads slow down torch in the same process (onnxruntime issue 13808); bench's isolated
-    workers, alone in their process, keep ORT's default (on)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.log_severity_level = 3  # errors only; we report what matters ourselves
-    return opts
-
-
-def preload_cuda_libraries() -> None:
-    """Let onnxruntime find the CUDA/cuDNN libraries that the torch wheels installed."""
-    import onnxruntime as ort
-
-    if hasattr(ort, "preload_dlls"):
-        # A missing library shows up later as a provider that did not load, with its reason.
-        with captured_output(), contextlib.suppress(Exception):
-            ort.preload_dlls()
-
-
-def create_session(
-    path: str | bytes,
-    device: str,
-    threads: int | None,
-    provider: str | None = None,
-    *,
-    options: Any = None,
-    provider_options: dict[str, str] | None = None,
-) -> Any:
-    """An InferenceSession that really runs on `device` (with `provider` when given), or a DeviceError.
-
-    `options` replaces `session_options(threads)`; `provider_options` go to the device's provider
-    (bench: a CUDA stream, CUDA graphs).
-    """
-    import onnxruntime as ort
-
-    wanted = provider or PROVIDERS[device]
-    if wanted not in ort.get_available_providers():
-        raise DeviceError(
-            f"onnxruntime {ort.__version__} has no {wanted} (installed providers: "
-            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
-        )
-    if device == "cuda":
-        preload_cuda_libraries()
-    first: Any = (wanted, provider_options) if provider_options else wanted
-    providers = [first] if wanted == PROVIDERS["cpu"] else [first, PROVIDERS["cpu"]]
-    opts = options if options is not None else session_options(threads)
-    with captured_output() as out:
-        try:
-            session = ort.InferenceSession(path, sess_options=opts, providers=providers)
-        except Exception as exc:  # noqa: BLE001
-            from poolkit.common.errors import one_line
-
-            what = path if isinstance(path, str) else "the model"
-            raise PoolkitError(f"onnxruntime cannot load {what}: {one_line(exc)}", exit_code=1) from None
-    active = session.get_providers()
-    if wanted not in active:
-        said = _provider_reason(out.text, wanted)
-        raise DeviceError(
-            f"onnxruntime's {wanted} did not load, the session would run on {', '.join(active)} only"
-            + (f" ({said})" if said else " (no GPU or CUDA/cuDNN libraries not found)")
-        )
-    return session
-
-
-def _provider_reason(log: str, provider: str) -> str:
-    """The sentence of ORT's log that says why a provider failed, without colour codes."""
-    import re
-
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.splitlines()]
-    hits = [ln for ln in lines if provider in ln or "Failed" in ln] or [ln for ln in lines if ln]
-    if not hits:
-        return ""
-    text = hits[-1]
-    text = text.split("] ", 1)[-1] if text.startswith(("[E", "[W", "20")) else text
-    text = text.split(" Please install", 1)[0]  # the rest is a link to the requirements page
-    return text if len(text) <= 240 else text[:239] + "…"
+__all__ = ["PROVIDERS", "OnnxRuntime", "create_session", "session_options"]  # the session door, for verify and sweep
 
 
 class OnnxRuntime(Runtime):
@@ -113,16 +44,42 @@ class OnnxRuntime(Runtime):
     reads: ClassVar[Reads] = "onnx"
     engine = "onnxruntime"
     has_layer_outputs = True
+    has_spinning = True
+    has_profiler = True
     provider_name: ClassVar[str | None] = None  # None: the provider of the device (CPU or CUDA)
-    # Bench binds outputs allocated once (see prepare); verify and the rest let each run allocate its own.
-    preallocate_outputs: ClassVar[bool] = False
 
-    def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
-        self._start(create_session(str(path), device, threads, self.provider_name), device)
+    def __init__(self, path: Path, device: str, threads: int | None = None, *, timing: TimingSettings | None = None):
+        """`timing` (bench, through `open_timed`): its spinning, profiling, CUDA graph and a stream of
+        our own for device events; outputs pre-allocated. Without it (verify and the rest): spinning
+        off, each run allocates its outputs."""
+        options, provider_options = None, {}
+        self._events: TorchCudaEvents | None = None
+        if timing is not None:
+            options = session_options(threads, timing.spinning)
+            if timing.profile_prefix:
+                options.enable_profiling = True
+                options.profile_file_prefix = timing.profile_prefix
+            if device == "cuda":
+                self._events = TorchCudaEvents.on_new_stream()
+                provider_options["user_compute_stream"] = str(self._events.stream.cuda_stream)
+                if timing.cuda_graphs:
+                    provider_options["enable_cuda_graph"] = "1"
+        self.preallocate_outputs = timing is not None and timing.preallocate_outputs
+        self.cuda_graph = timing is not None and timing.cuda_graphs
+        self.spinning = timing is not None and timing.spinning
+        session = create_session(
+            str(path), device, threads, self.provider_name, options=options, provider_options=provider_options or None
+        )
+        self._start(session, device)
+
+    @classmethod
+    def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
+        cls.check_timing(device, settings)
+        return cls(source, device, threads, timing=settings)
 
     def _start(self, session: Any, device: str) -> None:
         """What every ONNX Runtime session gives the runtime: provider, threads, input and output names."""
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazily: importing the runtimes (the CLI's option parsing) must not load it
 
         self._ort = ort
         self.device = device
@@ -132,6 +89,7 @@ class OnnxRuntime(Runtime):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_name = self.input_names[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._graph_prepared: Any = None
 
     @classmethod
     def cuda_problem(cls) -> str | None:
@@ -145,11 +103,7 @@ class OnnxRuntime(Runtime):
         value: a timed `infer` neither allocates them nor moves them (what CUDA graphs need). Their
         shapes come from that run, never from the shapes the file declares, which can be wrong.
         """
-        arrays = batch if isinstance(batch, tuple) else (batch,)
-        if len(arrays) != len(self.input_names):
-            raise PoolkitError(
-                f"the ONNX file takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), given {len(arrays)}"
-            )
+        arrays = self._arrays(batch)
         binding = self.session.io_binding()
         values = [self._ort.OrtValue.ortvalue_from_numpy(a, self.device, 0) for a in arrays]
         for name, value in zip(self.input_names, values, strict=True):
@@ -162,7 +116,17 @@ class OnnxRuntime(Runtime):
         outputs = binding.get_outputs()
         for name, out in zip(self.output_names, outputs, strict=True):
             binding.bind_ortvalue_output(name, out)
+        if self.cuda_graph:
+            self._graph_prepared = (binding, values, outputs)  # the one binding the graph was captured on
         return binding, values, outputs
+
+    def _arrays(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        arrays = batch if isinstance(batch, tuple) else (batch,)
+        if len(arrays) != len(self.input_names):
+            raise PoolkitError(
+                f"the ONNX file takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), given {len(arrays)}"
+            )
+        return arrays
 
     def infer(self, prepared: Any) -> Any:
         binding = prepared[0]
@@ -174,7 +138,71 @@ class OnnxRuntime(Runtime):
 
     def close(self) -> None:
         self.session = None
+        self._graph_prepared = None
 
+    # -- bench's side of the interface --------------------------------------------------------------
+    @classmethod
+    def preload(cls) -> None:
+        import onnxruntime  # noqa: F401
+
+    def timed_call(self, prepared: Any) -> Callable[[], Any]:
+        """CPU: `infer`. CUDA: `run_with_iobinding` without its synchronisation, so events bracket the launch."""
+        if self.device != "cuda":
+            return lambda: self.infer(prepared)
+        options = self._ort.RunOptions()
+        options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        binding = prepared[0]
+
+        def launch() -> Any:
+            self.session.run_with_iobinding(binding, options)
+            return binding
+
+        return launch
+
+    def device_events(self) -> DeviceEvents | None:
+        return self._events
+
+    def refill(self, prepared: Any, batch: np.ndarray | tuple[np.ndarray, ...]) -> None:
+        """Copy new data into the bound inputs' memory (`OrtValue.update_inplace`): a captured graph reads there."""
+        for value, array in zip(prepared[1], self._arrays(batch), strict=True):
+            value.update_inplace(array)
+
+    def run_host(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """`session.run` with numpy in and out, as a user's loop does (it copies to and from the device).
+        A session with a CUDA graph only runs through IO binding: refill its binding, run, copy out."""
+        arrays = self._arrays(batch)
+        if self._graph_prepared is not None:
+            self.refill(self._graph_prepared, arrays)
+            return self.to_numpy(self.infer(self._graph_prepared))
+        return list(self.session.run(self.output_names, dict(zip(self.input_names, arrays, strict=True))))
+
+    def end_profile(self) -> dict[str, float]:
+        """Stop the profiler (opened with `profile_prefix`) and sum its kernel time per op type (µs)."""
+        trace = Path(self.session.end_profiling())
+        return kernel_times(json.loads(trace.read_text(encoding="utf-8")))
+
+    @classmethod
+    def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference:
+        """The loop a user would write, nothing of poolkit: a session with ONNX Runtime's defaults
+        (spinning on), `run` with numpy in and out, perf_counter around each call."""
+        import numpy as np  # lazily, as above
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(source), sess_options=opts, providers=[PROVIDERS["cpu"]])
+        feed = {session.get_inputs()[0].name: batch}
+        for _ in range(warmup):
+            session.run(None, feed)
+        samples = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return Reference("a plain session.run loop", float(np.median(samples)), iters)
+
+    # -- verify's ---------------------------------------------------------------------------------
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
         return onnx_layer_outputs(Path(source), batch)
@@ -184,10 +212,22 @@ class OnnxRuntime(Runtime):
         return write_identity_model(Path(folder) / "identity.onnx", sample_shape)
 
 
+def kernel_times(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Kernel microseconds per op type in an ONNX Runtime profile (its JSON trace).
+
+    Kernel events are `cat: "Node"` with a name ending in `_kernel_time`; their `args.op_name` is the
+    op type and `dur` is in microseconds.
+    """
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            op = str(e.get("args", {}).get("op_name", "?"))
+            by_op[op] = by_op.get(op, 0.0) + float(e.get("dur", 0))
+    return by_op
+
+
 def _node_layer(node: Any) -> str | None:
     """The top-level module a node came from: dynamo's name_scopes metadata, or legacy's `/conv1/Conv`."""
-    import ast
-
     for prop in node.metadata_props:
         if prop.key == "pkg.torch.onnx.name_scopes":
             scopes = ast.literal_eval(prop.value)
@@ -234,34 +274,9 @@ def onnx_layer_outputs(path: Path, batch: np.ndarray) -> LayerOutputs:
     return [(layer, [values[t] for t in boundaries[layer]]) for layer in order if boundaries.get(layer)]
 
 
-@functools.cache
-def cuda_provider_problem(provider: str | None = None) -> str | None:
-    """Why ONNX Runtime's CUDA provider cannot run here (None when it can), checked on a tiny model.
-
-    Cached: the answer cannot change within a process, and the CLI preflight, verify and bench all ask.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, 9)
-    onnx.checker.check_model(model)
-    try:
-        create_session(model.SerializeToString(), "cuda", None, provider)
-    except PoolkitError as exc:
-        return str(exc)
-    return None
-
-
 def write_identity_model(path: Path, sample_shape: tuple[int, ...]) -> Path:
     """An ONNX Identity with a dynamic batch: timing it measures ONNX Runtime's per-call overhead."""
-    import onnx
+    import onnx  # lazily, as onnxruntime
     from onnx import TensorProto, helper
 
     dims: list[int | str] = ["batch", *sample_shape]

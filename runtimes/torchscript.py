@@ -43,6 +43,15 @@ class TorchScriptRuntime(TorchModuleRuntime):
         self.provider = f"torchscript-frozen-{device}"
 
     @classmethod
+    def reference_module(cls, source: Any) -> Any:
+        """The artifact loaded and frozen, as `__init__` runs it."""
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.freeze(load_torchscript(source))
+
+    @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
         """Layer by layer through the artifact's own submodules (unfrozen, so they still exist)."""
         return module_layer_outputs(load_torchscript(source), batch)

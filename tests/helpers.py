@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poolkit.bench.run import Measurement
+from poolkit.bench.measurement import Measurement
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime

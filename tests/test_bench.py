@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from poolkit.bench.cost import model_cost
+from poolkit.bench.measurement import BenchSettings
 from poolkit.bench.report import compare_runs, load_report, write_reports
-from poolkit.bench.run import BenchSettings, run_bench
+from poolkit.bench.run import run_bench
 from poolkit.cli import app
 from poolkit.exporter.build import build_model
 from poolkit.exporter.spec import parse_spec
@@ -146,7 +147,7 @@ def test_compare_flags_only_real_changes(tmp_path: Path) -> None:
     assert [c.verdict for c in compare_runs(slow, old)] == ["improvement"] * 3
     assert [c.verdict for c in compare_runs(old, old)] == ["within noise"] * 3
     # through the saved JSON and the CLI: the report written by write_reports loads back the same rows
-    from poolkit.bench.run import BenchReport, BenchSettings
+    from poolkit.bench.measurement import BenchReport, BenchSettings
 
     write_reports(BenchReport({"cpu": "test"}, BenchSettings(), "synthetic", slow), tmp_path, stem="slow")
     loaded = load_report(tmp_path / "slow.json")

@@ -15,23 +15,19 @@ from rich.console import Console
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
+from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement, add_speedups
 from poolkit.bench.report import compare_runs
-from poolkit.bench.run import (
-    BenchReport,
-    BenchSettings,
-    Measurement,
-    Row,
-    Timers,
-    needs_profile,
-    round_counts,
-    run_bench,
-    sample_interleaved,
-)
+from poolkit.bench.run import needs_profile, run_bench
+from poolkit.bench.scheduler import OpenRow, round_counts, sample_interleaved
 from poolkit.bench.stats import compare_samples, hodges_lehmann, summarize
-from poolkit.bench.timer import BenchOnnxRuntime, LocalTimer, capture_torch_graph, dominant_op
+from poolkit.bench.timer import LocalTimer, Round, dominant_op
+from poolkit.bench.worker import Timers
 from poolkit.cli import app
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.common.errors import PoolkitError
+from poolkit.runtimes.base import TimingSettings
+from poolkit.runtimes.eager import capture_torch_graph
+from poolkit.runtimes.onnxruntime import OnnxRuntime, kernel_times
 from poolkit.services.environment import load_warning, peak_bandwidth_gb_s
 from tests.helpers import measurement
 
@@ -45,14 +41,14 @@ class FakeTimer:
     def __init__(self, name: str, log: list[str], samples: Any) -> None:
         self.name, self.log, self.samples = name, log, samples
 
-    def round(self, n: int, e2e: int) -> tuple[list[float], list[float], list[float]]:
+    def round(self, n: int, e2e: int) -> Round:
         self.log.append(f"{self.name}{n}")
         host = [next(self.samples) for _ in range(n)]
-        return host, [], [2 * h for h in host[:e2e]]
+        return Round(host, [], [2 * h for h in host[:e2e]])
 
 
-def rows_of(names: str, log: list[str], samples: dict[str, Any], estimate_s: float = 0.001) -> list[Row]:
-    return [Row(measurement([], runtime=n), FakeTimer(n, log, samples[n]), estimate_s) for n in names]
+def rows_of(names: str, log: list[str], samples: dict[str, Any], estimate_s: float = 0.001) -> list[OpenRow]:
+    return [OpenRow(measurement([], runtime=n), FakeTimer(n, log, samples[n]), estimate_s) for n in names]
 
 
 def test_rounds_are_interleaved_and_rotated() -> None:
@@ -90,7 +86,7 @@ def test_a_failing_round_fails_its_row_only() -> None:
 
     log: list[str] = []
     rows = rows_of("a", log, {"a": itertools.repeat(0.001)})
-    rows.append(Row(measurement([], runtime="b"), Dies("b", log, None), 0.001))
+    rows.append(OpenRow(measurement([], runtime="b"), Dies("b", log, None), 0.001))
     settings = BenchSettings(iters=4, rounds=2, in_process=True)
     sample_interleaved(rows, settings, Timers(settings, clock=lambda: 0.0))
     assert len(rows[0].m.samples_ms) == 4 and rows[0].m.status == "ok"
@@ -131,7 +127,7 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
 
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((4, 3, 32, 32), dtype=np.float32)
-    timer = LocalTimer("onnxruntime", "cpu", 1, ort_spinning=False, clock=ms_clock(), events=FakeEvents())
+    timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False, clock=ms_clock(), events=FakeEvents())
     opened = timer.open(str(zoo_dir), "relu", batch, warmup=3, model_obj=model)
     assert (opened.load_s, opened.first_s, opened.provider) == (
         pytest.approx(0.001),
@@ -139,11 +135,12 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
         "CPUExecutionProvider",
     )
     assert opened.warmup_s == pytest.approx([0.001] * 3)
-    host, device, e2e = timer.round(5, 2)
-    assert host == pytest.approx([0.001] * 5) and device == [0.25] * 5 and e2e == pytest.approx([0.001] * 2)
+    got = timer.round(5, 2)
+    assert got.host_s == pytest.approx([0.001] * 5) and got.device_ms == [0.25] * 5
+    assert got.e2e_s == pytest.approx([0.001] * 2)
     assert timer.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     timer.close()
-    spinning = LocalTimer("onnxruntime", "cpu", 1, ort_spinning=True)
+    spinning = LocalTimer("onnxruntime", "cpu", 1, spinning=True)
     spinning.open(str(zoo_dir), "relu", batch, warmup=0, model_obj=model)
     assert spinning.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     spinning.close()
@@ -155,7 +152,7 @@ def test_cuda_graphs_are_refused_on_cpu_rows(zoo_dir: Path) -> None:
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((2, 3, 32, 32), dtype=np.float32)
     for runtime in ("eager", "onnxruntime"):
-        timer = LocalTimer(runtime, "cpu", 1, ort_spinning=False, cuda_graphs=True)
+        timer = LocalTimer(runtime, "cpu", 1, spinning=False, cuda_graphs=True)
         with pytest.raises(PoolkitError, match="--cuda-graphs applies to CUDA rows only"):
             timer.open(str(zoo_dir), "relu", batch, warmup=0, model_obj=model)
     result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "relu", "--cuda-graphs"])
@@ -173,9 +170,8 @@ def test_torch_cuda_graph_capture_and_replay_follow_the_recipe() -> None:
             calls.append("wait_stream")
 
     class FakeGraph:
-        def replay(self) -> str:
+        def replay(self) -> None:
             calls.append("replay")
-            return "replayed"
 
     class FakeCuda:
         Stream = FakeStream
@@ -200,10 +196,10 @@ def test_torch_cuda_graph_capture_and_replay_follow_the_recipe() -> None:
 
     def module(x: Any) -> Any:
         calls.append("forward")
-        return x
+        return x + 1
 
     replay = capture_torch_graph(module, torch.zeros(1), FakeCuda(), warmup=2)
-    assert replay() == "replayed"
+    assert replay().tolist() == [1.0]  # the graph's static output, as captured
     assert calls == ["wait_stream", "side stream", "forward", "forward", "wait_stream", "graph", "capture",
                      "forward", "captured", "replay"]  # fmt: skip
 
@@ -222,7 +218,7 @@ def test_peak_bandwidth_and_share_for_cuda_rows() -> None:
 
 # -- pre-allocated IO-binding outputs ---------------------------------------------------------------
 def test_ort_outputs_are_allocated_once_and_reused(zoo_dir: Path) -> None:
-    rt = BenchOnnxRuntime(zoo_dir / "tudui.onnx", "cpu", 1, spinning=False)
+    rt = OnnxRuntime.open_timed(zoo_dir / "tudui.onnx", "cpu", 1, TimingSettings())
     x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
     prepared = rt.prepare(x)
     binding, _, outputs = prepared
@@ -246,10 +242,10 @@ def test_dominant_op_from_a_profile_trace() -> None:
         {"cat": "Node", "name": "n1_kernel_time", "dur": 90, "args": {"op_name": "Softmax"}},
         {"cat": "Node", "name": "n3_kernel_time", "dur": 14, "args": {"op_name": "Transpose"}},
     ]
-    found = dominant_op(events)
+    found = dominant_op(kernel_times(events))
     assert (found["op"], found["share"], found["kernel_us"]) == ("Softmax", 0.9, 200.0)
     assert [(o["op"], o["us"]) for o in found["ops"]] == [("Softmax", 180.0), ("Transpose", 20.0)]
-    assert dominant_op([{"cat": "Session", "name": "x", "dur": 1}]) is None
+    assert dominant_op(kernel_times([{"cat": "Session", "name": "x", "dur": 1}])) is None
     m = measurement([1.5] * 5, model="softmax", profile={**found, "iters": 20})
     assert m.notes == [
         "ONNX Runtime profile (20 runs): Softmax takes 90% of kernel time, 0.009 ms per run (then Transpose 10%)"
@@ -260,7 +256,7 @@ def test_profile_names_softmax_and_is_asked_only_for_slow_rows(zoo_dir: Path) ->
     from poolkit.services.artifacts import open_artifacts
 
     (model,) = open_artifacts(zoo_dir, ["softmax"])
-    timer = LocalTimer("onnxruntime", "cpu", 1, ort_spinning=False)
+    timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False)
     timer.open(str(zoo_dir), "softmax", np.zeros((2, 3, 32, 32), dtype=np.float32), warmup=0, model_obj=model)
     found = timer.profile(iters=3)
     timer.close()
@@ -324,8 +320,6 @@ def synthetic_report() -> BenchReport:
             rows.append(m)
     rows.append(Measurement(LONG, "onnxruntime", "cuda", 64, status="unavailable", reason="no GPU"))
     rows.append(Measurement("relu", "torchscript", "cuda", 64, status="failed", reason="boom"))
-    from poolkit.bench.run import add_speedups
-
     add_speedups(rows)
     return BenchReport({"cpu": "AMD EPYC 7B13 64-Core Processor"}, BenchSettings(), "synthetic", rows)
 

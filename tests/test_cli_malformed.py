@@ -592,17 +592,18 @@ def test_ctrl_c_in_a_bench_worker_is_an_interrupt_not_a_failed_row(capfd: pytest
     """Ctrl-C reaches the whole process group: the worker exits quietly (130), the parent sees an interrupt."""
     import signal
 
-    from poolkit.bench.worker import WorkerTimer
+    from poolkit.bench.measurement import BenchSettings
+    from poolkit.bench.worker import start_timer
 
-    timer = WorkerTimer("eager", "cpu", 1, False, False)
+    timer = start_timer("eager", "cpu", BenchSettings(threads=1))
     try:
         with pytest.raises(PoolkitError, match="unknown request"):  # the worker is in its loop, in Python
             timer._call("bogus")
-        os.kill(timer.process.pid, signal.SIGINT)
-        timer.process.join(timeout=60)
+        os.kill(timer.worker.pid, signal.SIGINT)
+        timer.worker.proc.wait(timeout=60)
         with pytest.raises(KeyboardInterrupt):
             timer.round(1, 0)
     finally:
         timer.shutdown()
-    assert timer.process.exitcode == 130
+    assert timer.worker.proc.returncode == 130
     assert "Traceback" not in capfd.readouterr().err

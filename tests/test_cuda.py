@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poolkit.bench.run import BenchSettings, run_bench
+from poolkit.bench.measurement import BenchSettings
+from poolkit.bench.run import run_bench
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
 from poolkit.services.cifar10 import load_cifar10

@@ -12,7 +12,6 @@ import pytest
 from poolkit.common.files import sha256_file
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.manifest import load_manifest
-from poolkit.exporter.onnx_export import onnx_metadata
 from poolkit.exporter.zoo import ZOO, resolve_model, resolve_models
 from tests.helpers import records_by_key, run_artifact
 
@@ -47,7 +46,7 @@ def test_onnx_files_pass_the_checker_and_carry_metadata(zoo_dir: Path) -> None:
     record = records_by_key(zoo_dir)[("tudui", "onnx")]
     proto = onnx.load(str(zoo_dir / record.path))
     onnx.checker.check_model(proto, full_check=True)
-    meta = onnx_metadata(zoo_dir / record.path)
+    meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["poolkit.spec"] == ZOO["tudui"].spec.replace(" ", "").replace("|", " | ")
     assert meta["poolkit.opset"] == str(record.opset)
     assert meta["torch.version"] and meta["poolkit.version"] == "0.1.0"

@@ -12,8 +12,8 @@ import pytest
 
 from poolkit.common.errors import PoolkitError
 from poolkit.common.files import write_text_atomic
-from poolkit.exporter import export as export_module
 from poolkit.exporter.export import ExportOptions, ensure_exported, export_models
+from poolkit.exporter.formats import onnx as onnx_format
 from poolkit.exporter.manifest import ExportRecord, load_manifest, update_manifest
 from poolkit.exporter.zoo import resolve_models
 from poolkit.services.artifacts import open_artifacts
@@ -83,7 +83,7 @@ def test_a_failed_reexport_keeps_the_previous_good_file_and_record(
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(export_module, "export_onnx", broken)
+    monkeypatch.setattr(onnx_format, "export_onnx", broken)
     run = export_models(resolve_models(["relu"]), relu_dir, ExportOptions(formats=("onnx",), force=True))
     (failed,) = run.failed
     assert failed.error == "RuntimeError: exporter exploded"
@@ -94,13 +94,13 @@ def test_a_failed_reexport_keeps_the_previous_good_file_and_record(
 
 def test_an_interrupted_reexport_leaves_everything_in_place(relu_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = snapshot(relu_dir)
-    real = export_module.export_onnx
+    real = onnx_format.export_onnx
 
     def interrupted(model, example, path, **kwargs):  # type: ignore[no-untyped-def]
         real(model, example, path, **kwargs)  # the staged file is complete...
         raise KeyboardInterrupt  # ...and Ctrl-C arrives before it is renamed into place
 
-    monkeypatch.setattr(export_module, "export_onnx", interrupted)
+    monkeypatch.setattr(onnx_format, "export_onnx", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_models(resolve_models(["relu"]), relu_dir, ExportOptions(force=True, seed=5))
     assert snapshot(relu_dir) == before
@@ -110,8 +110,8 @@ def test_an_interrupted_reexport_leaves_everything_in_place(relu_dir: Path, monk
 
 
 def test_an_opset_the_exporter_does_not_write_is_a_failed_row(relu_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = export_module.export_onnx
-    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **kw: real(*a, **{**kw, "opset": None}))
+    real = onnx_format.export_onnx
+    monkeypatch.setattr(onnx_format, "export_onnx", lambda *a, **kw: real(*a, **{**kw, "opset": None}))
     run = export_models(resolve_models(["relu"]), relu_dir, ExportOptions(formats=("onnx",), opset=17))
     (failed,) = run.failed
     assert failed.error is not None and "--opset 17 asked for, but the dynamo exporter wrote opset" in failed.error

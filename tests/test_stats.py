@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from poolkit.bench.run import time_calls
+from poolkit.bench.loop import time_calls
 from poolkit.bench.stats import median_ci95, percentile, summarize
 
 

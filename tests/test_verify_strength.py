@@ -139,7 +139,7 @@ def test_manifest_records_dynamic_axes(zoo_dir, tmp_path) -> None:
 
 
 def test_spec_with_linear_after_adaptive_pool_takes_any_size(tmp_path) -> None:
-    from poolkit.exporter.export import shape_agnostic
+    from poolkit.exporter.models import shape_agnostic
 
     assert shape_agnostic(parse_spec("conv(3,4,k=3) | adaptiveavgpool(2) | flatten | linear(16,10)"), (3, 32, 32))
     assert not shape_agnostic(parse_spec("conv(3,4,k=3) | flatten | linear(3600,10)"), (3, 32, 32))

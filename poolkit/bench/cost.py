@@ -71,7 +71,7 @@ def model_cost(model: nn.Module, sample_shape: tuple[int, ...], batch: int) -> C
     layer used twice) is counted as it really runs. A model that cannot run on one zero input (it
     takes several) has no cost figures: None, shown as a dash, never a made-up number.
     """
-    import torch
+    import torch  # lazily: an ONNX Runtime worker never needs torch; only the parent counts costs
 
     flops = 0
     moved = 0

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poolkit.bench.run import BENCH_SCHEMA, BenchReport, Measurement
+from poolkit.bench.measurement import BENCH_SCHEMA, BenchReport, Measurement
+from poolkit.bench.stats import compare_samples
 from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS
@@ -61,7 +62,7 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
     rows = [m for m in report.measurements if m.latency_ms]
     if not rows:
         return None
-    import matplotlib
+    import matplotlib  # lazily: matplotlib costs a second to import and only the chart needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,8 +164,6 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
     zero; its sign says regression or improvement. This has far more power than asking whether the
     two medians' intervals overlap.
     """
-    from poolkit.bench.stats import compare_samples
-
     previous = {m.key: m for m in old if m.latency_ms}
     changes = []
     for m in new:

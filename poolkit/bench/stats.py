@@ -19,6 +19,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
+
 Z95 = 1.959963984540054
 UNSTABLE_CV = 0.10  # torch.utils.benchmark warns when IQR/median >= 0.1; we flag CV above 10 %
 MIN_SAMPLES_P90 = 64  # MLPerf inference rules: samples needed before a p90 is worth reporting
@@ -128,8 +130,6 @@ def hodges_lehmann(a: list[float], b: list[float]) -> tuple[float, float, float]
     k = floor(n_a n_b / 2 - z sqrt(n_a n_b (n_a + n_b + 1) / 12)); bounds are the k-th smallest and
     k-th largest difference.
     """
-    import numpy as np
-
     diffs = np.sort(np.subtract.outer(np.asarray(b, dtype=float), np.asarray(a, dtype=float)).ravel())
     m, n = len(a), len(b)
     k = math.floor(m * n / 2 - Z95 * math.sqrt(m * n * (m + n + 1) / 12))
@@ -139,7 +139,7 @@ def hodges_lehmann(a: list[float], b: list[float]) -> tuple[float, float, float]
 
 def compare_samples(a: list[float], b: list[float]) -> Shift:
     """Mann-Whitney U (two-sided, scipy.stats) on raw samples, with the Hodges-Lehmann shift of b against a."""
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import mannwhitneyu  # lazily: scipy takes a while to import and only --compare needs it
 
     if not a or not b:
         raise ValueError("no samples")

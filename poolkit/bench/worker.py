@@ -1,135 +1,107 @@
-"""Each runtime timed in its own worker process, as onnxruntime_perf_test, trtexec and pyperf do.
+"""Where each runtime is timed: a worker process of its own (as onnxruntime_perf_test, trtexec and
+pyperf do), or this process with --in-process; both through the worker base in `services.workers`.
 
-One worker per runtime and device lives for a whole bench run (started with the `spawn` context,
-so it inherits no thread pool or CUDA context from the parent). It holds a `LocalTimer`; the
-parent sends it the same batch every runtime gets and asks for rounds of samples over a pipe, so
-it can interleave rounds across runtimes. Nothing runs in a worker between requests: it blocks on
-the pipe, so an idle worker costs no CPU (ONNX Runtime's spinning threads stop spinning shortly
-after a run; the parent waits `SETTLE_S` between handing over from one runtime to the next).
-
-A request is (method, args); a reply is ("ok", result) or ("error", message, exit_code). A worker
-that dies (a crash in a runtime) fails its row with the exit code, and a fresh one is started for
-the next model.
+One worker per runtime and device lives for a whole bench run. Its service holds a `LocalTimer`;
+the parent sends it the same batch every runtime gets and asks for rounds of samples, so it can
+interleave rounds across runtimes. A request is (method, *args); a reply is ("ok", result) or
+("error", message, exit_code), the same in both places, so a runtime that raises is a failed row
+either way. A worker that dies (a crash in a runtime) fails its row with its exit code, and a fresh
+one is started for the next model; one stopped by Ctrl-C is an interrupt, never a failed row.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
+from poolkit.bench.loop import Clock
+from poolkit.bench.measurement import BenchSettings
+from poolkit.bench.timer import LocalTimer, Opened, Round, Timer
 from poolkit.common.errors import PoolkitError, one_line
+from poolkit.runtimes.registry import runtime_class
+from poolkit.services.workers import InProcessWorker, ServiceSpec, SubprocessWorker, Worker, WorkerDied
 
-SETTLE_S = 0.005  # pause between two runtimes' rounds: lets a spinning ORT pool go idle
-INTERRUPT_CODES = (130, -signal.SIGINT)  # a worker stopped by Ctrl-C
+if TYPE_CHECKING:
+    import numpy as np
+
+    from poolkit.services.artifacts import ModelArtifacts
+
+SETTLE_S = 0.005  # pause between two runtimes' rounds: lets a spinning pool go idle
 ALLOWED = {"open", "round", "overhead", "profile", "close"}
 
 
-def worker_main(
-    conn: Any, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool
-) -> None:
-    """The worker's loop: serve requests until ("quit",) or the pipe closes.
+class TimerService:
+    """The worker's side: a LocalTimer answering requests, every error turned into a reply."""
 
-    Ctrl-C reaches the worker too (same process group): it exits quietly with 130, no traceback of
-    its own; the parent reports the interrupt once. SIGINT is handled explicitly: a process started
-    in the background by a shell inherits it ignored, and the worker must still stop on it.
-    """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        _serve(conn, runtime, device, threads, ort_spinning, cuda_graphs)
-    except KeyboardInterrupt:
-        os._exit(130)
+    def __init__(
+        self,
+        runtime: str,
+        device: str,
+        threads: int | None,
+        spinning: bool,
+        cuda_graphs: bool,
+        clock: Clock = time.perf_counter,
+        preload: bool = True,
+    ) -> None:
+        if preload:  # a first model's load time is not an import
+            runtime_class(runtime).preload()
+        self.timer = LocalTimer(runtime, device, threads, spinning, cuda_graphs, clock)
 
-
-def _serve(conn: Any, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool) -> None:
-    from poolkit.bench.timer import LocalTimer
-
-    preload(runtime)
-    timer = LocalTimer(runtime, device, threads, ort_spinning, cuda_graphs)
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            break
-        method, args = request[0], request[1:]
-        if method == "quit":
-            break
+    def __call__(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        method, args = message[0], message[1:]
         try:
             if method not in ALLOWED:
                 raise PoolkitError(f"bench worker: unknown request {method!r}")
-            conn.send(("ok", getattr(timer, method)(*args)))
+            return ("ok", getattr(self.timer, method)(*args))
         except PoolkitError as exc:
-            conn.send(("error", str(exc), exc.exit_code))
+            return ("error", str(exc), exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the parent turns it into a failed row
-            conn.send(("error", one_line(exc), 1))
-    timer.close()
-    conn.close()
+            return ("error", one_line(exc), 1)
 
-
-def preload(runtime: str) -> None:
-    """Import the runtime's engine before anything is timed: a first model's load time is not an import."""
-    from poolkit.runtimes.registry import runtime_class
-
-    if runtime_class(runtime).engine == "onnxruntime":
-        import onnxruntime  # noqa: F401
-    else:
-        import torch
-        import torch.jit  # noqa: F401
-
-        del torch
+    def close(self) -> None:
+        self.timer.close()
 
 
 class WorkerTimer:
-    """The parent's handle on one worker: the same calls as LocalTimer, answered by the other process."""
+    """The parent's handle on one runtime's worker: the Timer calls, answered by its service."""
 
-    process_kind = "isolated"
-
-    def __init__(self, runtime: str, device: str, threads: int | None, ort_spinning: bool, cuda_graphs: bool) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        self.runtime_name, self.device = runtime, device
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(
-            target=worker_main,
-            args=(child, runtime, device, threads, ort_spinning, cuda_graphs),
-            name=f"poolkit-bench-{runtime}-{device}",
-            daemon=True,
-        )
-        self.process.start()
-        child.close()
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return self.worker.alive
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
-            self.conn.send((method, *args))
-            reply = self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            self.process.join(timeout=5)
-            if self.process.exitcode in INTERRUPT_CODES:  # Ctrl-C reached the worker first: not a failed row
+            reply = self.worker.request((method, *args))
+        except WorkerDied as died:
+            if died.interrupted:  # Ctrl-C reached the worker first: not a failed row
                 raise KeyboardInterrupt from None
-            raise PoolkitError(
-                f"the {self.runtime_name} worker process died (exit code {self.process.exitcode})", exit_code=1
-            ) from None
+            raise PoolkitError(str(died), exit_code=1) from None
         if reply[0] == "ok":
             return reply[1]
         raise PoolkitError(reply[1], exit_code=reply[2])
 
-    def open(self, models_dir: str, model: str, batch: Any, warmup: int, model_obj: Any = None) -> Any:
-        return self._call("open", models_dir, model, batch, warmup)
+    def open(
+        self, models_dir: str, model: str, batch: np.ndarray, warmup: int, model_obj: ModelArtifacts | None = None
+    ) -> Opened:
+        shared = (model_obj,) if self.worker.local else ()  # an open model is never copied to a process
+        opened: Opened = self._call("open", models_dir, model, batch, warmup, *shared)
+        return opened
 
-    def round(self, n: int, e2e: int) -> Any:
-        return self._call("round", n, e2e)
+    def round(self, n: int, e2e: int) -> Round:
+        samples: Round = self._call("round", n, e2e)
+        return samples
 
     def overhead(self, iters: int) -> float | None:
-        return self._call("overhead", iters)
+        p50: float | None = self._call("overhead", iters)
+        return p50
 
-    def profile(self, iters: int = 20) -> Any:
-        return self._call("profile", iters)
+    def profile(self, iters: int = 20) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call("profile", iters)
+        return found
 
     def close(self) -> None:
         if self.alive:
@@ -137,45 +109,46 @@ class WorkerTimer:
                 self._call("close")
 
     def shutdown(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            self.conn.send(("quit",))
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
-        self.conn.close()
+        self.worker.stop()
 
 
-def plain_ort_loop(path: str, threads: int | None, batch: Any, warmup: int, iters: int) -> list[float]:
-    """The loop a user would write, nothing of poolkit: a session with defaults, `run`, perf_counter (ms).
-
-    Run in a process of its own (`run_apart`), it is what poolkit's isolated ONNX Runtime figure
-    must agree with.
-    """
-    import time
-
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: batch}
-    for _ in range(warmup):
-        session.run(None, feed)
-    samples = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return samples
+def start_timer(runtime: str, device: str, settings: BenchSettings, clock: Clock = time.perf_counter) -> WorkerTimer:
+    """A timer for one runtime on one device: in this process, or a worker process of its own."""
+    graphs = settings.cuda_graphs and device == "cuda"
+    args = (runtime, device, settings.threads, settings.spinning, graphs)
+    name = runtime_class(runtime).name
+    if settings.in_process:
+        return WorkerTimer(InProcessWorker(TimerService(*args, clock=clock, preload=False), name))
+    return WorkerTimer(SubprocessWorker(ServiceSpec(TimerService, args), name))
 
 
-def run_apart(fn: Any, *args: Any) -> Any:
-    """Call `fn(*args)` in a fresh spawned process and return its result."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class Timers:
+    """One timer per runtime and device for the whole run, started when first asked for."""
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    def __init__(self, settings: BenchSettings, clock: Clock = time.perf_counter) -> None:
+        self.settings, self.clock = settings, clock
+        self._timers: dict[tuple[str, str], Timer] = {}
+
+    @property
+    def process(self) -> str:
+        return "in-process" if self.settings.in_process else "isolated"
+
+    def get(self, runtime: str, device: str) -> Timer:
+        key = (runtime, device)
+        timer = self._timers.get(key)
+        if timer is not None and not timer.alive:
+            timer.shutdown()  # died with the previous model: start afresh
+            timer = None
+        if timer is None:
+            timer = self._timers[key] = start_timer(runtime, device, self.settings, self.clock)
+        return timer
+
+    def settle(self) -> None:
+        """Isolated mode: a short pause when handing over from one worker to the next (spinning pools idle)."""
+        if not self.settings.in_process:
+            time.sleep(SETTLE_S)
+
+    def shutdown(self) -> None:
+        for timer in self._timers.values():
+            timer.shutdown()
+        self._timers.clear()

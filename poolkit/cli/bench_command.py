@@ -82,7 +82,10 @@ def bench(
 ) -> int:
     """Time eager, TorchScript and ONNX Runtime per model, runtime, device and batch size (default runtimes:
     eager, torchscript, onnxruntime)."""
-    from poolkit.bench.run import BenchSettings, run_bench_command, run_self_check
+    # lazily: the bench package imports numpy and the exporter; `poolkit --help` must stay instant
+    from poolkit.bench.measurement import BenchSettings
+    from poolkit.bench.run import run_bench_command
+    from poolkit.bench.selfcheck import run_self_check
     from poolkit.cli.output import print_bench, print_self_check, progress_callbacks
     from poolkit.runtimes.registry import DEFAULT_RUNTIMES
 
@@ -118,6 +121,6 @@ def adaptive_target(min_time: float | None, max_time: float | None, ci_target: f
         raise PoolkitError(f"{given} applies to adaptive timing only: add --min-time SECONDS")
     if min_time is not None and max_time is not None and max_time < min_time:
         raise PoolkitError(f"--max-time {max_time:g} is shorter than --min-time {min_time:g}")
-    from poolkit.bench.run import BenchSettings
+    from poolkit.bench.measurement import BenchSettings  # lazily, as in bench()
 
     return BenchSettings.ci_target if ci_target is None else ci_target

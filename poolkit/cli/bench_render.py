@@ -12,8 +12,8 @@ from rich.text import Text
 from poolkit.cli.render import _ms, _si, failure_lines, unavailable_lines
 
 if TYPE_CHECKING:
+    from poolkit.bench.measurement import BenchReport
     from poolkit.bench.report import Change
-    from poolkit.bench.run import BenchReport
 
 # Columns of the bench table, most important first: at a narrow width the last ones are left out
 # (they stay in bench.json/csv); the model and runtime columns never shrink.

@@ -11,7 +11,7 @@ from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import Format, JitMethod, JsonOpt, ModelOpt, OnnxExporter, parse_shapes, writable_folder
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.limits import MAX_BATCH
-from poolkit.exporter.export import MAX_SEED
+from poolkit.exporter.options import MAX_SEED
 
 InputShapeOpt = Annotated[
     str | None,
@@ -80,12 +80,14 @@ def export(
     file is code: poolkit later loads it only when its sha256 matches this manifest.
     """
     from poolkit.cli.output import print_export, print_export_progress
-    from poolkit.exporter.export import FORMATS, ExportOptions, export_models
+    from poolkit.exporter.export import export_models
+    from poolkit.exporter.formats.registry import ALL_FORMATS
+    from poolkit.exporter.options import ExportOptions
     from poolkit.exporter.zoo import resolve_models
 
     shapes = parse_shapes(input_shape)
     options = ExportOptions(
-        formats=FORMATS if format.value == "all" else (format.value,),
+        formats=ALL_FORMATS if format.value == "all" else (format.value,),
         opset=opset,
         exporter=exporter.value,
         method=method.value,

@@ -19,9 +19,9 @@ import typer
 
 from poolkit.common.errors import PoolkitError
 from poolkit.common.limits import MAX_BATCH, check_sample
-from poolkit.exporter.export import FORMATS
-from poolkit.exporter.onnx_export import EXPORTERS
-from poolkit.exporter.torchscript_export import METHODS
+from poolkit.exporter.formats.onnx import EXPORTERS
+from poolkit.exporter.formats.registry import FORMATS
+from poolkit.exporter.formats.torchscript import METHODS
 from poolkit.runtimes.base import DEVICES
 from poolkit.runtimes.registry import RUNTIMES, canonical_runtime
 from poolkit.services.cifar10 import DATA_KINDS

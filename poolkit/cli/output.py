@@ -159,7 +159,7 @@ def print_export_progress(record: ExportRecord) -> None:
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
     from poolkit.cli.render import export_table
-    from poolkit.exporter.torchscript_export import JIT_DEPRECATION_NOTE
+    from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
     print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
     if run.jit_deprecated:

@@ -74,7 +74,7 @@ def sweep(
 ) -> int:
     """Export, run and compare every conv/pool/activation configuration: a conformance matrix."""
     from poolkit.cli.output import print_sweep, progress_callbacks
-    from poolkit.sweep.grid import DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
+    from poolkit.sweep.grid import DEFAULT_EXPORT_PATHS, DEFAULT_OPSETS, EXPORT_PATHS, LAYER_GROUPS
     from poolkit.sweep.run import SweepSettings, run_sweep_command
 
     scheduler = parse_scheduler(scheduler)
@@ -91,7 +91,7 @@ def sweep(
         raise PoolkitError("bad --input-size: give HxW, like 32x32")
     settings = SweepSettings(
         groups=choose(layer, LAYER_GROUPS, "--layer") if layer and layer != ["all"] else LAYER_GROUPS,
-        exports=choose(exporters, EXPORT_PATHS, "--exporters") if exporters else EXPORT_PATHS,
+        exports=choose(exporters, EXPORT_PATHS, "--exporters") if exporters else DEFAULT_EXPORT_PATHS,
         opsets=opset_numbers,
         input_sizes=sizes,  # type: ignore[arg-type]
         runtimes=onnx_runtimes,

@@ -42,7 +42,11 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """`data` into `path` atomically. torch's own file writers abort the whole process (SIGABRT) when
     the disk fills: serialise to memory first, then write here, where a full disk is an OSError."""
-    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return write_atomic(path, write)
 
 
 def inside(folder: Path, name: str, what: str = "manifest path") -> Path:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolkit.common.files import to_plain
-from poolkit.sweep.result import SWEEP_BATCH
+from poolkit.exporter.formats.registry import sweep_path
+from poolkit.exporter.spec import parse_spec
+from poolkit.sweep.result import SWEEP_BATCH, CellResult
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from poolkit.sweep.result import CellResult
 
 _HEAD = '''"""poolkit sweep cell {id}: {call} on input {shape}, {path}.
 
@@ -44,46 +44,6 @@ with torch.no_grad():
 expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 '''
 
-_EXPORT = {
-    "dynamo": """try:
-    torch.onnx.export(model, (torch.from_numpy(x[:2]),), str(here / "model.onnx"), dynamo=True, external_data=False,
-                      dynamic_shapes=({{0: torch.export.Dim("batch")}},), input_names=["input"],
-                      output_names={outputs}, opset_version={opset})
-    onnx.checker.check_model(onnx.load(str(here / "model.onnx")), full_check=True)
-except Exception as exc:
-    sys.exit(f"REPRODUCED: export fails: {{type(exc).__name__}}: {{str(exc).strip().splitlines()[0][:300]}}")
-""",
-    "legacy": """try:
-    torch.onnx.export(model, (torch.from_numpy(x[:2]),), str(here / "model.onnx"), dynamo=False,
-                      dynamic_axes={{n: {{0: "batch"}} for n in ["input", *{outputs}]}}, input_names=["input"],
-                      output_names={outputs}, opset_version={opset})
-    onnx.checker.check_model(onnx.load(str(here / "model.onnx")), full_check=True)
-except Exception as exc:
-    sys.exit(f"REPRODUCED: export fails: {{type(exc).__name__}}: {{str(exc).strip().splitlines()[0][:300]}}")
-""",
-}
-
-_RUN_ONNX = """options = onnxruntime.SessionOptions()
-options.intra_op_num_threads = 1
-try:
-    session = onnxruntime.InferenceSession(str(here / "model.onnx"), options, providers=["{provider}"])
-    actual = session.run(None, {{session.get_inputs()[0].name: x}})
-except Exception as exc:
-    sys.exit(f"REPRODUCED: onnxruntime fails: {{str(exc).strip().splitlines()[0][:300]}}")
-graph = onnx.load(str(here / "model.onnx")).graph
-declared = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output]
-"""
-
-_RUN_TS = """example = torch.from_numpy(x[:2])
-compiled = torch.jit.script(model) if "{how}" == "script" else torch.jit.trace(model, example, check_trace=False)
-try:
-    out = torch.jit.freeze(compiled.eval())(torch.from_numpy(x))
-except Exception as exc:
-    sys.exit(f"REPRODUCED: TorchScript fails: {{str(exc).strip().splitlines()[0][:300]}}")
-actual = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-declared = [[] for _ in actual]
-"""
-
 _COMPARE = """if len(actual) != len(expected):
     sys.exit(f"REPRODUCED: {len(actual)} outputs, torch gives {len(expected)}")
 for i, (e, a) in enumerate(zip(expected, actual)):
@@ -99,15 +59,12 @@ print("not reproduced: the artifact matches torch")
 
 
 def repro_script(result: CellResult) -> str:
-    """The standalone repro for one failing cell."""
-    from poolkit.exporter.onnx_export import output_names
-    from poolkit.exporter.spec import parse_spec
-
+    """The standalone repro for one failing cell: the layer rebuilt, then the format's own snippet."""
     cell = result.cell
     spec = parse_spec(cell.spec)
     layers = ", ".join(f"torch.nn.{layer.torch_call()}" for layer in spec.layers)
-    fmt, how = cell.export.split("-", 1)
-    path = f"{cell.export}" + (f" opset {cell.opset}, onnxruntime {cell.device}" if fmt == "onnx" else "")
+    fmt, how = sweep_path(cell.export)
+    path = f"{cell.export}" + (f" opset {cell.opset}, onnxruntime {cell.device}" if fmt.uses_opset else "")
     head = _HEAD.format(
         id=cell.id,
         call=spec.torch_calls(),
@@ -118,21 +75,23 @@ def repro_script(result: CellResult) -> str:
         reason=(result.reason or "").replace('"""', "'''").replace("\\", "/")[:400],
         layers=layers,
     )
-    if fmt == "torchscript":
-        return head + _RUN_TS.format(how=how) + _COMPARE
     n_out = 2 if any(k == "return_indices" and v for layer in spec.layers for k, v in layer.args) else 1
-    export = (
-        _EXPORT[how].format(outputs=output_names(n_out), opset=cell.opset) if result.outcome == "export-failed" else ""
-    )
     provider = "CUDAExecutionProvider" if cell.device == "cuda" else "CPUExecutionProvider"
-    return head + export + _RUN_ONNX.format(provider=provider) + _COMPARE
+    run = fmt.repro(
+        how.method,
+        provider=provider,
+        export_failed=result.outcome == "export-failed",
+        n_outputs=n_out,
+        opset=cell.opset,
+    )
+    return head + run + _COMPARE
 
 
 def write_bundle(
     root: Path, result: CellResult, artifact: Path | None, x: np.ndarray, expected: list[np.ndarray]
 ) -> Path:
     """Write (or overwrite) the bundle of one failing cell; returns its folder."""
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # lazily: onnx costs a second to import, and only failing cells need it
 
     cell = result.cell
     folder = Path(root) / f"{cell.group}-{cell.id}"
@@ -143,7 +102,7 @@ def write_bundle(
     (data / "input_0.pb").write_bytes(numpy_helper.from_array(x, "input").SerializeToString())
     for i, out in enumerate(expected):
         (data / f"output_{i}.pb").write_bytes(numpy_helper.from_array(out, f"output_{i}").SerializeToString())
-    if artifact is not None and artifact.suffix == ".onnx":
+    if artifact is not None and sweep_path(cell.export)[0].onnx_graph:
         shutil.copyfile(artifact, folder / "model.onnx")
     (folder / "repro.py").write_text(repro_script(result), encoding="utf-8")
     info = {k: v for k, v in result.to_json().items() if k not in ("bundle", "seconds", "versions")}

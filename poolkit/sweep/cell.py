@@ -12,13 +12,23 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
+
+from poolkit.common.errors import one_line
+from poolkit.exporter.build import build_model
+from poolkit.exporter.export import export_artifact
+from poolkit.exporter.formats.base import ExportRequest
+from poolkit.exporter.formats.registry import sweep_path
+from poolkit.exporter.models import example_input
+from poolkit.exporter.spec import parse_spec
+from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import open_runtime
+from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
+from poolkit.sweep.blame import blame_cell, declared_mismatch, exact_integer_problems, ort_shape_warnings
+from poolkit.sweep.bundle import write_bundle
 from poolkit.sweep.grid import Cell
 from poolkit.sweep.result import SWEEP_ATOL, SWEEP_BATCH, SWEEP_RTOL, CellResult
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
@@ -33,17 +43,6 @@ def run_cell(cell: Cell, bundles: str | None = None) -> CellResult:
 
 
 def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
-    import numpy as np
-
-    from poolkit.common.errors import one_line
-    from poolkit.exporter.build import build_model
-    from poolkit.exporter.export import example_input, export_artifact
-    from poolkit.exporter.spec import parse_spec
-    from poolkit.runtimes.base import run_batch
-    from poolkit.runtimes.registry import open_runtime
-    from poolkit.sweep.blame import blame_cell
-    from poolkit.sweep.bundle import write_bundle
-
     shape = cell.sample_shape
     try:
         model = build_model(parse_spec(cell.spec), shape)
@@ -54,21 +53,12 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
         expected = run_batch(eager, x)
 
     with tempfile.TemporaryDirectory(prefix="poolkit-sweep-") as tmp:
-        fmt, how = cell.export.split("-", 1)
-        path = Path(tmp) / ("model.pt" if fmt == "torchscript" else "model.onnx")
+        fmt, how = sweep_path(cell.export)
+        path = Path(tmp) / f"model{fmt.suffix}"
         actual: list[np.ndarray] | None = None
+        request = ExportRequest(how.method, cell.opset, n_outputs=len(expected), metadata={"poolkit.spec": cell.spec})
         try:
-            written = export_artifact(
-                model,
-                example_input(shape, 2, 0),
-                path,
-                fmt,
-                method=how,
-                exporter=how,
-                opset=cell.opset,
-                n_outputs=len(expected),
-                metadata={"poolkit.spec": cell.spec},
-            )
+            written = export_artifact(model, example_input(shape, 2, 0), path, fmt.name, request)
         except Exception as exc:  # noqa: BLE001
             result = CellResult(cell, "export-failed", one_line(exc), blame="exporter")
         else:
@@ -78,14 +68,14 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
             except Exception as exc:  # noqa: BLE001
                 result = CellResult(cell, "runtime-failed", one_line(exc))
             else:
-                result = judge(cell, x, expected, actual, path if fmt == "onnx" else None)
+                result = judge(cell, x, expected, actual, path if fmt.onnx_graph else None)
             result.opset_used = written.opset
         if result.failed and result.blame is None:
-            if fmt == "onnx":
+            if fmt.onnx_graph:
                 result.blame, result.votes = blame_cell(path, cell.device, x, expected, actual, result.outcome)
             else:
                 result.blame = "unclear"  # no ONNX file: no second opinion to ask
-                result.votes = {"note": "TorchScript cells have no reference to vote"}
+                result.votes = {"note": f"{fmt.name} cells have no reference to vote"}
         if result.failed and bundles is not None:
             folder = write_bundle(bundles, result, path if path.exists() else None, x, expected)
             result.bundle = str(folder)
@@ -97,9 +87,6 @@ def judge(
 ) -> CellResult:
     """Compare the artifact's outputs with eager: shapes, values (integer outputs bit-exact), then
     the shapes the ONNX file declares."""
-    from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
-    from poolkit.sweep.blame import declared_mismatch, exact_integer_problems, ort_shape_warnings
-
     accumulators = [Accumulator(SWEEP_ATOL, SWEEP_RTOL)]
     structure = fold_batch(expected, actual, accumulators)
     if structure:

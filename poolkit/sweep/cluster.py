@@ -1,6 +1,6 @@
 """Run sweep cells on an existing dask.distributed cluster (`poolkit sweep --scheduler ADDRESS`).
 
-Each Dask task hands its cell to a child worker process of its own (`sweep_worker`), kept per
+Each Dask task hands its cell to a child worker process of its own (`sweep.worker`), kept per
 Dask worker thread like the local pool's workers, so the same guarantees hold on the cluster: a
 per-cell timeout (the child is killed), crash isolation (a cell that kills its child is `crashed`,
 the Dask worker lives on), and Ctrl-C in a child is never a result. Results come back to this
@@ -20,20 +20,20 @@ from collections.abc import Callable
 from typing import Any
 
 from poolkit.common.errors import PoolkitError, one_line
+from poolkit.common.machine import library_versions
 from poolkit.sweep.grid import Cell
 from poolkit.sweep.result import INTERRUPTED, CellResult
+from poolkit.sweep.worker import run_with_deadline, start_worker
 
 _local = threading.local()
 
 
 def run_isolated(cell: Cell, timeout_s: float, cell_fn: Callable[[Cell], CellResult]) -> CellResult:
     """The Dask task: run one cell in this thread's child worker, replacing it after a hang or crash."""
-    from poolkit.sweep.worker import WorkerProcess
-
     worker = getattr(_local, "worker", None)
     if worker is None or not worker.alive:
-        worker = _local.worker = WorkerProcess()
-    result = worker.run(cell_fn, cell, timeout_s)
+        worker = _local.worker = start_worker()
+    result = run_with_deadline(worker, cell_fn, cell, timeout_s)
     if result.outcome in ("timeout", "crashed", INTERRUPTED):
         worker.close()
         _local.worker = None
@@ -41,8 +41,6 @@ def run_isolated(cell: Cell, timeout_s: float, cell_fn: Callable[[Cell], CellRes
 
 
 def worker_versions() -> dict[str, str]:
-    from poolkit.common.machine import library_versions
-
     return library_versions()
 
 

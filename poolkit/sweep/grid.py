@@ -14,10 +14,12 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from poolkit.exporter.spec import LayerSpec, ModelSpec, parse_spec
+from poolkit.exporter.formats.registry import DEFAULT_SWEEP_PATHS, SWEEP_PATHS, sweep_path
+from poolkit.exporter.spec import LayerSpec, parse_spec
 
 LAYER_GROUPS = ("conv", "maxpool", "avgpool", "pool1d", "pool3d", "boundary", "adaptive", "activation")
-EXPORT_PATHS = ("torchscript-script", "torchscript-trace", "onnx-dynamo", "onnx-legacy")
+EXPORT_PATHS = tuple(SWEEP_PATHS)  # every format's sweep paths, from the format registry
+DEFAULT_EXPORT_PATHS = DEFAULT_SWEEP_PATHS  # what runs without --exporters
 DEFAULT_OPSETS = (17, 20)  # plus the newest opset each exporter and ONNX Runtime accept, measured per run
 DEFAULT_SIZES = ((32, 32), (31, 31))  # even and odd
 
@@ -168,10 +170,11 @@ class Cell:
 
     @property
     def path_label(self) -> str:
-        """Matrix column: `ts-script`, `dynamo-17 ort-cpu`, ..."""
-        if self.export.startswith("torchscript"):
-            return self.export.replace("torchscript", "ts")
-        return f"{self.export.removeprefix('onnx-')}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
+        """Matrix column: `ts-script`, `pt2-export`, `dynamo-17 ort-cpu`, ..."""
+        fmt, path = sweep_path(self.export)
+        if not fmt.uses_opset:
+            return path.label
+        return f"{path.label}-{self.opset} {self.runtime.replace('onnxruntime', 'ort')}-{self.device}"
 
 
 def build_grid(
@@ -201,8 +204,9 @@ def build_grid(
             for h, w in layer_sizes:
                 depth = min(h, 7) if text.split("(", 1)[0].endswith("3d") else 0
                 for export in exports:
-                    if export.startswith("torchscript"):
-                        cells.append(Cell(group, text, h, w, export, None, "torchscript", "cpu", depth))
+                    fmt, _ = sweep_path(export)
+                    if fmt.sweep_runtime is not None:  # its own runtime, on the CPU
+                        cells.append(Cell(group, text, h, w, export, None, fmt.sweep_runtime, "cpu", depth))
                         continue
                     extra = (extra_opsets or {}).get(export)
                     for opset in dict.fromkeys((*opsets, *([extra] if extra else []))):
@@ -280,7 +284,3 @@ def boundary_layers() -> list[tuple[str, int]]:
                     args["count_include_pad"] = include
                 kept[key] = (layer_text(kind, args), n)
     return list(dict.fromkeys(kept.values()))
-
-
-def cell_spec(cell: Cell) -> ModelSpec:
-    return parse_spec(cell.spec)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from poolkit.common.capture import captured_output
+from poolkit.exporter.export import export_artifact
+from poolkit.exporter.formats.base import ExportRequest
+from poolkit.sweep.blame import ort_session
+
 
 def probe_opset(exporter: str, opset: int, folder: Path) -> bool:
     """Whether a ReLU exports at `opset` with `exporter`, keeps that opset in the file, and runs."""
     import numpy as np
     import onnxruntime as ort
     import torch
-
-    from poolkit.common.capture import captured_output
-    from poolkit.exporter.export import export_artifact
-    from poolkit.sweep.blame import ort_session
 
     path = folder / f"probe-{exporter}-{opset}.onnx"
     try:
@@ -30,8 +31,7 @@ def probe_opset(exporter: str, opset: int, folder: Path) -> bool:
                 torch.rand(2, 3, 4, 4),
                 path,
                 "onnx",
-                exporter=exporter,
-                opset=opset,
+                ExportRequest(exporter, opset),
             )
             session = ort_session(path, "cpu", True)
             session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 4, 4), np.float32)})

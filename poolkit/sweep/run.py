@@ -2,7 +2,7 @@
 
 Each cell (see `sweep_cell`): build the layer and run it eagerly, export it one way, load and run
 the artifact, compare with eager; failures get a blame and a bundle. Workers are long-lived child
-processes (`sweep_worker`) fed one cell at a time, locally or on a Dask cluster (`sweep_dask`); a
+processes (`sweep.worker`) fed one cell at a time, locally or on a Dask cluster (`sweep.cluster`); a
 cell that hangs past its timeout or kills its worker is recorded and the worker replaced, so one
 cell never stops a sweep. Every result is appended to a journal as soon as it arrives, which is
 how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again on resume.
@@ -10,7 +10,6 @@ how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -18,21 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
 
+from poolkit.exporter.formats.onnx import check_opset
+from poolkit.exporter.formats.registry import sweep_path
+from poolkit.services.workers import INTERRUPT_CODES, SubprocessWorker, WorkerDied
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.grid import Cell
 from poolkit.sweep.result import INTERRUPTED, OUTCOMES, CellResult
-
-CellFn = Callable[[Cell], CellResult]
-
+from poolkit.sweep.worker import CellFn, dead_result, start_worker
 
 # ---------------------------------------------------------------- worker pool
 
 
 @dataclass
 class _Slot:
-    worker: Any  # sweep_worker.WorkerProcess
+    worker: SubprocessWorker
     cell: Cell | None = None
     deadline: float = 0.0
     started: float = 0.0
@@ -46,8 +45,6 @@ def run_pool(
     cell_fn: CellFn = run_cell,
 ) -> None:
     """Run cells on `jobs` workers; a hang (past `timeout_s`) or a dead worker becomes that cell's outcome."""
-    from poolkit.sweep.worker import WorkerProcess
-
     pending = list(reversed(cells))
 
     def feed(slot: _Slot) -> None:
@@ -55,12 +52,11 @@ def run_pool(
             slot.cell = pending.pop()
             slot.started = time.monotonic()
             slot.deadline = slot.started + timeout_s
-            with contextlib.suppress(OSError):  # a dead worker's pipe reads EOF: handled as a crash
-                slot.worker.send(cell_fn, slot.cell)
+            slot.worker.send((cell_fn, slot.cell))  # a dead worker's pipe reads EOF: handled as a crash
         else:
             slot.cell = None
 
-    slots = [_Slot(WorkerProcess()) for _ in range(max(1, min(jobs, len(cells))))]
+    slots = [_Slot(start_worker()) for _ in range(max(1, min(jobs, len(cells))))]
     try:
         for slot in slots:
             feed(slot)
@@ -74,9 +70,9 @@ def run_pool(
                 assert cell is not None
                 if slot.worker.conn in ready:
                     try:
-                        result = slot.worker.conn.recv()
-                    except (EOFError, OSError):
-                        on_result(slot.worker.dead_result(cell, now - slot.started))
+                        result = slot.worker.recv()
+                    except WorkerDied:
+                        on_result(dead_result(slot.worker, cell, now - slot.started))
                     else:
                         on_result(result)
                         feed(slot)
@@ -89,7 +85,7 @@ def run_pool(
                 else:
                     continue
                 slot.worker.close()
-                slot.worker = WorkerProcess()
+                slot.worker = start_worker()
                 feed(slot)
     finally:
         for slot in slots:
@@ -151,25 +147,10 @@ class Journal:
 
 def measured(result: CellResult) -> bool:
     """Whether a journaled result is a measurement (else a resumed sweep runs the cell again)."""
-    from poolkit.sweep.worker import INTERRUPT_CODES
-
     if result.outcome not in OUTCOMES:
         return False
     stopped = tuple(f"worker died (exit code {code})" for code in INTERRUPT_CODES)
     return not (result.outcome == "crashed" and (result.reason or "") in stopped)
-
-
-def check_opsets(opsets: tuple[int, ...]) -> None:
-    """The opsets `poolkit export --opset` accepts: a typo (`--opsets 999`) is refused, not a column of failures."""
-    import onnx.defs
-
-    from poolkit.common.errors import PoolkitError
-    from poolkit.exporter.export import MIN_OPSET
-
-    newest = onnx.defs.onnx_opset_version()
-    bad = [o for o in opsets if not MIN_OPSET <= o <= newest]
-    if bad:
-        raise PoolkitError(f"bad --opsets {bad[0]}: the installed onnx writes opsets {MIN_OPSET} to {newest}")
 
 
 def run_sweep(
@@ -253,8 +234,9 @@ def run_sweep_command(
     from poolkit.sweep.opsets import newest_opsets
     from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 
-    onnx_exports = tuple(e for e in settings.exports if e.startswith("onnx-"))
-    check_opsets(settings.opsets if onnx_exports else ())
+    onnx_exports = tuple(e for e in settings.exports if sweep_path(e)[0].uses_opset)
+    if onnx_exports:
+        check_opset(settings.opsets, "bad --opsets")
     newest = newest_opsets(onnx_exports, max(settings.opsets, default=0)) if settings.newest else {}
     cells = build_grid(
         settings.groups,

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from poolkit.common.errors import SpecError
 from poolkit.exporter.build import build_model, output_shapes, parameter_count
-from poolkit.exporter.export import ExportOptions, build_user_model
+from poolkit.exporter.models import build_user_model
+from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.spec import default_input_shape
 from poolkit.exporter.zoo import ModelRef
 

@@ -1,22 +1,36 @@
-"""ONNX export through `torch.onnx.export` (dynamo by default, the legacy TorchScript one on request).
+"""ONNX through `torch.onnx.export` (dynamo by default, the legacy TorchScript one on request).
 
 Every file is checked with `onnx.checker.check_model(full_check=True)` and carries in its metadata
-what it was built from, so an artifact found on disk explains itself.
+what it was built from, so an artifact found on disk explains itself. `check_opset` is the one
+opset range check (`poolkit export --opset` and `poolkit sweep --opsets`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from poolkit.common.capture import captured_output
+from poolkit.common.errors import PoolkitError
 from poolkit.common.files import write_atomic
+from poolkit.exporter.formats.base import ArtifactFormat, ArtifactWritten, ExportRequest, SweepPath, dynamic_axes
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 EXPORTERS = ("dynamo", "legacy")
+MIN_OPSET = 7
+
+
+def check_opset(opsets: int | tuple[int, ...], option: str = "--opset") -> None:
+    """Refuse an opset the installed onnx cannot write: a typo is a usage error, not a column of failures."""
+    import onnx  # lazily, like torch: `poolkit --help` imports the format registry
+
+    newest = onnx.defs.onnx_opset_version()
+    bad = [o for o in ((opsets,) if isinstance(opsets, int) else opsets) if not MIN_OPSET <= o <= newest]
+    if bad:
+        raise PoolkitError(f"{option} {bad[0]}: onnx {onnx.__version__} writes opsets {MIN_OPSET} to {newest}")
 
 
 def output_names(n_outputs: int) -> list[str]:
@@ -45,7 +59,7 @@ def export_onnx(
     `dynamic_spatial` makes height and width (axes 2 and 3 of the first input) dynamic as well,
     channels kept: a pooling or activation model then takes any image size, as its torch module does.
     """
-    import onnx
+    import onnx  # lazily (as every torch/onnx import here): `poolkit --help` imports the registry
     import torch
 
     if exporter not in EXPORTERS:
@@ -102,11 +116,6 @@ def export_onnx(
     return onnx_opset(path)
 
 
-def dynamic_axes(batch: bool, spatial: bool) -> dict[int, str]:
-    """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 2 height, 3 width)."""
-    return {**({0: "batch"} if batch else {}), **({2: "height", 3: "width"} if spatial else {})}
-
-
 def onnx_opset(path: Path) -> int:
     import onnx
 
@@ -114,8 +123,66 @@ def onnx_opset(path: Path) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def onnx_metadata(path: Path) -> dict[str, str]:
-    import onnx
+_EXPORT_REPRO = {
+    "dynamo": """try:
+    torch.onnx.export(model, (torch.from_numpy(x[:2]),), str(here / "model.onnx"), dynamo=True, external_data=False,
+                      dynamic_shapes=({{0: torch.export.Dim("batch")}},), input_names=["input"],
+                      output_names={outputs}, opset_version={opset})
+    onnx.checker.check_model(onnx.load(str(here / "model.onnx")), full_check=True)
+except Exception as exc:
+    sys.exit(f"REPRODUCED: export fails: {{type(exc).__name__}}: {{str(exc).strip().splitlines()[0][:300]}}")
+""",
+    "legacy": """try:
+    torch.onnx.export(model, (torch.from_numpy(x[:2]),), str(here / "model.onnx"), dynamo=False,
+                      dynamic_axes={{n: {{0: "batch"}} for n in ["input", *{outputs}]}}, input_names=["input"],
+                      output_names={outputs}, opset_version={opset})
+    onnx.checker.check_model(onnx.load(str(here / "model.onnx")), full_check=True)
+except Exception as exc:
+    sys.exit(f"REPRODUCED: export fails: {{type(exc).__name__}}: {{str(exc).strip().splitlines()[0][:300]}}")
+""",
+}
 
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
+_RUN_REPRO = """options = onnxruntime.SessionOptions()
+options.intra_op_num_threads = 1
+try:
+    session = onnxruntime.InferenceSession(str(here / "model.onnx"), options, providers=["{provider}"])
+    actual = session.run(None, {{session.get_inputs()[0].name: x}})
+except Exception as exc:
+    sys.exit(f"REPRODUCED: onnxruntime fails: {{str(exc).strip().splitlines()[0][:300]}}")
+graph = onnx.load(str(here / "model.onnx")).graph
+declared = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output]
+"""
+
+
+class OnnxFormat(ArtifactFormat):
+    name = "onnx"
+    suffix = ".onnx"
+    methods = EXPORTERS
+    method_option = "exporter"
+    uses_opset = True
+    onnx_graph = True
+    sweep_paths: ClassVar[tuple[SweepPath, ...]] = tuple(SweepPath(f"onnx-{m}", m, m) for m in EXPORTERS)
+
+    def check(self, opset: int | None) -> None:
+        if opset is not None:
+            check_opset(opset)
+
+    def export(
+        self, module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path, request: ExportRequest
+    ) -> ArtifactWritten:
+        used = export_onnx(
+            module,
+            example,
+            path,
+            opset=request.opset,
+            exporter=request.method,
+            dynamic_batch=request.dynamic_batch,
+            n_outputs=request.n_outputs,
+            metadata=request.metadata,
+            dynamic_spatial=request.dynamic_spatial,
+        )
+        return ArtifactWritten(opset=used)
+
+    def repro(self, method: str, *, provider: str, export_failed: bool, n_outputs: int, opset: int | None) -> str:
+        export = _EXPORT_REPRO[method].format(outputs=output_names(n_outputs), opset=opset) if export_failed else ""
+        return export + _RUN_REPRO.format(provider=provider)

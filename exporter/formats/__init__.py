@@ -1,0 +1,1 @@
+"""Artifact formats, one short file each; `registry.py` maps their names to them."""

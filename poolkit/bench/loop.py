@@ -1,0 +1,115 @@
+"""The one timing loop: every figure bench prints (steady state, warm-up, first run, end to end, the
+Identity overhead) comes out of `timed_loop`, given its hooks.
+
+Like torch.utils.benchmark's measurement loop, what varies is passed in: the clock (a parameter,
+so tests drive it with known ticks), the synchronisation (`Sync`: nothing on the CPU, device
+events on CUDA, whose wait is inside the host time), what one call is (`call(i)`, the i-th of the
+round, so inputs can rotate), and what happens after a call outside the clock (`after(i, out)`:
+the output check, refilling a graph's input).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from poolkit.runtimes.base import DeviceEvents
+
+Clock = Callable[[], float]
+
+
+class Sync(Protocol):
+    """Brackets each call inside the clock: `begin` before it, `end` waits until its work is done."""
+
+    def begin(self) -> Any: ...
+
+    def end(self, token: Any) -> float | None:
+        """Wait for the call's work; its device time in ms where a device clock knows it."""
+
+
+class HostSync:
+    """The CPU: a call returns when its work is done; nothing to wait for, no device time."""
+
+    def begin(self) -> Any:
+        return None
+
+    def end(self, token: Any) -> float | None:
+        return None
+
+
+class EventSync:
+    """A device: events recorded before and after the launch; waiting for the second is the synchronisation."""
+
+    def __init__(self, events: DeviceEvents) -> None:
+        self.events = events
+
+    def begin(self) -> Any:
+        return self.events.record()
+
+    def end(self, token: Any) -> float | None:
+        return self.events.elapsed_ms(token, self.events.record())
+
+
+def sync_for(events: DeviceEvents | None) -> Sync:
+    return EventSync(events) if events is not None else HostSync()
+
+
+@dataclass
+class Samples:
+    """Host seconds per call and, where the device has a clock, device milliseconds per call."""
+
+    host_s: list[float] = field(default_factory=list)
+    device_ms: list[float] = field(default_factory=list)
+
+
+def timed_loop(
+    call: Callable[[int], Any],
+    n: int,
+    clock: Clock = time.perf_counter,
+    sync: Sync | None = None,
+    after: Callable[[int, Any], None] | None = None,
+) -> Samples:
+    """Call `call(i)` for i in range(n), each timed alone between two clock readings."""
+    sync = sync or HostSync()
+    out = Samples()
+    for i in range(n):
+        token = sync.begin()
+        t0 = clock()
+        result = call(i)
+        device = sync.end(token)
+        out.host_s.append(clock() - t0)
+        if device is not None:
+            out.device_ms.append(device)
+        if after is not None:
+            after(i, result)
+    return out
+
+
+@dataclass
+class Timing:
+    """What `time_calls` measured: the first call alone, then every counted iteration."""
+
+    first_s: float
+    samples_s: list[float]
+
+
+def time_calls(
+    call: Callable[[], Any], warmup: int, iters: int | None, min_time_s: float | None, clock: Clock = time.perf_counter
+) -> Timing:
+    """Time `call`: once alone (first inference), `warmup` uncounted runs, then each counted run:
+    `iters` of them, or with `min_time_s` until that much time and at least max(10, iters) runs."""
+
+    def one(i: int) -> Any:
+        return call()
+
+    first = timed_loop(one, 1, clock).host_s[0]
+    for _ in range(warmup):  # uncounted and untimed
+        call()
+    if min_time_s is None:
+        return Timing(first, timed_loop(one, iters or 0, clock).host_s)
+    samples: list[float] = []
+    while sum(samples) < min_time_s or len(samples) < max(10, iters or 0):
+        samples.extend(timed_loop(one, 1, clock).host_s)
+    return Timing(first, samples)
