@@ -17,7 +17,8 @@ from pathlib import Path
 from poolkit.runtimes.base import run_batch
 from poolkit.services.artifacts import open_artifacts
 from poolkit.services.cifar10 import load_cifar10
-from poolkit.verify.run import InputSetCache, VerifyOptions, verify
+from poolkit.verify.report import VerifyOptions
+from poolkit.verify.run import InputSetCache, verify
 
 
 def models_only(models_dir: Path, images, options: VerifyOptions) -> float:

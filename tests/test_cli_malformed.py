@@ -574,8 +574,8 @@ def test_bidi_controls_are_shown_escaped() -> None:
 def test_a_tampered_journal_record_is_run_again(tmp_path: Path) -> None:
     """Wrong types in a journal line (a stray edit) are skipped, never reported as a measurement."""
     from poolkit.sweep.grid import Cell
+    from poolkit.sweep.journal import Journal
     from poolkit.sweep.result import CellResult
-    from poolkit.sweep.run import Journal
 
     cell = Cell("activation", "relu", 8, 8, "onnx-legacy", 17, "onnxruntime")
     good = CellResult(cell, "ok", max_abs=0.0, seconds=1.0, versions={"onnx": "1"}).to_json()

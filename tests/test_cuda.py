@@ -12,7 +12,7 @@ from poolkit.bench.run import run_bench
 from poolkit.runtimes.base import run_batch
 from poolkit.runtimes.registry import open_runtime
 from poolkit.services.cifar10 import load_cifar10
-from poolkit.verify.run import VerifyOptions, verify
+from poolkit.verify import VerifyOptions, verify
 from tests.helpers import records_by_key
 
 pytestmark = pytest.mark.cuda

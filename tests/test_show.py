@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from poolkit.cli import app
-from poolkit.show.run import class_probabilities, image_panels, scale_per_image
+from poolkit.show.panels import class_probabilities, image_panels, scale_per_image
 
 runner = CliRunner()
 

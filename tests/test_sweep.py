@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from poolkit.cli import app
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.grid import Cell, build_grid, layer_variants
+from poolkit.sweep.journal import Journal
 from poolkit.sweep.result import CellResult
-from poolkit.sweep.run import Journal, run_sweep
+from poolkit.sweep.run import run_sweep
 from tests.sweep_helpers import hang_crash_or_pass, must_not_run
 
 runner = CliRunner()

@@ -16,10 +16,11 @@ from poolkit.sweep import blame as sweep_blame
 from poolkit.sweep.blame import blame_cell, exact_integer_problems
 from poolkit.sweep.cell import run_cell
 from poolkit.sweep.grid import Cell, boundary_layers, build_grid, window_conditions
+from poolkit.sweep.journal import Journal
 from poolkit.sweep.opsets import newest_opsets, probe_opset
 from poolkit.sweep.report import column_labels, markdown
 from poolkit.sweep.result import CellResult
-from poolkit.sweep.run import Journal, run_sweep
+from poolkit.sweep.run import run_sweep
 from tests.sweep_helpers import interrupt_or_pass, must_not_run
 
 runner = CliRunner()
@@ -158,6 +159,39 @@ def test_blame_labels_follow_the_votes(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert got == label
     if ref is None:
         assert votes["reference"] == "failed: RuntimeError: Pool: not implemented"
+
+
+def test_a_cuda_vote_refuses_a_cpu_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Blame opens its sessions through create_session: when CUDA cannot load, ONNX Runtime quietly
+    runs on the CPU provider; the unoptimised vote must then fail, never agree on the CPU's behalf."""
+    import onnxruntime as ort
+
+    from poolkit.common.errors import DeviceError
+    from poolkit.runtimes import onnxruntime as ort_backend
+
+    path = ort_backend.write_identity_model(tmp_path / "m.onnx", (1, 2, 2))
+    real_session = ort.InferenceSession
+    asked: list[list[str]] = []
+
+    class FallsBackToCpu:  # what ONNX Runtime does when the CUDA provider's libraries do not load
+        def __init__(self, model: str, sess_options: object = None, providers: list[str] | None = None) -> None:
+            asked.append(list(providers or []))
+            self._session = real_session(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._session, name)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FallsBackToCpu)
+    monkeypatch.setattr(ort_backend, "preload_cuda_libraries", lambda: None)
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    refused = "CUDAExecutionProvider did not load, the session would run on CPUExecutionProvider only"
+    with pytest.raises(DeviceError, match=refused):
+        sweep_blame.run_ort(path, "cuda", x, optimise=False)
+    label, votes = blame_cell(path, "cuda", x, [x], [x + 1], "value-mismatch")
+    assert asked[0] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert votes["onnxruntime-unoptimised"].startswith("failed: ") and refused in votes["onnxruntime-unoptimised"]
+    assert votes["reference"] == "agrees with PyTorch" and label == "runtime"  # the CPU-only vote was not counted
 
 
 def test_newest_opset_is_measured_per_exporter(tmp_path: Path) -> None:

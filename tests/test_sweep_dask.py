@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from poolkit.cli import app
 from poolkit.sweep.grid import Cell, build_grid
-from poolkit.sweep.run import Journal, run_sweep
+from poolkit.sweep.journal import Journal
+from poolkit.sweep.run import run_sweep
 from tests.sweep_helpers import hang_crash_or_pass
 
 pytest.importorskip("distributed")

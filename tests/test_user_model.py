@@ -318,7 +318,7 @@ def test_two_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
 
 
 def test_divergence_finder_says_why_it_cannot_split_your_forward(user_dir: Path) -> None:
-    from poolkit.verify.run import first_diverging_layer
+    from poolkit.verify.failure import first_diverging_layer
 
     (model,) = open_artifacts(user_dir / "models", ["cnn_SmallCNN"], trust=[f"{user_dir}/cnn.py:SmallCNN"])
     x = np.zeros((2, 3, 32, 32), dtype=np.float32)

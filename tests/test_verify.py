@@ -17,7 +17,7 @@ from poolkit.common.files import sha256_file
 from poolkit.exporter.manifest import load_manifest, save_manifest
 from poolkit.exporter.zoo import ZOO
 from poolkit.services.cifar10 import load_cifar10, synthetic_images
-from poolkit.verify.run import VerifyOptions, verify
+from poolkit.verify import VerifyOptions, verify
 from tests.helpers import copy_model
 
 runner = CliRunner()
@@ -38,24 +38,26 @@ def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar,
         runs = {i.name: i for i in r.inputs}
         assert runs["raw"].images == 1000 and runs["raw"].batches == 16 and r.provider
         assert runs["normalized"].images == 1000 and runs["edge"].images == 16
-        any_size = ["raw", "normalized", "edge", "odd", "seeds"]
+        any_size = ["raw", "normalized", "edge", "odd", "tutorial"]
         assert r.input_names == (any_size[:3] if r.model in fixed_size else any_size), r.model
         assert r.outputs[0].elements > 0 and all(i.max_abs <= 1e-5 for i in r.inputs)
         assert r.guidance is not None and r.guidance.min_atol <= 1e-5 and r.guidance.noise_floor is not None
     odd = {i.name: i for i in next(r for r in report.rows if r.model == "maxpool_ceil").inputs}
-    assert odd["odd"].sizes == ["31x27"] and odd["seeds"].sizes == ["5x5", "4x4", "2x2"]
+    assert odd["odd"].sizes == ["31x27"] and odd["tutorial"].sizes == ["5x5", "4x4", "2x2"]
     floor = {i.name: i for i in next(r for r in report.rows if r.model == "maxpool_floor").inputs}
-    assert floor["seeds"].sizes == ["5x5", "4x4"] and "2x2: the model itself refuses it" in floor["seeds"].skipped[0]
+    assert (
+        floor["tutorial"].sizes == ["5x5", "4x4"] and "2x2: the model itself refuses it" in floor["tutorial"].skipped[0]
+    )
     tudui = next(r for r in report.rows if (r.model, r.format) == ("tudui", "onnx"))
     assert tudui.provider == "CPUExecutionProvider" and tudui.outputs[0].top1_agreement == 1.0
     # would the data have caught a wrong artifact? raw CIFAR10 cannot see a ReLU removed, the rest can
     found = {(s.model, s.variant): s for s in report.sensitivity}
     relu = found[("relu", "relu1→identity")]
-    assert relu.missed_by == ["raw"] and relu.detected_by == ["normalized", "edge", "odd", "seeds"]
+    assert relu.missed_by == ["raw"] and relu.detected_by == ["normalized", "edge", "odd", "tutorial"]
     assert relu.images["raw"] == 256 and relu.images["normalized"] == 64  # caught in its first batch
-    assert "relu: undetectable: relu1→identity on raw (caught by normalized, edge, odd, seeds)" in report.warnings
+    assert "relu: undetectable: relu1→identity on raw (caught by normalized, edge, odd, tutorial)" in report.warnings
     # ceil_mode cannot matter on even sizes with a 2x2 window: only the odd sizes show it
-    assert found[("maxpool_2x2", "maxpool1 ceil_mode False→True")].detected_by == ["odd", "seeds"]
+    assert found[("maxpool_2x2", "maxpool1 ceil_mode False→True")].detected_by == ["odd", "tutorial"]
     assert found[("sigmoid", "sigmoid1→identity")].missed_by == []
 
 
@@ -182,7 +184,8 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
 def test_a_saved_eager_batch_replays(zoo_dir: Path, tmp_path: Path) -> None:
     """Eager rows (eager on CUDA against the CPU) have no artifact file: replay rebuilds them from the manifest."""
     from poolkit.services.artifacts import open_artifacts
-    from poolkit.verify.run import VerifyRow, replay_batch, save_failure
+    from poolkit.verify.failure import replay_batch, save_failure
+    from poolkit.verify.report import VerifyRow
 
     (model,) = open_artifacts(zoo_dir, ["relu"])
     row = VerifyRow("relu", "module", "eager", "cpu", model.reference.spec, "failed")

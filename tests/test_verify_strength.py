@@ -22,8 +22,8 @@ from poolkit.exporter.manifest import load_manifest, save_manifest
 from poolkit.exporter.spec import parse_spec
 from poolkit.services.cifar10 import load_cifar10
 from poolkit.services.comparator import compare
-from poolkit.verify.inputs import edge_batch, normalize, parse_input_sets, seed_examples
-from poolkit.verify.run import VerifyOptions, verify
+from poolkit.verify import VerifyOptions, verify
+from poolkit.verify.inputs import edge_batch, normalize, parse_input_sets, tutorial_examples
 from poolkit.verify.sensitivity import wrong_variants
 from poolkit.verify.tolerance import guidance
 from tests.helpers import copy_model
@@ -61,7 +61,7 @@ def test_an_artifact_without_its_activation_fails_by_default(zoo_dir, cifar, tmp
     assert rows["torchscript"].passed and not report.passed
     bad = rows["onnx"]
     assert bad.status == "failed" and bad.worst_input == "normalized"
-    assert bad.reason.endswith("out of tolerance on normalized (and on edge, odd, seeds)")
+    assert bad.reason.endswith("out of tolerance on normalized (and on edge, odd, tutorial)")
     runs = {i.name: i for i in bad.inputs}
     assert runs["raw"].passed and runs["raw"].images == 1000  # raw CIFAR10 alone would have passed it
     assert not runs["normalized"].passed and not runs["edge"].passed
@@ -153,7 +153,7 @@ def test_edge_batch_has_what_it_promises() -> None:
     assert set(np.unique(x[4])) <= {0.0, 1.0, 2.0}  # ties for max pooling
     assert np.abs(x[5]).max() <= 1e-3 and (x[5] < 0).any() and (x[5] > 0).any()  # at the kinks
     np.testing.assert_array_equal(x, edge_batch((3, 8, 8)))  # seeded
-    five, four, two = seed_examples(3)
+    five, four, two = tutorial_examples(3)
     assert five.shape == (3, 3, 5, 5) and (five[0, 2] == five[0, 0]).all() and (five[1] == -five[0]).all()
     assert two[0, 0].tolist() == [[1, -0.5], [-1, 3]]
     norm = normalize(np.full((1, 3, 2, 2), 0.4914, np.float32))
@@ -163,6 +163,7 @@ def test_edge_batch_has_what_it_promises() -> None:
 def test_input_set_option() -> None:
     assert parse_input_sets("raw, edge") == ("raw", "edge")
     assert parse_input_sets("all")[:3] == ("raw", "normalized", "edge")
+    assert parse_input_sets("seeds,tutorial") == ("tutorial",)  # the old name, one more release
     with pytest.raises(DataError, match="unknown --inputs 'bogus'"):
         parse_input_sets("raw,bogus")
     result = runner.invoke(app, ["verify", "--inputs", "nope"])
@@ -224,7 +225,7 @@ def test_input_sets_and_examples_on_cuda(zoo_dir, cifar, tmp_path) -> None:
     report = verify(zoo_dir, cifar, options, names=["relu", "maxpool_ceil"])
     assert report.passed and {r.device for r in report.rows} == {"cuda"}
     for r in report.rows:
-        assert r.input_names == ["raw", "normalized", "edge", "odd", "seeds"] and r.guidance is not None
+        assert r.input_names == ["raw", "normalized", "edge", "odd", "tutorial"] and r.guidance is not None
     args = ["verify", "--models", str(zoo_dir), "--examples", "--device", "cuda", "--results", str(tmp_path), "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

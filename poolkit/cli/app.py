@@ -96,7 +96,7 @@ class OneLineGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        from poolkit.cli.output import error
+        from poolkit.cli.output import error  # lazy: rich's console would slow `poolkit --help`
 
         saved_logging = logging.root.manager.disable
         catch_sigterm()
@@ -168,8 +168,8 @@ def handles_errors(fn: F) -> F:
         except (typer.Exit, ClickException):
             raise
         except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model
-            # Imported here, not before the try: an interrupt during that first import of rich would
-            # escape to Typer, which turns it into a silent exit 130.
+            # Imported lazily, as in OneLineGroup.main, and here, not before the try: an interrupt
+            # during that first import of rich would escape to Typer, which turns it into a silent exit 130.
             from poolkit.cli.output import error
 
             if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):

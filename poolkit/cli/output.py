@@ -11,16 +11,21 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.segment import Segment
 
+from poolkit.cli.bench_render import bench_table, compare_table
+from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
 from poolkit.common.files import to_plain
 from poolkit.common.text import escape_controls
+from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
     from poolkit.bench.run import BenchRun
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
     from poolkit.show.run import ShowRun
     from poolkit.sweep.run import SweepRun
     from poolkit.verify.examples import ExamplesReport
-    from poolkit.verify.run import VerifyReport
+    from poolkit.verify.report import VerifyReport
     from poolkit.zoo.info import ZooRow
 
 
@@ -101,10 +106,6 @@ def progress_callbacks(
     (a unit, like "cells"), it also shows items per second and an ETA, from the items done in this run (resumed ones,
     counted by `set_total`, do not inflate the rate).
     """
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     columns: tuple[Any, ...] = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -147,8 +148,6 @@ def progress_callbacks(
 
 
 def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
-    from poolkit.cli.render import zoo_table
-
     print_json(rows) if json_out else console.print(zoo_table(rows, batch))
 
 
@@ -158,12 +157,9 @@ def print_export_progress(record: ExportRecord) -> None:
 
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
-    from poolkit.cli.render import export_table
-    from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
-
     print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
     if run.jit_deprecated:
-        import torch
+        import torch  # lazy: every command prints through this module, and an error line must not pay for torch
 
         note(JIT_DEPRECATION_NOTE.format(version=torch.__version__.split("+")[0]))
 
@@ -178,8 +174,6 @@ def print_report(data: Any, table: Any, path: Path, json_out: bool) -> None:
 
 
 def print_verify(report: VerifyReport, path: Path, json_out: bool) -> None:
-    from poolkit.cli.render import verify_table
-
     print_report(report, None if json_out else verify_table(report), path, json_out)
 
 
@@ -197,8 +191,6 @@ def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool
 
 
 def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
-    from poolkit.cli.bench_render import bench_table, compare_table
-
     if run.exported:
         note(f"exported {', '.join(run.exported)} first")
     if json_out:
@@ -244,8 +236,7 @@ def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
 
 
 def print_sweep(run: SweepRun, json_out: bool) -> None:
-    from poolkit.cli.render import sweep_table
-    from poolkit.sweep.report import summary
+    from poolkit.sweep.report import summary  # lazy: it pulls in onnx (via sweep.blame), which only sweep needs
 
     if run.resumed:
         note(f"resumed: {run.resumed:,} of {len(run.results):,} cells came from the journal")
@@ -261,6 +252,4 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
 
 def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
-    from poolkit.cli.render import examples_table
-
     print_report(found, None if json_out else examples_table(found), path, json_out)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from poolkit.exporter.manifest import ExportRecord
     from poolkit.sweep.result import CellResult
     from poolkit.verify.examples import ExamplesReport
-    from poolkit.verify.run import VerifyReport
+    from poolkit.verify.report import VerifyReport
     from poolkit.zoo.info import ZooRow
 
 
@@ -164,7 +164,7 @@ def verify_table(report: VerifyReport) -> Group:
     return Group(*parts)
 
 
-_SET_SHORT = {"raw": "raw", "normalized": "norm", "edge": "edge", "odd": "odd", "seeds": "seeds"}
+_SET_SHORT = {"raw": "raw", "normalized": "norm", "edge": "edge", "odd": "odd", "tutorial": "tutor"}
 
 
 def _failure_notes(notes: Text, r: Any) -> None:
@@ -211,9 +211,9 @@ def sensitivity_table(report: VerifyReport) -> Table:
 
 
 def examples_table(report: ExamplesReport) -> Group:
-    """The seeds' worked examples: expected numbers against what each artifact computed."""
-    table = Table(title=f"poolkit verify --examples — the seeds' worked examples through {report.models_dir}")
-    for col in ("example", "model", "runtime", "device", "seeds give", "artifact gives", "verdict"):
+    """The tutorials' worked examples: expected numbers against what each artifact computed."""
+    table = Table(title=f"poolkit verify --examples — the tutorials' worked examples through {report.models_dir}")
+    for col in ("example", "model", "runtime", "device", "tutorial gives", "artifact gives", "verdict"):
         table.add_column(col)
     verdicts = {
         "passed": "[green]exact[/green]",
@@ -253,6 +253,7 @@ def _si(value: int | None, unit: str = "") -> str:
 
 
 def sweep_table(results: list[CellResult]) -> Group:
+    # Lazy: sweep.blame pulls in onnx and onnxruntime, which only the sweep table needs.
     from poolkit.sweep.blame import BLAMES
     from poolkit.sweep.report import blame_summary, summary, summary_line
     from poolkit.sweep.result import FAILURES

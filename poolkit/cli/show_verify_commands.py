@@ -1,4 +1,8 @@
-"""`poolkit verify` and `poolkit show`: do the artifacts compute what eager does, and what does it look like."""
+"""`poolkit verify` and `poolkit show`: do the artifacts compute what eager does, and what does it look like.
+
+Each command imports its logic (and `cli.output`) inside its body, on purpose: those packages load
+torch, onnx and rich, and `poolkit --help` must stay instant.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from poolkit.cli.options import (
     writable_folder,
 )
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.files import write_json_atomic
 from poolkit.common.limits import MAX_BATCH
 
 CPU = Device.cpu  # type: ignore[attr-defined]
@@ -42,7 +47,9 @@ def verify(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     batches: Annotated[str, typer.Option(help="How many batches, or 'all'.")] = "all",
-    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch (the seeds use 64).")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=MAX_BATCH, help="Images per batch (the tutorials use 64).")
+    ] = 64,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
     device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = CPU,
@@ -53,13 +60,14 @@ def verify(
         typer.Option(help="Re-run a failing batch saved by an earlier verify, on the artifact in --models."),
     ] = None,
     inputs: Annotated[
-        str, typer.Option(help="Input sets: raw, normalized, edge, odd, seeds (comma-separated), or all.")
+        str, typer.Option(help="Input sets: raw, normalized, edge, odd, tutorial (comma-separated), or all.")
     ] = "all",
     sensitivity: Annotated[
         bool, typer.Option("--sensitivity/--no-sensitivity", help="Check the data would catch wrong variants.")
     ] = True,
     examples: Annotated[
-        bool, typer.Option("--examples", help="Run the seeds' worked examples, exact numbers, through every artifact.")
+        bool,
+        typer.Option("--examples", help="Run the tutorials' worked examples, exact numbers, through every artifact."),
     ] = False,
     json_out: JsonOpt = False,
 ) -> int:
@@ -71,8 +79,10 @@ def verify(
     a seeded edge batch, and for artifacts that take any size an odd size and the seeds' examples.
     """
     from poolkit.cli.output import print_replay, print_verify, progress_callbacks
+    from poolkit.verify.failure import replay_batch
     from poolkit.verify.inputs import parse_input_sets
-    from poolkit.verify.run import DEFAULT_VERIFY_RUNTIMES, VerifyOptions, replay_batch, run_verify
+    from poolkit.verify.report import DEFAULT_VERIFY_RUNTIMES, VerifyOptions
+    from poolkit.verify.run import run_verify
 
     if replay is not None:
         meta, outputs = replay_batch(replay, models, model, finite(atol, "--atol"), finite(rtol, "--rtol"))
@@ -101,9 +111,8 @@ def _verify_examples(
     results: Path,
     json_out: bool,
 ) -> int:
-    """`verify --examples`: the seeds' worked examples; results/verify_examples.json beside the table."""
+    """`verify --examples`: the tutorials' worked examples; results/verify_examples.json beside the table."""
     from poolkit.cli.output import print_examples
-    from poolkit.common.files import write_json_atomic
     from poolkit.verify.examples import run_examples
 
     found = run_examples(models, names, runtimes, devices)

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+from torch import nn
 
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
+from poolkit.exporter.build import rebuild_model
 from poolkit.exporter.manifest import ExportRecord, load_manifest
+from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
+from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import Runtime
 from poolkit.runtimes.registry import open_runtime, runtime_class
-
-if TYPE_CHECKING:
-    from torch import nn
 
 FORMAT_PREFERENCE = ("onnx", "torchscript")  # the record eager is rebuilt from when a model has both
 
@@ -112,9 +115,6 @@ class ModelArtifacts:
     def eager_module(self) -> nn.Module:
         """The exact module that was exported, rebuilt once from spec (or the user's source), seed and
         the checked weights."""
-        from poolkit.exporter.build import rebuild_model
-        from poolkit.exporter.user_model import UserModelRef, rebuild_user_model
-
         if self._eager is None:
             record = self.reference
             if record is None:
@@ -152,8 +152,6 @@ class ModelArtifacts:
     def check_source(self) -> None:
         """A user's model runs its own code when rebuilt: it must be named on the command line (the
         manifest alone is not trusted), and its .py file must not have changed since export (exit 2)."""
-        from poolkit.exporter.user_model import UserModelRef, check_source_unchanged
-
         record = self.reference
         if record is not None and record.import_path and record.object_name:
             user = UserModelRef(record.import_path, record.object_name)
@@ -218,8 +216,6 @@ class ExtraInputs(Runtime):
         return getattr(self._inner, name)
 
     def inputs(self, batch: Any) -> tuple[Any, ...]:
-        import numpy as np
-
         if isinstance(batch, tuple):
             return batch
         n = len(batch)
@@ -274,8 +270,6 @@ def _refuse_broken(wanted: list[str], by_model: dict[str, dict[str, ExportRecord
 
 def _named_sources(names: list[str]) -> list[tuple[str, str]]:
     """(import path, name) of the models of your own named on the command line: the ones trusted to run."""
-    from poolkit.exporter.zoo import resolve_model
-
     found = []
     for text in names:
         try:
@@ -290,7 +284,6 @@ def _named_sources(names: list[str]) -> list[tuple[str, str]]:
 def _artifact_name(name: str, known: dict[str, Any], models_dir: Path) -> str:
     if name in known:
         return name
-    from poolkit.exporter.zoo import resolve_model  # a spec string names its spec_<hash> artifacts
 
     try:
         resolved = resolve_model(name).name

@@ -3,7 +3,7 @@
 poolkit ships the first 1,000 images of the official test set (see assets/README.md), so it works
 offline. A user with the whole set points `--data-root` (or POOLKIT_DATA) at the folder holding
 `cifar-10-batches-py/`; when torchvision's md5 check passes we load it with
-`torchvision.datasets.CIFAR10(root, train=False, transform=ToTensor())` as the seeds do, otherwise
+`torchvision.datasets.CIFAR10(root, train=False, transform=ToTensor())` as the tutorials do, otherwise
 we read the python-format `test_batch` ourselves and say so.
 
 Images are decoded once into one float tensor and sliced into batches: the same numbers as
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DataError, one_line
 
+# numpy, torch and torchvision are imported inside the functions that use them, on purpose: the CLI
+# imports DATA_KINDS from here at start-up, and `poolkit --help` must not pay for torch.
 if TYPE_CHECKING:
     import numpy as np
 

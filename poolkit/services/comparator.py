@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -51,11 +50,6 @@ class Comparison:
 
     def __bool__(self) -> bool:
         return self.passed
-
-    @property
-    def min_passing_atol(self) -> float:
-        """The smallest atol that would have passed with rtol=0 (Polygraphy prints the same hint)."""
-        return self.max_abs
 
 
 class Accumulator:
@@ -226,15 +220,6 @@ def fold_batch(
     for acc, e, a in zip(accumulators, expected, actual, strict=True):
         acc.add(e, a, first_image)
     return None
-
-
-def run_and_compare(
-    runtime: Any, x: np.ndarray, expected: list[np.ndarray], accumulators: list[Accumulator], first_image: int = 0
-) -> str | None:
-    """Run `x` through `runtime` (host in, host out) and fold the outputs against `expected`."""
-    from poolkit.runtimes.base import run_batch
-
-    return fold_batch(expected, run_batch(runtime, x), accumulators, first_image)
 
 
 def mismatch_reason(comparisons: list[Comparison]) -> tuple[str, str]:

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from typing import Any
+
+import onnxruntime as ort
+import torch
 
 from poolkit.common.machine import library_versions, usable_cores
 
@@ -98,9 +102,6 @@ def machine_state() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import onnxruntime as ort
-    import torch
-
     info: dict[str, Any] = {
         "host": platform.node(),
         "os": platform.platform(),
@@ -127,8 +128,6 @@ def environment() -> dict[str, Any]:
 
 
 def _driver_version() -> str | None:
-    import subprocess
-
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],

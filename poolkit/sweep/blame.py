@@ -18,19 +18,26 @@ truth, and the report says so.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx.reference import ReferenceEvaluator
+
+from poolkit.common.capture import captured_output
+from poolkit.common.errors import one_line
+from poolkit.runtimes.onnxruntime import create_session, session_options
+from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, compare
 
 BLAMES = ("exporter", "runtime", "optimiser", "unclear")
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def agree(a: list[np.ndarray] | None, b: list[np.ndarray] | None, atol: float = 1e-5, rtol: float = 1e-5) -> bool:
-    """Same number of outputs, same shapes, values within the sweep's tolerance (integers exact)."""
-    import numpy as np
-
+def agree(
+    a: list[np.ndarray] | None, b: list[np.ndarray] | None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL
+) -> bool:
+    """Same number of outputs, same shapes, values within the sweep's tolerance by the comparator's rule
+    (`a` the reference; NaN never agrees), integers (MaxPool indices) exactly."""
     if a is None or b is None or len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=True):
@@ -40,15 +47,12 @@ def agree(a: list[np.ndarray] | None, b: list[np.ndarray] | None, atol: float = 
         if x.dtype.kind in "iub" or y.dtype.kind in "iub":
             if not np.array_equal(x, y):
                 return False
-        elif not np.allclose(y.astype(np.float64), x.astype(np.float64), atol=atol, rtol=rtol, equal_nan=False):
+        elif x.size and not compare(x, y, atol, rtol):
             return False
     return True
 
 
 def run_reference(path: Path, x: np.ndarray) -> list[np.ndarray]:
-    import onnx
-    from onnx.reference import ReferenceEvaluator
-
     model = onnx.load(str(path))
     evaluator = ReferenceEvaluator(model)
     name = model.graph.input[0].name
@@ -57,14 +61,13 @@ def run_reference(path: Path, x: np.ndarray) -> list[np.ndarray]:
 
 
 def ort_session(path: Path, device: str, optimise: bool, log_level: int = 3) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    """A one-thread session through `create_session`, the door every ONNX Runtime session uses: a
+    CUDA vote that would quietly run on the CPU provider is refused (a DeviceError), never counted."""
+    options = session_options(1)
     options.log_severity_level = log_level
     if not optimise:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=[PROVIDERS.get(device, "CPUExecutionProvider")])
+    return create_session(str(path), device, 1, options=options)
 
 
 def run_ort(path: Path, device: str, x: np.ndarray, optimise: bool) -> list[np.ndarray]:
@@ -73,9 +76,6 @@ def run_ort(path: Path, device: str, x: np.ndarray, optimise: bool) -> list[np.n
 
 
 def _vote(fn: Any, *args: Any) -> tuple[list[np.ndarray] | None, str | None]:
-    from poolkit.common.capture import captured_output
-    from poolkit.common.errors import one_line
-
     try:
         with captured_output():
             return fn(*args), None
@@ -125,8 +125,6 @@ def blame_cell(
 def declared_shapes(path: Path) -> list[list[int | str | None] | None]:
     """Each graph output's declared shape: ints, symbolic names, None for an unknown dimension;
     None for an output that declares no shape at all."""
-    import onnx
-
     shapes: list[list[int | str | None] | None] = []
     for out in onnx.load(str(path), load_external_data=False).graph.output:
         tensor = out.type.tensor_type
@@ -155,8 +153,6 @@ def declared_mismatch(path: Path, actual: list[np.ndarray]) -> str | None:
 
 def ort_shape_warnings(path: Path, device: str, x: np.ndarray) -> str:
     """ONNX Runtime's own words (VerifyOutputSizes) about declared vs actual shapes, from its log."""
-    from poolkit.common.capture import captured_output
-
     try:
         with captured_output() as log:
             session = ort_session(path, device, True, log_level=2)
@@ -170,8 +166,6 @@ def ort_shape_warnings(path: Path, device: str, x: np.ndarray) -> str:
 def exact_integer_problems(expected: list[np.ndarray], actual: list[np.ndarray]) -> str | None:
     """Integer outputs (MaxPool indices) bit-exact, plus the MaxUnpool round trip they exist for:
     scattering PyTorch's values to the artifact's indices must rebuild PyTorch's unpooled tensor."""
-    import numpy as np
-
     problems = []
     values = expected[0] if expected else None
     for i, (e, a) in enumerate(zip(expected, actual, strict=False)):
@@ -193,8 +187,6 @@ def exact_integer_problems(expected: list[np.ndarray], actual: list[np.ndarray])
 
 def unpool_difference(values: np.ndarray, expected_idx: np.ndarray, actual_idx: np.ndarray) -> str:
     """MaxUnpool with each set of indices (flat per channel plane, as PyTorch and ONNX define them)."""
-    import numpy as np
-
     size = int(max(expected_idx.max(initial=0), actual_idx.max(initial=0))) + 1
     if actual_idx.min(initial=0) < 0:
         return "the artifact's indices are negative"

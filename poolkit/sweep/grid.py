@@ -1,7 +1,7 @@
 """The conformance grid: which layer configurations `poolkit sweep` tries, built from parameter tables.
 
 Nothing here knows which cells fail. Each layer has a base configuration and a list of values per
-parameter (the seeds' tables); the grid is the base, every single change, and every pair of
+parameter (the tutorials' tables); the grid is the base, every single change, and every pair of
 changes (pairwise coverage: the interactions users ask about, like ceil_mode with padding, or
 padding='same' with dilation). Combinations PyTorch itself rejects are kept in the grid and
 reported as `invalid`, not counted as failures.

@@ -1,29 +1,34 @@
 """`poolkit sweep`: run every cell of the conformance grid in worker processes and record the outcome.
 
-Each cell (see `sweep_cell`): build the layer and run it eagerly, export it one way, load and run
+Each cell (see `cell.py`): build the layer and run it eagerly, export it one way, load and run
 the artifact, compare with eager; failures get a blame and a bundle. Workers are long-lived child
-processes (`sweep.worker`) fed one cell at a time, locally or on a Dask cluster (`sweep.cluster`); a
+processes (`worker.py`, on the worker base in `services/workers.py`) fed one cell at a time, locally or on a Dask cluster (`cluster.py`); a
 cell that hangs past its timeout or kills its worker is recorded and the worker replaced, so one
-cell never stops a sweep. Every result is appended to a journal as soon as it arrives, which is
-how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again on resume.
+cell never stops a sweep. Every result is appended to a journal (`journal.py`) as soon as it arrives,
+which is how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again on resume.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import functools
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from poolkit.common.errors import PoolkitError
+from poolkit.common.machine import library_versions, usable_cores
 from poolkit.exporter.formats.onnx import check_opset
 from poolkit.exporter.formats.registry import sweep_path
-from poolkit.services.workers import INTERRUPT_CODES, SubprocessWorker, WorkerDied
+from poolkit.services.workers import SubprocessWorker, WorkerDied
 from poolkit.sweep.cell import run_cell
-from poolkit.sweep.grid import Cell
-from poolkit.sweep.result import INTERRUPTED, OUTCOMES, CellResult
+from poolkit.sweep.cluster import check_cluster, run_on_dask
+from poolkit.sweep.grid import Cell, build_grid
+from poolkit.sweep.journal import Journal
+from poolkit.sweep.opsets import newest_opsets
+from poolkit.sweep.result import INTERRUPTED, CellResult
 from poolkit.sweep.worker import CellFn, dead_result, start_worker
 
 # ---------------------------------------------------------------- worker pool
@@ -92,67 +97,6 @@ def run_pool(
             slot.worker.stop()
 
 
-# ---------------------------------------------------------------- journal (resume)
-
-
-class Journal:
-    """Results as JSON lines, appended and flushed one by one: what an interrupted sweep resumes from.
-
-    Reading skips what it cannot use (a line cut short by an interruption, a stray edit) and counts
-    it in `skipped`; results that were not really measured (a worker stopped by Ctrl-C) are left
-    out, so a resumed sweep runs those cells again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.skipped = 0
-
-    def read(self) -> dict[str, CellResult]:
-        from poolkit.common.errors import PoolkitError
-
-        done: dict[str, CellResult] = {}
-        self.skipped = 0
-        if not self.path.exists():
-            return done
-        try:
-            text = self.path.read_bytes().decode("utf-8", "replace")
-        except OSError as exc:
-            raise PoolkitError(f"cannot read the sweep journal {self.path}: {exc.strerror or exc}") from None
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                result = CellResult.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-                self.skipped += 1  # cut short by an interruption, or not a result at all (or a stray edit)
-                continue
-            if measured(result):
-                done[result.cell.id] = result
-        return done
-
-    def append(self, result: CellResult) -> None:
-        """One line per result, always starting on a fresh line (a cut-off last line stays alone)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(result.to_json(), default=str) + "\n").encode("utf-8")
-        with open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell():
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    line = b"\n" + line
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def measured(result: CellResult) -> bool:
-    """Whether a journaled result is a measurement (else a resumed sweep runs the cell again)."""
-    if result.outcome not in OUTCOMES:
-        return False
-    stopped = tuple(f"worker died (exit code {code})" for code in INTERRUPT_CODES)
-    return not (result.outcome == "crashed" and (result.reason or "") in stopped)
-
-
 def run_sweep(
     cells: list[Cell],
     journal: Journal,
@@ -181,8 +125,6 @@ def run_sweep(
             on_result(result)
 
     if todo and scheduler:
-        from poolkit.sweep.cluster import run_on_dask
-
         run_on_dask(todo, scheduler, timeout_s, record, cell_fn, versions)
     elif todo:
         run_pool(todo, jobs, timeout_s, record, cell_fn)
@@ -224,14 +166,10 @@ def run_sweep_command(
     on_result: Callable[[CellResult], None] | None = None,
 ) -> SweepRun:
     """What `poolkit sweep` does: build the grid, resume from the journal, run, write JSON and Markdown."""
-    import functools
-    import shutil
-
-    from poolkit.common.errors import PoolkitError
-    from poolkit.common.machine import library_versions, usable_cores
+    # Lazy on purpose: every sweep worker process imports this package on start (`python -m
+    # poolkit.sweep.worker`), and must start in a fraction of a second, not pay for torch
+    # (environment) and onnx/onnxruntime (report, via blame) before its first cell.
     from poolkit.services.environment import environment
-    from poolkit.sweep.grid import build_grid
-    from poolkit.sweep.opsets import newest_opsets
     from poolkit.sweep.report import relative_bundles, write_json, write_markdown
 
     onnx_exports = tuple(e for e in settings.exports if sweep_path(e)[0].uses_opset)
@@ -261,8 +199,6 @@ def run_sweep_command(
             f"{journal.path} was written with {stale[0].versions}, this is {versions}: add --fresh to start over"
         )
     if settings.scheduler:
-        from poolkit.sweep.cluster import check_cluster
-
         check_cluster(settings.scheduler, versions)
     if on_total:
         on_total(len(cells), sum(c.id in done for c in cells))

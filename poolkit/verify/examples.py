@@ -1,11 +1,11 @@
-"""`poolkit verify --examples`: the seeds' worked examples, with their exact numbers, through every artifact.
+"""`poolkit verify --examples`: the tutorials' worked examples, with their exact numbers, through every artifact.
 
 The tutorials draw a 5x5 single-channel input through `MaxPool2d(3, ceil_mode=True)` ([[2,3],[5,1]])
 and `ceil_mode=False` ([[2]]), a 2x2 input through ReLU and Sigmoid, and a 4x4 one through
 `MaxPool2d(2, 2)` ([[6,4],[7,9]]). Every model of the manifest whose spec is one of these layers
 runs its example on every runtime and device asked for (eager included: it proves the module
 itself). The drawing is copied to every channel the artifact has; every channel must give the
-seeds' numbers exactly (Sigmoid to the seeds' 4 decimals).
+tutorials' numbers exactly (Sigmoid to the tutorials' 4 decimals).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.spec import parse_spec
@@ -29,7 +31,7 @@ class WorkedExample:
     spec: str
     drawing: Sequence[Sequence[float]]
     expected: Sequence[Sequence[float]]
-    decimals: int | None = None  # compare after rounding, as the seed prints it
+    decimals: int | None = None  # compare after rounding, as the tutorial prints it
 
     @property
     def canonical_spec(self) -> str:
@@ -76,8 +78,6 @@ def run_examples(
     models_dir: Path, names: list[str] | None, runtimes: tuple[str, ...], devices: tuple[str, ...]
 ) -> ExamplesReport:
     """Every worked example through every matching model's artifacts; a DataError when none matches."""
-    import numpy as np
-
     if devices == ("cuda",):  # only CUDA was asked for: refuse, as verify does, rather than report it unavailable
         require_cuda(list(runtimes))
     report = ExamplesReport(str(models_dir))
@@ -91,12 +91,12 @@ def run_examples(
                 report.rows.append(_run_one(model, example, runtime, device, np))
     if not report.rows:
         known = "; ".join(f"{e.spec} ({e.title})" for e in WORKED_EXAMPLES)
-        raise DataError(f"no model in {models_dir}/manifest.json is one of the seeds' worked examples: {known}")
+        raise DataError(f"no model in {models_dir}/manifest.json is one of the tutorials' worked examples: {known}")
     return report
 
 
 def _plain(value: float, decimals: int | None) -> float | int:
-    """2.0 -> 2 and float32's 0.7311000227 -> 0.7311: the numbers as the seeds print them."""
+    """2.0 -> 2 and float32's 0.7311000227 -> 0.7311: the numbers as the tutorials print them."""
     value = round(value, decimals) if decimals is not None else value
     return int(value) if float(value).is_integer() else value
 
@@ -118,7 +118,9 @@ def _run_one(model: Any, example: WorkedExample, runtime: str, device: str, np: 
     channels = record.sample_shape[0] if len(record.sample_shape) == 3 else 1
     if cls.reads == "onnx" and not record.dynamic_spatial and tuple(record.sample_shape[1:]) != drawing.shape:
         shape = "x".join(map(str, record.sample_shape))
-        row.reason = f"the ONNX file is fixed to {shape}: re-export it with --dynamic-shape to run the seeds' examples"
+        row.reason = (
+            f"the ONNX file is fixed to {shape}: re-export it with --dynamic-shape to run the tutorials' examples"
+        )
         return row
     x = np.ascontiguousarray(np.broadcast_to(drawing, (1, channels, *drawing.shape)))
     try:
@@ -135,9 +137,9 @@ def _run_one(model: Any, example: WorkedExample, runtime: str, device: str, np: 
     first = got[0, 0] if got.ndim == 4 else got
     row.got = [[_plain(v, example.decimals) for v in line] for line in np.atleast_2d(first).tolist()]
     if got.shape != (1, channels, *want.shape):
-        row.reason = f"output shape {tuple(got.shape)}, the seeds give {(1, channels, *want.shape)}"
+        row.reason = f"output shape {tuple(got.shape)}, the tutorials give {(1, channels, *want.shape)}"
     elif not all(np.array_equal(got[0, c], want) for c in range(channels)):
-        row.reason = f"got {row.got}, the seeds give {example.expected}"
+        row.reason = f"got {row.got}, the tutorials give {example.expected}"
     else:
         row.status, row.reason = "passed", None
     return row

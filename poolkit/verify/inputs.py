@@ -8,7 +8,7 @@ an artifact that dropped its activation passes on it. So besides the raw images 
 - `edge`: a small seeded batch of zeros, negatives, large magnitudes, ties for max pooling and
   values right at the activations' kinks;
 - for artifacts that take any image size: `odd`, normalised images cropped to an odd, non-square
-  31x27, and `seeds`, the seeds' own small worked examples (5x5, 4x4, 2x2).
+  31x27, and `tutorial`, the tutorials' own small worked examples (5x5, 4x4, 2x2).
 
 Each set is a list of same-size arrays (a batch has one size); `batches()` slices them.
 """
@@ -17,19 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from poolkit.common.errors import DataError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from poolkit.services.cifar10 import ImageSet
+from poolkit.services.cifar10 import ImageSet
 
 # CIFAR10 training-set statistics, as torchvision recipes write them.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-INPUT_SETS = ("raw", "normalized", "edge", "odd", "seeds")
+INPUT_SETS = ("raw", "normalized", "edge", "odd", "tutorial")
+OLD_NAMES = {"seeds": "tutorial"}
 DEFAULT_INPUT_SETS = INPUT_SETS
 EDGE_SEED = 13
 EDGE_IMAGES = 16
@@ -37,11 +36,11 @@ ODD_SIZE = (31, 27)  # odd and non-square: a swapped height and width shows too
 ODD_IMAGES = 256
 LARGE = 16.0  # large against CIFAR's [0, 1], small enough that fp32 sums of a 3x3 conv stay within 1e-5
 
-# The seeds' worked examples (single-channel): the inputs the tutorials draw by hand.
+# The tutorials' worked examples (single-channel): the inputs they draw by hand.
 FIVE_BY_FIVE: list[list[float]] = [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]]
 TWO_BY_TWO: list[list[float]] = [[1, -0.5], [-1, 3]]
 FOUR_BY_FOUR: list[list[float]] = [[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 3], [4, 5, 9, 0]]
-SEED_INPUTS = (FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO)
+TUTORIAL_INPUTS = (FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO)
 
 
 @dataclass
@@ -51,7 +50,7 @@ class InputSet:
     name: str
     about: str
     arrays: list[np.ndarray]
-    limited: bool = True  # --batches applies (the CIFAR-sized sets); edge and seeds always run whole
+    limited: bool = True  # --batches applies (the CIFAR-sized sets); edge and tutorial always run whole
 
     @property
     def sizes(self) -> list[str]:
@@ -77,7 +76,8 @@ def parse_input_sets(text: str | None) -> tuple[str, ...]:
     """`--inputs raw,edge` (or `all`) -> the set names, checked."""
     if text is None or text.strip() == "all":  # "" is not "all": an empty value is refused below
         return DEFAULT_INPUT_SETS
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    # `seeds`, the set's old name, is still read (one more release), like `--runtime onnx`.
+    names = tuple(dict.fromkeys(OLD_NAMES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in INPUT_SETS]
     if unknown or not names:
         raise DataError(f"unknown --inputs '{','.join(unknown) or text}' (choose from {', '.join(INPUT_SETS)}, or all)")
@@ -86,8 +86,6 @@ def parse_input_sets(text: str | None) -> tuple[str, ...]:
 
 def normalize(images: np.ndarray) -> np.ndarray:
     """(x - mean) / std per channel with CIFAR10's statistics (3 channels), else around 0.5 by 0.25."""
-    import numpy as np
-
     mean: Any
     std: Any
     if images.ndim == 4 and images.shape[1] == 3:
@@ -105,8 +103,6 @@ def edge_batch(sample_shape: tuple[int, ...], count: int = EDGE_IMAGES, seed: in
     pooling, exact in fp32); values within 1e-3 of zero (the kink of ReLU, LeakyReLU, ELU, PReLU);
     sign checkerboards; standard normal. The same numbers on every machine.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     shape = (count, *sample_shape)
     out = np.empty(shape, dtype=np.float32)
@@ -125,14 +121,12 @@ def edge_batch(sample_shape: tuple[int, ...], count: int = EDGE_IMAGES, seed: in
     return out
 
 
-def seed_examples(channels: int) -> list[np.ndarray]:
-    """The seeds' worked examples, one batch per size: the drawing copied to every channel, its
+def tutorial_examples(channels: int) -> list[np.ndarray]:
+    """The tutorials' worked examples, one batch per size: the drawing copied to every channel, its
     negation, and a seeded normal draw of the same size."""
-    import numpy as np
-
     rng = np.random.default_rng(EDGE_SEED)
     batches = []
-    for drawing in SEED_INPUTS:
+    for drawing in TUTORIAL_INPUTS:
         x = np.asarray(drawing, dtype=np.float32)
         base = np.broadcast_to(x, (channels, *x.shape))
         noise = rng.standard_normal((channels, *x.shape)).astype(np.float32)
@@ -144,7 +138,7 @@ def build_input_sets(
     images: ImageSet, sample_shape: tuple[int, ...], dynamic_spatial: bool, wanted: tuple[str, ...]
 ) -> list[InputSet]:
     """The sets for one model: the image sets need `images` at the model's size (the caller checks);
-    `odd` and `seeds` only for artifacts that take any size."""
+    `odd` and `tutorial` only for artifacts that take any size."""
     raw = images.images
     kind = images.source.kind
     sets: list[InputSet] = []
@@ -163,7 +157,7 @@ def build_input_sets(
             sets.append(
                 InputSet("odd", f"normalised {kind} cropped to {h}x{w}", [normalize(raw[:ODD_IMAGES, :, :h, :w])])
             )
-        elif name == "seeds" and dynamic_spatial:
-            about = "the seeds' 5x5, 4x4 and 2x2 examples, negated, and normal draws"
-            sets.append(InputSet("seeds", about, seed_examples(sample_shape[0]), limited=False))
+        elif name == "tutorial" and dynamic_spatial:
+            about = "the tutorials' 5x5, 4x4 and 2x2 examples, negated, and normal draws"
+            sets.append(InputSet("tutorial", about, tutorial_examples(sample_shape[0]), limited=False))
     return sets

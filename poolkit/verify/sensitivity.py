@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    from torch import nn
+import numpy as np
+import torch
+from torch import nn
 
 WEIGHT_CHANGE = 1e-3  # relative: far below what a reader of the numbers would notice
 # Variants run on at most this many images of each set: a variant a set detects is usually caught
@@ -71,8 +71,6 @@ def wrong_variants(module: nn.Module) -> list[Variant]:
     Layers are found by their torch type anywhere in the module tree, so a user's own module gets
     the same variants as a Tudui spec (an activation called as a function in `forward` has none).
     """
-    from torch import nn
-
     variants = []
     for name, layer in module.named_modules():
         if not name:
@@ -135,8 +133,6 @@ class SensitivityCheck:
 
     def add(self, set_name: str, x: np.ndarray, expected: list[np.ndarray]) -> None:
         """Run the variants the set has not detected yet on one batch."""
-        import torch
-
         detected = self._seen.setdefault(set_name, set())
         pending = [i for i in range(len(self.variants)) if i not in detected]
         if not pending or self._images.get(set_name, 0) >= self.max_images:
@@ -160,8 +156,6 @@ class SensitivityCheck:
     def _differs(self, out: Any, ref: np.ndarray) -> bool:
         """Out of tolerance anywhere, by verify's own rule (NaN never within), in numpy: one thread
         and a few passes, where torch's parallel elementwise ops stall on a busy CPU."""
-        import numpy as np
-
         got = out.detach().cpu().numpy()
         if got.shape != ref.shape:
             return True

@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    from torch import nn
+import numpy as np
+import torch
+from torch import nn
 
-    from poolkit.services.comparator import Comparison
+from poolkit.services.comparator import Comparison
 
 LOOSE_FACTOR = 1000.0  # a tolerance this many times what the row needs is "far looser"
 FP32_RESOLUTION = 1e-8  # needs below this are rounding of values near 1: not a scale to judge a tolerance by
@@ -74,9 +74,6 @@ class NoiseFloor:
         self.batches = 0
 
     def add(self, x: np.ndarray, expected: list[np.ndarray]) -> None:
-        import numpy as np
-        import torch
-
         with torch.inference_mode():
             out = self.module64(torch.from_numpy(x).to(self.device, torch.float64))
         outs = out if isinstance(out, tuple | list) else (out,)

@@ -9,6 +9,7 @@ from poolkit.exporter.build import build_model, output_shapes, parameter_count
 from poolkit.exporter.models import build_user_model
 from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.spec import default_input_shape
+from poolkit.exporter.user_model import check_forward
 from poolkit.exporter.zoo import ModelRef
 
 
@@ -51,8 +52,6 @@ def describe(
 
 def describe_user_model(ref: ModelRef, batch: int, input_shapes: tuple[tuple[int, ...], ...] | None) -> ZooRow:
     """A user's model, imported and run once: its top-level layers stand in for the spec's torch calls."""
-    from poolkit.exporter.user_model import check_forward
-
     built = build_user_model(ref, ExportOptions(input_shapes=input_shapes))
     module = built.module
     return ZooRow(
