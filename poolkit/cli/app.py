@@ -131,6 +131,11 @@ class OneLineGroup(TyperGroup):
             message, code = one_line_error(KeyboardInterrupt())
             error(message)
         if standalone_mode:
+            if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+                # A thread a user's model started (never joined) would keep poolkit alive forever.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
             sys.exit(code)
         return code
 
@@ -163,8 +168,11 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from poolkit.cli.output import stdout_for_json_only  # lazy, as in OneLineGroup.main
+
         try:
-            code = fn(*args, **kwargs)
+            with stdout_for_json_only(bool(kwargs.get("json_out"))):
+                code = fn(*args, **kwargs)
         except (typer.Exit, ClickException):
             raise
         except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model

@@ -62,10 +62,44 @@ if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in 
     err_console.width = 120
 
 
+_JSON_STREAM: list[Any] = []  # the real stdout, while a --json command runs with stdout sent to stderr
+
+
+@contextlib.contextmanager
+def stdout_for_json_only(active: bool) -> Iterator[None]:
+    """While a `--json` command runs, everything else that writes to stdout (a user's model, a
+    TorchScript file's prints, native code, worker processes) goes to stderr; `print_json` alone
+    writes to the real stdout, so the JSON stays parseable."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        real_fd = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests): Python-level only
+        real_fd = False
+    saved = os.dup(1) if real_fd else None
+    stream = os.fdopen(saved, "w", encoding="utf-8", closefd=False) if saved is not None else sys.stdout
+    _JSON_STREAM.append(stream)
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STREAM.pop()
+        sys.stderr.flush()
+        if saved is not None:
+            stream.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def print_json(data: Any) -> None:
     """Machine output on stdout, nothing else mixed in."""
-    sys.stdout.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    out = _JSON_STREAM[-1] if _JSON_STREAM else sys.stdout
+    out.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
+    out.flush()
 
 
 # C0/C1 controls, and the bidirectional overrides that make a terminal show text in another order.
