@@ -139,3 +139,14 @@ def test_check_outputs_names_what_it_refuses() -> None:
     for value, what in ((np.array(["a"]), "a ndarray of <U1"), (1.5, "a float"), ({"y": 1}, "a dict")):
         with pytest.raises(UnusableOutput, match=f"output 0 is {what}"):
             check_outputs([value])
+
+
+def test_zoo_refuses_a_batch_whose_activations_exceed_the_limit() -> None:
+    result = runner.invoke(app, ["zoo", "-m", "conv(3,512,k=3)", "--batch-size", "65536"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output[-300:]
+    assert lines[0] == (
+        "error: bad --batch-size 65,536: 30,198,988,800 values in one batch of 512x30x30; the limit is 268,435,456"
+    )
+    result = runner.invoke(app, ["zoo", "-m", "conv(3,6,k=3)|maxpool(k=3,ceil=true)", "--batch-size", "4", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["output_shapes"] == [[4, 6, 10, 10]]
