@@ -308,3 +308,21 @@ def test_a_fifo_as_manifest_or_replay_file_is_refused_not_waited_on(models: Path
         assert done.returncode == 2, done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("error: ") and "is a FIFO: poolkit reads regular files only" in line
+
+
+def test_a_symlink_loop_in_the_models_folder_is_that_artifacts_failure(models: Path) -> None:
+    (models / "relu.onnx").unlink()
+    (models / "relu.onnx").symlink_to("relu.onnx")  # a loop: resolve() raised RuntimeError before
+    result = runner.invoke(app, ["verify", "--models", str(models), "--data", "synthetic", "--no-sensitivity",
+                                 "--json", "--results", str(models / "r")])  # fmt: skip
+    assert result.exit_code == 1 and "poolkit bug" not in result.output
+    rows = {r["runtime"]: r for r in json.loads(result.stdout)["rows"]}
+    assert "is a symlink loop" in rows["onnxruntime"]["reason"] and rows["torchscript"]["status"] == "passed"
+
+
+def test_a_crafted_export_journal_renames_nothing(models: Path) -> None:
+    (models / ".export-journal.json").write_text(json.dumps({"renames": [["../../victim", "relu.onnx"]]}))
+    before = files_of(models)
+    line = one_error(runner.invoke(app, ["verify", "--models", str(models), "--results", str(models / "r")]), 2)
+    assert "is not a poolkit export journal" in line and "is not a staged file" in line
+    assert files_of(models) == before

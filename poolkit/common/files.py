@@ -105,7 +105,7 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "file") as fh:  # a FIFO put in place of an artifact would block the hash
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
