@@ -168,6 +168,7 @@ def test_a_cuda_vote_refuses_a_cpu_fallback(monkeypatch: pytest.MonkeyPatch, tmp
 
     from poolkit.common.errors import DeviceError
     from poolkit.runtimes import onnxruntime as ort_backend
+    from poolkit.runtimes import ort_session
 
     path = ort_backend.write_identity_model(tmp_path / "m.onnx", (1, 2, 2))
     real_session = ort.InferenceSession
@@ -183,7 +184,7 @@ def test_a_cuda_vote_refuses_a_cpu_fallback(monkeypatch: pytest.MonkeyPatch, tmp
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", FallsBackToCpu)
-    monkeypatch.setattr(ort_backend, "preload_cuda_libraries", lambda: None)
+    monkeypatch.setattr(ort_session, "preload_cuda_libraries", lambda: None)
     x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
     refused = "CUDAExecutionProvider did not load, the session would run on CPUExecutionProvider only"
     with pytest.raises(DeviceError, match=refused):

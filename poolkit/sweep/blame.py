@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx.reference import ReferenceEvaluator
 
 from poolkit.common.capture import captured_output
 from poolkit.common.errors import one_line
@@ -53,6 +50,11 @@ def agree(
 
 
 def run_reference(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    # onnx and onnxruntime are imported inside the functions that use them: a sweep worker imports
+    # this module on start, and most cells never need a second opinion.
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
     model = onnx.load(str(path))
     evaluator = ReferenceEvaluator(model)
     name = model.graph.input[0].name
@@ -63,6 +65,8 @@ def run_reference(path: Path, x: np.ndarray) -> list[np.ndarray]:
 def ort_session(path: Path, device: str, optimise: bool, log_level: int = 3) -> Any:
     """A one-thread session through `create_session`, the door every ONNX Runtime session uses: a
     CUDA vote that would quietly run on the CPU provider is refused (a DeviceError), never counted."""
+    import onnxruntime as ort
+
     options = session_options(1)
     options.log_severity_level = log_level
     if not optimise:
@@ -125,6 +129,8 @@ def blame_cell(
 def declared_shapes(path: Path) -> list[list[int | str | None] | None]:
     """Each graph output's declared shape: ints, symbolic names, None for an unknown dimension;
     None for an output that declares no shape at all."""
+    import onnx
+
     shapes: list[list[int | str | None] | None] = []
     for out in onnx.load(str(path), load_external_data=False).graph.output:
         tensor = out.type.tensor_type
