@@ -22,6 +22,7 @@ from torch import nn
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.build import rebuild_model
+from poolkit.exporter.external_data import external_problem
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
 from poolkit.exporter.zoo import resolve_model
@@ -104,8 +105,6 @@ class ModelArtifacts:
 
     def _external(self, record: ExportRecord) -> str | None:
         """Every byte an ONNX file loads is covered: its external data files, each against its record."""
-        from poolkit.exporter.external_data import external_problem
-
         key = f"external:{record.path}:{record.sha256}"
         if key not in self._checked:
             path = inside(self.models_dir, str(record.path))
