@@ -8,13 +8,13 @@ STAMP := $(VENV)/.poolkit-installed
 # poolkit.* at install time, so lint checks a tree of links laid out as the wheel installs it.
 TYPECHECK := build/typecheck
 
-.PHONY: demo test install lint typecheck-tree clean
+.PHONY: demo test install lint typecheck-tree clean browser
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,8 +23,17 @@ demo: $(STAMP)
 	$(BIN)/poolkit verify
 	$(BIN)/poolkit show
 	$(BIN)/poolkit bench --device cpu
+	$(BIN)/poolkit report
 
-test: $(STAMP)
+# The report's browser test needs Chromium: installed from the OS packages when we are root and it is
+# missing (quick when present); otherwise the test skips and says why (CI sets POOLKIT_REQUIRE_BROWSER=1).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "note: no chromium (not root, or apt-get failed): the report's browser test will skip"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 typecheck-tree:

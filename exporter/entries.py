@@ -42,9 +42,11 @@ TYPES: dict[str, tuple[type, ...]] = {
     "source_sha256": (str, type(None)),
     "input_shapes": (list, type(None)),
     "dynamic_axes": (list,),
+    "dynamic_dims": (dict,),
+    "compile_seconds": (int, float, type(None)),
     "external_data": (dict,),
 }
-DYNAMIC_AXES = ("batch", "height", "width")
+DYNAMIC_AXES = ("batch", "channels", "height", "width")
 
 
 def check_types(values: dict[str, Any], bad: Callable[[str], DataError]) -> None:
@@ -84,6 +86,8 @@ def check_entry(record: Any, folder: Path, bad: Callable[[str], DataError]) -> N
         raise bad("has a bad 'external_data' (location -> sha256)")
     if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
         raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
+    if not all(k in DYNAMIC_AXES and isinstance(v, str) and v.isprintable() for k, v in record.dynamic_dims.items()):
+        raise bad("has bad dynamic_dims (axis name -> text)")
 
 
 def _dims_ok(dims: list[Any]) -> bool:

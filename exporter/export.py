@@ -140,6 +140,7 @@ def _export_one(
         opset=options.opset,
         dynamic_batch=options.dynamic_batch,
         dynamic_spatial=item.dynamic_spatial,
+        dynamic_channels=item.dynamic_channels and form.open_channels,
         n_outputs=item.n_outputs,
         metadata=artifact_metadata(item, record, options),
     )
@@ -170,6 +171,7 @@ def _export_one(
         raise
     warnings_seen.extend(written.warnings)
     record.opset = written.opset
+    record.dynamic_dims, record.compile_seconds = written.dims, written.compile_seconds
     record.path = final.name
     record.sha256 = sha256_file(staged)
     if fmt == "onnx":  # every byte the artifact loads is hashed, its external data too

@@ -35,8 +35,8 @@ class ExportRecord:
 
     name: str
     spec: str
-    format: str  # torchscript | onnx
-    method: str  # script | trace | dynamo | legacy
+    format: str  # a name in exporter/formats/registry.py: torchscript | onnx | pt2 | aoti
+    method: str  # script | trace | dynamo | legacy | export | aoti
     status: str  # ok | failed
     input_shape: list[Any]  # with the batch axis first: "batch" when dynamic
     path: str | None = None  # relative to the manifest's folder
@@ -61,9 +61,13 @@ class ExportRecord:
     cached: bool = field(default=False, compare=False)  # this run found it current; never stored
     # A malformed entry read from the file, kept as it was (written back unchanged): never stored itself.
     raw: Any = field(default=None, compare=False, repr=False)
-    # Axes the artifact leaves open, by name: "batch", "height", "width". Older manifests lack it:
+    # Axes the artifact leaves open, by name: "batch", "channels" (torch.export formats), "height", "width". Older manifests lack it:
     # their batch axis is read from input_shape, and their images are fixed in size.
     dynamic_axes: list[str] = field(default_factory=list)
+    # torch.export formats: how each open axis was declared and the range torch.export derived
+    # ("height": "Dim.AUTO [2, inf]" where an explicit Dim was refused).
+    dynamic_dims: dict[str, str] = field(default_factory=dict)
+    compile_seconds: float | None = None  # AOTInductor: the compile, part of export_seconds
     # ONNX external data: location (relative to the folder) -> sha256 of every file the artifact
     # loads besides itself; checked before loading (`external_data.py`). Empty when it has none.
     external_data: dict[str, str] = field(default_factory=dict)

@@ -37,6 +37,7 @@ class BuiltModel:
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # several inputs: each one's shape
     source_sha256: str | None = None  # a user's model: its file at the moment it was imported
     dynamic_spatial: bool = False
+    dynamic_channels: bool = False  # no parameters and any image size: any channel count too
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -81,7 +82,8 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
             )
         dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
         n_outputs = len(output_shapes(module, shape, batch=1))
-        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic))
+        channels = dynamic and not any(True for _ in module.parameters())
+        built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic, dynamic_channels=channels))
     return built
 
 

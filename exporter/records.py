@@ -34,10 +34,11 @@ def expected(item: BuiltModel, fmt: str, options: ExportOptions) -> tuple[str, l
     return form.method_of(options), batch_axis + list(item.input_shape)
 
 
-def expected_axes(item: BuiltModel, input_shape: list[Any]) -> list[str]:
+def expected_axes(item: BuiltModel, input_shape: list[Any], fmt: str) -> list[str]:
     """The axes a record leaves open. TorchScript runs the module's own code: it takes whatever sizes
-    the module takes, so its record says so too."""
-    return list(dynamic_axes(input_shape[0] == "batch", item.dynamic_spatial).values())
+    the module takes, so its record says so too. Channels only where the format opens them."""
+    channels = item.dynamic_channels and format_named(fmt).open_channels
+    return list(dynamic_axes(input_shape[0] == "batch", item.dynamic_spatial, channels).values())
 
 
 def new_record(item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[str, str]) -> ExportRecord:
@@ -56,7 +57,7 @@ def new_record(item: BuiltModel, fmt: str, options: ExportOptions, stamp: dict[s
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
         opset_requested=options.opset if format_named(fmt).uses_opset else None,
         input_shapes=[input_shape[:1] + list(s) for s in item.input_shapes] or None,
-        dynamic_axes=expected_axes(item, input_shape),
+        dynamic_axes=expected_axes(item, input_shape, fmt),
     )
     if item.ref.user is not None:
         record.import_path, record.object_name = item.ref.user.import_path, item.ref.user.object_name
@@ -94,7 +95,7 @@ def cached_record(
         and old.method == method
         and old.input_shape == shape
         and (old.input_shapes or None) == ([shape[:1] + list(s) for s in item.input_shapes] or None)
-        and old.dynamic_axes == expected_axes(item, shape)
+        and old.dynamic_axes == expected_axes(item, shape, fmt)
         and old.versions == stamp
         and (not format_named(fmt).uses_opset or old.opset_requested == options.opset)
         and old.weights == weights_filename(item.ref.name)

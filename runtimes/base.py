@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEVICES = ("cpu", "cuda")
-Reads = Literal["module", "torchscript", "onnx"]
+Reads = Literal["module", "torchscript", "onnx", "pt2", "aoti"]  # "module", or a format name (exporter/formats)
 LayerOutputs = list[tuple[str, list["np.ndarray"]]]
 
 
@@ -97,13 +97,16 @@ class Runtime:
     name: ClassVar[str]
     reads: ClassVar[Reads]  # "module": an nn.Module in memory; otherwise the artifact format of the file
     devices: ClassVar[tuple[str, ...]] = DEVICES
-    engine: ClassVar[Literal["torch", "onnxruntime"]]  # whose CUDA support decides whether cuda works
+    engine: ClassVar[Literal["torch", "onnxruntime", "openvino"]]  # whose CUDA support decides whether cuda works
     has_layer_outputs: ClassVar[bool] = False
     has_spinning: ClassVar[bool] = False  # bench records (and sets) its threads' spin-wait
     has_profiler: ClassVar[bool] = False  # bench can ask it which op dominates (`end_profile`)
 
     device: str
     provider: str  # what really ran it, e.g. CPUExecutionProvider, torch-cuda
+    # The arithmetic it really computed in (OpenVINO may pick bf16 on its own): verify judges a
+    # reduced-precision row against that precision's rounding, never as fp32.
+    precision: str = "fp32"
     threads: int | None
 
     def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
@@ -172,6 +175,11 @@ class Runtime:
         """Events on the stream the runtime launches on (CUDA rows); None where there is no device clock."""
         return None
 
+    @property
+    def fixed_memory(self) -> bool:
+        """Whether every call reads one prepared memory (a captured CUDA graph): new data goes in by `refill`."""
+        return False
+
     def capture_graph(self, prepared: Any) -> Callable[[], Any] | None:
         """With `cuda_graphs`: the replay of a graph captured on `prepared`, returning the outputs.
         None: the runtime replays its own graph inside `timed_call` (or has none)."""
@@ -194,6 +202,20 @@ class Runtime:
         """This runtime timed with the plainest loop a user would write, outside poolkit's machinery
         (run in a process of its own by the self-check). None: no such loop is known."""
         return None
+
+
+# Unit roundoff of each precision a runtime may really compute in (2**-(significand bits)).
+UNIT_ROUNDOFF = {"fp32": 2.0**-24, "fp16": 2.0**-11, "bf16": 2.0**-8}
+ROUNDING_UNITS = 4  # a reduced-precision row may differ from fp32 eager by this many of its own rounding units
+
+
+def precision_tolerance(precision: str, atol: float, rtol: float) -> tuple[float, float]:
+    """(atol, rtol) for a row computed in `precision`: fp32 keeps the asked tolerance; bf16 and fp16 are
+    judged against their own rounding (4 units: 1.6e-2 for bf16, 2.0e-3 for fp16), never as fp32."""
+    floor = ROUNDING_UNITS * UNIT_ROUNDOFF.get(precision, UNIT_ROUNDOFF["bf16"])
+    if precision == "fp32":
+        return atol, rtol
+    return max(atol, floor), max(rtol, floor)
 
 
 def run_batch(runtime: Runtime, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:

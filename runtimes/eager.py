@@ -109,6 +109,10 @@ class TorchModuleRuntime(Runtime):
     def _torch_cuda(self) -> Any:
         return self._cuda if self._cuda is not None else self._torch.cuda
 
+    @property
+    def fixed_memory(self) -> bool:
+        return self.cuda_graphs
+
     def capture_graph(self, prepared: Any) -> Callable[[], Any] | None:
         if not self.cuda_graphs:
             return None

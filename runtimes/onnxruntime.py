@@ -164,6 +164,10 @@ class OnnxRuntime(Runtime):
     def device_events(self) -> DeviceEvents | None:
         return self._events
 
+    @property
+    def fixed_memory(self) -> bool:
+        return self.cuda_graph  # ORT's graph replays on the addresses it was captured with
+
     def refill(self, prepared: Any, batch: np.ndarray | tuple[np.ndarray, ...]) -> None:
         """Copy new data into the bound inputs' memory (`OrtValue.update_inplace`): a captured graph reads there."""
         for value, array in zip(prepared[1], self._arrays(batch), strict=True):

@@ -10,16 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.runtimes.aoti import AotiRuntime
 from poolkit.runtimes.base import DEVICES, Runtime
 from poolkit.runtimes.compiled import CompiledRuntime
 from poolkit.runtimes.eager import EagerRuntime
+from poolkit.runtimes.eager_cl import ChannelsLastRuntime
+from poolkit.runtimes.export_program import ExportedProgramRuntime
 from poolkit.runtimes.onnxruntime import OnnxRuntime
+from poolkit.runtimes.openvino import OpenVinoBf16Runtime, OpenVinoF32Runtime, OpenVinoRuntime
 from poolkit.runtimes.tensorrt import TensorRTRuntime
 from poolkit.runtimes.torchscript import TorchScriptRuntime
 
 RUNTIMES: dict[str, type[Runtime]] = {
     cls.name: cls for cls in (EagerRuntime, TorchScriptRuntime, OnnxRuntime, CompiledRuntime, TensorRTRuntime)
 }
+RUNTIMES[ChannelsLastRuntime.name] = ChannelsLastRuntime
+RUNTIMES[ExportedProgramRuntime.name] = ExportedProgramRuntime
+RUNTIMES[AotiRuntime.name] = AotiRuntime
+RUNTIMES[OpenVinoRuntime.name] = OpenVinoRuntime
+RUNTIMES[OpenVinoF32Runtime.name] = OpenVinoF32Runtime
+RUNTIMES[OpenVinoBf16Runtime.name] = OpenVinoBf16Runtime
 DEFAULT_RUNTIMES = ("eager", "torchscript", "onnxruntime")
 # Spellings of earlier releases, accepted (and not shown in --help) for one release.
 ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "ts": "torchscript", "trt": "tensorrt"}

@@ -12,7 +12,7 @@ from poolkit.exporter.zoo import resolve_models
 
 @pytest.fixture(scope="session")
 def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every zoo model exported to TorchScript and ONNX (dynamo), as `poolkit export --format all` does."""
+    """Every zoo model exported to TorchScript, ONNX (dynamo) and .pt2, as `poolkit export --format all` does."""
     out = tmp_path_factory.mktemp("zoo_models")
     run = export_models(resolve_models(None), out, ExportOptions())
     assert not run.failed, [r.error for r in run.failed]

@@ -76,7 +76,7 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     assert all(m.overhead_ms is not None and m.overhead_ms > 0 for m in report.measurements)
     paths = write_reports(report, tmp_path)
     data = json.loads(paths["json"].read_text())
-    assert data["schema"] == 3 and data["environment"] == {"cpu": "test"}
+    assert data["schema"] == 4 and data["environment"] == {"cpu": "test"}
     assert data["settings"]["threads"] == report.measurements[0].threads >= 1
     assert set(data["settings"]) == {
         "devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads", "in_process", "ort_spinning",
@@ -101,6 +101,9 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
         "ci95_low",
         "ci95_high",
         "cv",
+        "p25",
+        "p75",
+        "iqr_rel",
         "p90_reliable",
         "p99_reliable",
     }
@@ -185,5 +188,5 @@ def test_flags_are_derived_structured_values() -> None:
         "copies: end to end takes 3.0x the model-only time",
     ]
     m = measurement([0.010, 0.020, 0.010, 0.030], e2e_samples_ms=[0.012] * 4, overhead_ms=0.001)
-    assert [(f.kind, f.message) for f in m.flags] == [("unstable", "unstable: CV 55%")]
+    assert [(f.kind, f.message) for f in m.flags] == [("unstable", "unstable: IQR 100% of the median (CV 55%)")]
     assert m.images_per_s == pytest.approx(64 / 0.010e-3)

@@ -21,7 +21,6 @@ from poolkit.bench.run import needs_profile, run_bench
 from poolkit.bench.scheduler import OpenRow, round_counts, sample_interleaved
 from poolkit.bench.stats import compare_samples, hodges_lehmann, summarize
 from poolkit.bench.timer import LocalTimer, Round, dominant_op
-from poolkit.bench.worker import Timers
 from poolkit.cli import app
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.common.errors import PoolkitError
@@ -56,7 +55,7 @@ def test_rounds_are_interleaved_and_rotated() -> None:
     log: list[str] = []
     rows = rows_of("abc", log, {n: itertools.repeat(0.001) for n in "abc"})
     settings = BenchSettings(iters=6, rounds=3, in_process=True)
-    sample_interleaved(rows, settings, Timers(settings, clock=lambda: 0.0))
+    sample_interleaved(rows, settings)
     assert log == ["a2", "b2", "c2", "b2", "c2", "a2", "c2", "a2", "b2"]  # each round starts one runtime later
     assert all(len(r.m.samples_ms) == 6 and len(r.m.e2e_samples_ms) == 6 for r in rows)
     assert rows[0].m.samples_ms == [1.0] * 6 and rows[0].m.e2e_samples_ms == [2.0] * 6
@@ -70,7 +69,7 @@ def test_adaptive_stops_when_the_median_interval_is_narrow_or_time_runs_out() ->
     for row in rows:
         row.m.ci_target = 0.05
     settings = BenchSettings(iters=None, min_time_s=0.2, max_time_s=1.0, ci_target=0.05, in_process=True)
-    sample_interleaved(rows, settings, Timers(settings, clock=lambda: 0.0))
+    sample_interleaved(rows, settings)
     steady_row, noisy_row = rows
     assert sum(steady_row.m.samples_ms) == pytest.approx(200.0) and len(steady_row.m.samples_ms) == 20
     assert steady_row.m.latency_ms.ci95_rel_width == 0 and "imprecise" not in [f.kind for f in steady_row.m.flags]
@@ -88,7 +87,7 @@ def test_a_failing_round_fails_its_row_only() -> None:
     rows = rows_of("a", log, {"a": itertools.repeat(0.001)})
     rows.append(OpenRow(measurement([], runtime="b"), Dies("b", log, None), 0.001))
     settings = BenchSettings(iters=4, rounds=2, in_process=True)
-    sample_interleaved(rows, settings, Timers(settings, clock=lambda: 0.0))
+    sample_interleaved(rows, settings)
     assert len(rows[0].m.samples_ms) == 4 and rows[0].m.status == "ok"
     assert (rows[1].m.status, rows[1].m.reason, rows[1].m.samples_ms) == (
         "failed",
@@ -128,7 +127,7 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((4, 3, 32, 32), dtype=np.float32)
     timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False, clock=ms_clock(), events=FakeEvents())
-    opened = timer.open(str(zoo_dir), "relu", batch, warmup=3, model_obj=model)
+    opened = timer.open(str(zoo_dir), "relu", [batch], warmup=3, model_obj=model)
     assert (opened.load_s, opened.first_s, opened.provider) == (
         pytest.approx(0.001),
         pytest.approx(0.001),
@@ -141,7 +140,7 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
     assert timer.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     timer.close()
     spinning = LocalTimer("onnxruntime", "cpu", 1, spinning=True)
-    spinning.open(str(zoo_dir), "relu", batch, warmup=0, model_obj=model)
+    spinning.open(str(zoo_dir), "relu", [batch], warmup=0, model_obj=model)
     assert spinning.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     spinning.close()
 
@@ -154,7 +153,7 @@ def test_cuda_graphs_are_refused_on_cpu_rows(zoo_dir: Path) -> None:
     for runtime in ("eager", "onnxruntime"):
         timer = LocalTimer(runtime, "cpu", 1, spinning=False, cuda_graphs=True)
         with pytest.raises(PoolkitError, match="--cuda-graphs applies to CUDA rows only"):
-            timer.open(str(zoo_dir), "relu", batch, warmup=0, model_obj=model)
+            timer.open(str(zoo_dir), "relu", [batch], warmup=0, model_obj=model)
     result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "relu", "--cuda-graphs"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --cuda-graphs applies to CUDA rows only: add --device cuda or --device all"
@@ -257,7 +256,7 @@ def test_profile_names_softmax_and_is_asked_only_for_slow_rows(zoo_dir: Path) ->
 
     (model,) = open_artifacts(zoo_dir, ["softmax"])
     timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False)
-    timer.open(str(zoo_dir), "softmax", np.zeros((2, 3, 32, 32), dtype=np.float32), warmup=0, model_obj=model)
+    timer.open(str(zoo_dir), "softmax", [np.zeros((2, 3, 32, 32), dtype=np.float32)], warmup=0, model_obj=model)
     found = timer.profile(iters=3)
     timer.close()
     assert found["op"] == "Softmax" and found["iters"] == 3 and 0.5 < found["share"] <= 1.0

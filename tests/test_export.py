@@ -11,6 +11,7 @@ import pytest
 
 from poolkit.common.files import sha256_file
 from poolkit.exporter.export import ExportOptions, export_models
+from poolkit.exporter.formats.registry import ALL_FORMATS
 from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.zoo import ZOO, resolve_model, resolve_models
 from tests.helpers import records_by_key, run_artifact
@@ -18,7 +19,8 @@ from tests.helpers import records_by_key, run_artifact
 
 def test_manifest_lists_every_zoo_artifact(zoo_dir: Path) -> None:
     records = records_by_key(zoo_dir)
-    assert set(records) == {(name, fmt) for name in ZOO for fmt in ("torchscript", "onnx")}
+    assert ALL_FORMATS == ("torchscript", "onnx", "pt2")  # aoti compiles for seconds a model: named, never in all
+    assert set(records) == {(name, fmt) for name in ZOO for fmt in ALL_FORMATS}
     for r in records.values():
         assert r.ok and r.error is None
         path = zoo_dir / r.path
@@ -26,7 +28,7 @@ def test_manifest_lists_every_zoo_artifact(zoo_dir: Path) -> None:
         assert r.input_shape[0] == "batch" and r.export_seconds > 0
         assert r.versions["torch"] and r.versions["poolkit"] == "0.1.0"
         assert (zoo_dir / r.weights).exists()
-        assert r.method == ("script" if r.format == "torchscript" else "dynamo")
+        assert r.method == {"torchscript": "script", "onnx": "dynamo", "pt2": "export"}[r.format]
     assert records[("tudui", "onnx")].input_shape == ["batch", 3, 32, 32]
     assert not list(zoo_dir.glob("*.tmp")), "atomic writes leave no temp files"
 
@@ -36,8 +38,8 @@ def test_every_zoo_artifact_matches_eager(zoo_dir: Path, name: str) -> None:
     records = records_by_key(zoo_dir)
     x = np.random.default_rng(1).random((3, 3, 32, 32), dtype=np.float32)
     (expected,) = run_artifact(zoo_dir, records[(name, "onnx")], x, runtime="eager")
-    for fmt in ("torchscript", "onnx"):
-        (actual,) = run_artifact(zoo_dir, records[(name, fmt)], x)
+    for fmt, runtime in (("torchscript", None), ("onnx", None), ("pt2", "export")):
+        (actual,) = run_artifact(zoo_dir, records[(name, fmt)], x, runtime)
         assert actual.shape == expected.shape
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 

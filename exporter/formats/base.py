@@ -26,6 +26,7 @@ class ExportRequest:
     opset: int | None = None  # ONNX only; None: the exporter's default
     dynamic_batch: bool = True
     dynamic_spatial: bool = False  # height and width open (NCHW axes 2 and 3 of the first input)
+    dynamic_channels: bool = False  # channels open too (a model without parameters), where the format can
     n_outputs: int = 1
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -59,11 +60,13 @@ class ArtifactFormat:
     method_option: ClassVar[str | None] = None  # the ExportOptions field that picks the method (None: methods[0])
     any_batch: ClassVar[bool] = False  # the artifact takes any batch whatever it was exported with
     uses_opset: ClassVar[bool] = False  # --opset applies (and is recorded, and checked)
+    open_channels: ClassVar[bool] = False  # leaves channels open where the model takes any number
     onnx_graph: ClassVar[bool] = False  # an ONNX file: declared output shapes, a reference evaluator to vote
     in_all: ClassVar[bool] = True  # part of `--format all`
     sweep_paths: ClassVar[tuple[SweepPath, ...]] = ()
     sweep_default: ClassVar[bool] = True  # its sweep paths run when --exporters is not given
     sweep_runtime: ClassVar[str | None] = None  # runtime the sweep opens it with; None: the sweep's ONNX runtimes
+    sweep_dynamic_shapes: ClassVar[bool] = False  # the sweep exports 2-D layers with height and width open too
 
     def method_of(self, options: Any) -> str:
         """The method an export run with these `ExportOptions` uses for this format."""
@@ -89,6 +92,10 @@ class ArtifactFormat:
         raise NotImplementedError
 
 
-def dynamic_axes(batch: bool, spatial: bool) -> dict[int, str]:
-    """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 2 height, 3 width)."""
-    return {**({0: "batch"} if batch else {}), **({2: "height", 3: "width"} if spatial else {})}
+def dynamic_axes(batch: bool, spatial: bool, channels: bool = False) -> dict[int, str]:
+    """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 1 channels, 2 height, 3 width)."""
+    return {
+        **({0: "batch"} if batch else {}),
+        **({1: "channels"} if channels else {}),
+        **({2: "height", 3: "width"} if spatial else {}),
+    }

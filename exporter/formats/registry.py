@@ -8,11 +8,21 @@ from here. Format modules import nothing heavy at the top, so importing this cos
 from __future__ import annotations
 
 from poolkit.common.errors import PoolkitError
+from poolkit.exporter.formats.aoti import AotiFormat
 from poolkit.exporter.formats.base import ArtifactFormat, SweepPath
 from poolkit.exporter.formats.onnx import OnnxFormat
+from poolkit.exporter.formats.pt2 import Pt2Format
 from poolkit.exporter.formats.torchscript import TorchScriptFormat
 
-FORMATS: dict[str, ArtifactFormat] = {fmt.name: fmt for fmt in (TorchScriptFormat(), OnnxFormat())}
+FORMATS: dict[str, ArtifactFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        TorchScriptFormat(),
+        OnnxFormat(),
+        Pt2Format(),
+        AotiFormat(),
+    )
+}
 ALL_FORMATS = tuple(name for name, fmt in FORMATS.items() if fmt.in_all)  # what `--format all` writes
 # `poolkit sweep --exporters`: every format's ways of exporting, by name ("onnx-dynamo": (onnx, dynamo)).
 SWEEP_PATHS: dict[str, tuple[ArtifactFormat, SweepPath]] = {

@@ -4,8 +4,8 @@ Identity overhead) comes out of `timed_loop`, given its hooks.
 Like torch.utils.benchmark's measurement loop, what varies is passed in: the clock (a parameter,
 so tests drive it with known ticks), the synchronisation (`Sync`: nothing on the CPU, device
 events on CUDA, whose wait is inside the host time), what one call is (`call(i)`, the i-th of the
-round, so inputs can rotate), and what happens after a call outside the clock (`after(i, out)`:
-the output check, refilling a graph's input).
+round, so inputs can rotate), and what happens outside the clock before and after a call
+(`before(i)`: refilling a captured graph's input; `after(i, out)`: the output check).
 """
 
 from __future__ import annotations
@@ -69,12 +69,16 @@ def timed_loop(
     n: int,
     clock: Clock = time.perf_counter,
     sync: Sync | None = None,
+    before: Callable[[int], None] | None = None,
     after: Callable[[int, Any], None] | None = None,
 ) -> Samples:
-    """Call `call(i)` for i in range(n), each timed alone between two clock readings."""
+    """Call `call(i)` for i in range(n), each timed alone between two clock readings;
+    `before(i)` and `after(i, outputs)` run outside them."""
     sync = sync or HostSync()
     out = Samples()
     for i in range(n):
+        if before is not None:
+            before(i)
         token = sync.begin()
         t0 = clock()
         result = call(i)

@@ -12,7 +12,9 @@ from poolkit.bench.stats import Stats, summarize
 from poolkit.runtimes.registry import DEFAULT_RUNTIMES
 
 BASELINE_RUNTIME = "eager"  # what every speedup is held against (verify's reference too)
-BENCH_SCHEMA = 3  # 3: process, spinning, load time, device samples, profile; 2: raw samples are the record
+BENCH_SCHEMA = (
+    4  # 4: outputs checked, IQR, host roofs, thread counts; 3: process, spinning, load, device samples, profile
+)
 
 OVERHEAD_SHARE = 0.5  # an Identity costing half the figure or more: the call, not the model, is measured
 COPY_FACTOR = 2.0  # end-to-end twice the model-only figure or more: host copies dominate
@@ -53,11 +55,16 @@ class Measurement:
     device_samples_ms: list[float] = field(default_factory=list)  # CUDA rows: per-call device time by CUDA events
     ci_target: float | None = None  # adaptive mode: the relative width of the median's interval asked for
     profile: dict[str, Any] | None = None  # ONNX Runtime profile of a slow row: dominating op and shares
-    peak_gb_per_s: float | None = None  # CUDA rows: the device's memory bandwidth
+    peak_gb_per_s: float | None = None  # the memory bandwidth: CUDA rows the device's, CPU rows the host's triad
+    peak_gflops_per_s: float | None = None  # CPU rows: the host's fp32 GEMM rate, measured once per run
+    outputs_checked: int = 0  # outputs produced inside the timed loops and compared with eager's
+    outputs_matched: bool | None = None  # None: none checked; False fails the row
+    peak_rss_mb: float | None = None  # the worker's peak resident memory while this row ran
+    settle_ms: float = 0.0  # time the worker waited after its rounds for its spinning threads to go idle
 
     DERIVED = (
         "latency_ms", "end_to_end_ms", "device_ms", "images_per_s", "gflops_per_s", "gb_per_s", "bandwidth_share",
-        "flags", "notes",
+        "compute_share", "arithmetic_intensity", "flags", "notes",
     )  # fmt: skip
 
     @property
@@ -79,9 +86,20 @@ class Measurement:
 
     @property
     def bandwidth_share(self) -> float | None:
-        """CUDA rows: achieved GB/s as a share of the device's memory bandwidth."""
+        """Achieved GB/s as a share of the memory bandwidth (the device's, or the host's measured triad)."""
         rate = self.gb_per_s
         return rate / self.peak_gb_per_s if rate is not None and self.peak_gb_per_s else None
+
+    @property
+    def compute_share(self) -> float | None:
+        """Achieved GFLOP/s as a share of the measured fp32 GEMM rate: how close to the compute roof."""
+        rate = self.gflops_per_s
+        return rate / self.peak_gflops_per_s if rate is not None and self.peak_gflops_per_s else None
+
+    @property
+    def arithmetic_intensity(self) -> float | None:
+        """FLOPs per byte moved: where the row sits on the roofline's x axis."""
+        return self.flops / self.bytes_moved if self.flops and self.bytes_moved else None
 
     @property
     def notes(self) -> list[str]:
@@ -135,7 +153,7 @@ class Measurement:
         if e2e is not None and s.p50 > 0 and e2e.p50 >= COPY_FACTOR * s.p50:
             flags.append(Flag("copies", f"copies: end to end takes {e2e.p50 / s.p50:.1f}x the model-only time"))
         if s.unstable:
-            flags.append(Flag("unstable", f"unstable: CV {s.cv:.0%}"))
+            flags.append(Flag("unstable", f"unstable: IQR {s.iqr_rel:.0%} of the median (CV {s.cv:.0%})"))
         if self.ci_target is not None and s.ci95_rel_width > self.ci_target:
             flags.append(
                 Flag(
@@ -161,12 +179,16 @@ class BenchSettings:
     iters: int | None = 100
     min_time_s: float | None = None  # adaptive: at least this much time, then until the interval is narrow
     threads: int | None = None  # None: every usable core, set explicitly on every runtime
+    thread_counts: tuple[int, ...] = ()  # --threads 1,2: every row at each count (overrides `threads`)
     in_process: bool = False  # False: each runtime in its own worker process
     ort_spinning: bool | None = None  # None: on when isolated (ONNX Runtime's default), off in-process
     cuda_graphs: bool = False
     ci_target: float = 0.05  # adaptive: stop when the median's 95 % interval is this share of it or narrower
     max_time_s: float | None = None  # adaptive: give up narrowing after this long per row (default 10x min-time)
     rounds: int = 5  # fixed-count mode: the iterations are split in this many interleaved rounds
+    settle: bool = (
+        True  # a spinning runtime's worker waits for its threads to idle after each round (False: measure why)
+    )
 
     @property
     def spinning(self) -> bool:
@@ -185,8 +207,11 @@ class BenchReport:
 
 
 def add_speedups(measurements: list[Measurement]) -> None:
-    eager = {(m.model, m.device, m.batch_size): m.latency_ms for m in measurements if m.runtime == BASELINE_RUNTIME}
+    def where(m: Measurement) -> tuple[str, str, int, int | None]:
+        return (m.model, m.device, m.batch_size, m.threads)
+
+    eager = {where(m): m.latency_ms for m in measurements if m.runtime == BASELINE_RUNTIME}
     for m in measurements:
-        ref = eager.get((m.model, m.device, m.batch_size))
+        ref = eager.get(where(m))
         if ref is not None and m.latency_ms is not None and m.latency_ms.p50 > 0:
             m.speedup_vs_eager = ref.p50 / m.latency_ms.p50

@@ -1,4 +1,4 @@
-"""Bench results on disk (JSON, CSV, PNG chart, written atomically) and `--compare` against an old run."""
+"""Bench results on disk (JSON, CSV, the PNG charts, written atomically) and `--compare` against an old run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poolkit.bench.charts import write_chart, write_roofline
 from poolkit.bench.measurement import BENCH_SCHEMA, BenchReport, Measurement
 from poolkit.bench.stats import compare_samples
 from poolkit.common.errors import DataError
-from poolkit.common.files import to_plain, write_atomic, write_json_atomic, write_text_atomic
-from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS
+from poolkit.common.files import to_plain, write_json_atomic, write_text_atomic
+from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
 
 MIN_COMPARE_SCHEMA = 2  # schema 1 kept summaries only: nothing to test a change on
 
@@ -22,7 +23,8 @@ CSV_COLUMNS = [
     "cuda_graphs", "load_ms", "first_run_ms",
     "p50_ms", "p90_ms", "p99_ms", "p90_reliable", "p99_reliable", "min_ms", "mean_ms", "std_ms", "ci95_low_ms",
     "ci95_high_ms", "iters", "e2e_p50_ms", "device_p50_ms", "overhead_ms", "images_per_s", "speedup_vs_eager",
-    "gflops_per_s", "gb_per_s", "bandwidth_share", "flops", "bytes_moved", "notes", "reason",
+    "gflops_per_s", "gb_per_s", "bandwidth_share", "compute_share", "flops", "bytes_moved", "cv", "iqr_rel",
+    "outputs_checked", "outputs_matched", "peak_rss_mb", "notes", "reason",
 ]  # fmt: skip
 
 
@@ -32,7 +34,7 @@ def csv_row(m: Measurement) -> dict[str, Any]:
     if s:
         row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min, mean_ms=s.mean, std_ms=s.std)
         row.update(ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, iters=s.n)
-        row.update(p90_reliable=s.p90_reliable, p99_reliable=s.p99_reliable)
+        row.update(p90_reliable=s.p90_reliable, p99_reliable=s.p99_reliable, cv=s.cv, iqr_rel=s.iqr_rel)
     if e:
         row["e2e_p50_ms"] = e.p50
     if m.device_ms:
@@ -54,41 +56,10 @@ def write_reports(report: BenchReport, out_dir: Path, stem: str = "bench") -> di
     chart = write_chart(report, out_dir / f"{stem}.png")
     if chart:
         paths["png"] = chart
+    roofline = write_roofline(report, out_dir / f"{stem}_roofline.png")
+    if roofline:
+        paths["roofline"] = roofline
     return paths
-
-
-def write_chart(report: BenchReport, path: Path) -> Path | None:
-    """p50 latency per runtime and device, one group of bars per model (log scale: models differ 100x)."""
-    rows = [m for m in report.measurements if m.latency_ms]
-    if not rows:
-        return None
-    import matplotlib  # lazily: matplotlib costs a second to import and only the chart needs it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(f"{m.model} b{m.batch_size}" for m in rows))
-    series = list(dict.fromkeys(f"{m.runtime} {m.device}" for m in rows))
-    width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(models) + 3), 5))
-    for i, name in enumerate(series):
-        values = {
-            f"{m.model} b{m.batch_size}": m.latency_ms.p50
-            for m in rows
-            if m.latency_ms and f"{m.runtime} {m.device}" == name
-        }
-        xs = [j + i * width for j, model in enumerate(models) if model in values]
-        ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
-    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(models))], models, rotation=45, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("p50 latency per batch (ms, log scale)")
-    env = report.environment
-    ax.set_title(f"poolkit bench — {env.get('cpu', '?')}" + (f" / {env['gpu']}" if env.get("gpu") else ""), fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return path
 
 
 def load_report(path: Path) -> list[Measurement]:
@@ -134,9 +105,13 @@ def _compared_row(path: Path, index: int, row: Any) -> Measurement:
     status = row.get("status", "ok")
     if status == "ok" and not samples:
         raise bad("is 'ok' but has no samples_ms")
+    threads = row.get("threads")
+    if threads is not None and (type(threads) is not int or not 0 < threads <= MAX_THREADS):
+        raise bad(f"has a bad threads {threads!r}")
     return Measurement(
-        row["model"], row["runtime"], row["device"], size, status, samples_ms=[float(v) for v in samples]
-    )
+        row["model"], row["runtime"], row["device"], size, status, threads=threads,
+        samples_ms=[float(v) for v in samples],
+    )  # fmt: skip
 
 
 @dataclass
@@ -164,10 +139,10 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
     zero; its sign says regression or improvement. This has far more power than asking whether the
     two medians' intervals overlap.
     """
-    previous = {m.key: m for m in old if m.latency_ms}
+    previous = {(m.key, m.threads): m for m in old if m.latency_ms}
     changes = []
     for m in new:
-        before = previous.get(m.key)
+        before = previous.get((m.key, m.threads)) or previous.get((m.key, None))
         if before is None or m.latency_ms is None:
             continue
         a, b = before.latency_ms, m.latency_ms

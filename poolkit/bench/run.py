@@ -14,6 +14,7 @@ The clock is a parameter so tests drive it with known samples.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,15 +26,19 @@ import numpy as np
 from poolkit.bench.cost import model_cost
 from poolkit.bench.loop import Clock
 from poolkit.bench.measurement import BASELINE_RUNTIME, BenchReport, BenchSettings, Measurement, add_speedups
+from poolkit.bench.outputs import ROTATE
 from poolkit.bench.report import Change, compare_runs, load_report, write_reports
+from poolkit.bench.roofs import HostRoofs, measure_host_roofs
 from poolkit.bench.scheduler import OpenRow, sample_interleaved
 from poolkit.bench.stats import summarize
+from poolkit.bench.timer import Timer, full_feed
 from poolkit.bench.worker import Timers
 from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import usable_cores
 from poolkit.exporter.export import ensure_exported
 from poolkit.exporter.zoo import resolve_models
-from poolkit.runtimes.registry import RUNTIMES, cuda_problem, require_cuda, runtime_class
+from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import RUNTIMES, cuda_problem, open_runtime, require_cuda, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import load_cifar10
 from poolkit.services.environment import environment, load_warning, machine_state
@@ -41,12 +46,26 @@ from poolkit.services.environment import environment, load_warning, machine_stat
 PROFILE_SLOWDOWN = 1.5  # a runtime with a profiler this much slower than eager: profile the row and say which op
 
 
-def bench_batch(data: np.ndarray, sample_shape: tuple[int, ...], batch_size: int) -> np.ndarray:
-    """The first `batch_size` images (tiled when more are asked for), or seeded noise for other shapes."""
+def bench_batches(
+    data: np.ndarray, sample_shape: tuple[int, ...], batch_size: int, count: int = ROTATE
+) -> list[np.ndarray]:
+    """`count` distinct batches of `batch_size` (the rotating inputs): consecutive images, tiled where the
+    data set is short, or seeded noise for shapes other than the data's."""
     if tuple(data.shape[1:]) != tuple(sample_shape):
-        return np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
-    reps = -(-batch_size // len(data))
-    return np.ascontiguousarray(np.concatenate([data] * reps)[:batch_size])
+        return [np.random.default_rng(j).random((batch_size, *sample_shape), dtype=np.float32) for j in range(count)]
+    step = batch_size if batch_size * count <= len(data) else max(1, len(data) // count)
+    reps = -(-(batch_size + step * (count - 1)) // len(data))
+    tiled = np.concatenate([data] * reps)
+    return [np.ascontiguousarray(tiled[j * step : j * step + batch_size]) for j in range(count)]
+
+
+def reference_outputs(model: ModelArtifacts, batches: list[np.ndarray], threads: int) -> list[list[np.ndarray]] | None:
+    """Eager's outputs on the CPU for every rotating batch: what the outputs produced while timed must match."""
+    try:
+        with open_runtime(BASELINE_RUNTIME, model.eager_module(), "cpu", threads) as rt:
+            return [run_batch(rt, full_feed(model, b)) for b in batches]
+    except Exception:  # noqa: BLE001 - a model eager cannot run fails its eager row; the others go unchecked
+        return None
 
 
 def run_bench(
@@ -58,14 +77,15 @@ def run_bench(
     data_label: str = "",
     on_step: Callable[[str], None] | None = None,
     clock: Clock = time.perf_counter,
+    roofs: HostRoofs | None = None,
 ) -> BenchReport:
-    """Bench every model x runtime x device x batch size; unavailable and failed rows say why."""
+    """Bench every model x runtime x device x batch size x thread count; unavailable and failed rows say why."""
     for name in settings.runtimes:
         runtime_class(name)  # unknown names are a usage error before anything runs
-    threads = settings.threads or usable_cores()
-    settings = replace(settings, threads=threads)  # the report records the count really used
+    counts = settings.thread_counts or (settings.threads or usable_cores(),)
+    settings = replace(settings, threads=counts[0], thread_counts=counts)  # the report records the counts used
     cuda_reasons = {r: cuda_problem([r]) for r in settings.runtimes} if "cuda" in settings.devices else {}
-    peak = (environment or {}).get("gpu_peak_gb_per_s")
+    gpu_peak = (environment or {}).get("gpu_peak_gb_per_s")
     measurements: list[Measurement] = []
     timers = Timers(settings, clock)
     try:
@@ -78,22 +98,25 @@ def run_bench(
             sample_shape = reference.sample_shape
             module = model.eager_module()
             for batch_size in settings.batch_sizes:
-                batch = bench_batch(images, sample_shape, batch_size)
+                batches = bench_batches(images, sample_shape, batch_size)
+                expected = reference_outputs(model, batches, counts[0])
                 cost = model_cost(module, sample_shape, batch_size)
-                for device in settings.devices:
+                for device, threads in itertools.product(settings.devices, counts):
                     rows: list[OpenRow] = []
                     for runtime_name in settings.runtimes:
+                        cpu = device == "cpu"
                         m = Measurement(
                             model.name, runtime_name, device, batch_size, threads=threads, warmup=settings.warmup,
                             process=timers.process, cuda_graphs=settings.cuda_graphs and device == "cuda",
                             ort_spinning=settings.spinning if runtime_class(runtime_name).has_spinning else None,
                             ci_target=settings.ci_target if settings.min_time_s is not None else None,
-                            peak_gb_per_s=peak if device == "cuda" else None,
+                            peak_gb_per_s=(roofs.gb_per_s if roofs else None) if cpu else gpu_peak,
+                            peak_gflops_per_s=roofs.gflops_per_s if roofs and cpu else None,
                         )  # fmt: skip
                         m.flops, m.bytes_moved = cost.flops, cost.bytes
                         measurements.append(m)
                         if on_step:
-                            on_step(f"{model.name} {runtime_name} {device} b{batch_size}")
+                            on_step(f"{model.name} {runtime_name} {device} b{batch_size} t{threads}")
                         if device == "cuda" and cuda_reasons.get(runtime_name):
                             m.status, m.reason = "unavailable", cuda_reasons[runtime_name]
                             continue
@@ -101,10 +124,12 @@ def run_bench(
                         if problem:
                             m.status, m.reason = "failed", problem
                             continue
-                        row = _open_row(m, model, batch, settings, timers)
+                        row = _open_row(
+                            m, model, batches, expected, settings, timers.get(runtime_name, device, threads)
+                        )
                         if row is not None:
                             rows.append(row)
-                    _measure_group(rows, settings, timers)
+                    _measure_group(rows, settings)
     finally:
         timers.shutdown()
     add_speedups(measurements)
@@ -120,12 +145,16 @@ def _row_problem(model: ModelArtifacts, runtime_name: str, batch_size: int) -> s
 
 
 def _open_row(
-    m: Measurement, model: ModelArtifacts, batch: np.ndarray, settings: BenchSettings, timers: Timers
+    m: Measurement,
+    model: ModelArtifacts,
+    batches: list[np.ndarray],
+    expected: list[list[np.ndarray]] | None,
+    settings: BenchSettings,
+    timer: Timer,
 ) -> OpenRow | None:
     """Open the model on the row's timer (load time, first inference, warm-up); None when it cannot run."""
-    timer = timers.get(m.runtime, m.device)
     try:
-        opened = timer.open(str(model.models_dir), model.reopen_name, batch, settings.warmup, model)
+        opened = timer.open(str(model.models_dir), model.reopen_name, batches, settings.warmup, expected, model)
     except PoolkitError as exc:
         m.status, m.reason = ("unavailable" if exc.exit_code == 2 else "failed"), str(exc)
         return None
@@ -138,10 +167,10 @@ def _open_row(
     return OpenRow(m, timer, warm[len(warm) // 2] if warm else opened.first_s)
 
 
-def _measure_group(rows: list[OpenRow], settings: BenchSettings, timers: Timers) -> None:
-    """Interleaved rounds for one model, batch and device; then overheads, profiles, and close."""
+def _measure_group(rows: list[OpenRow], settings: BenchSettings) -> None:
+    """Interleaved rounds for one model, batch, device and thread count; then overheads, profiles, and close."""
     try:
-        sample_interleaved(rows, settings, timers)
+        sample_interleaved(rows, settings)
         eager = next((r.m for r in rows if r.m.runtime == BASELINE_RUNTIME and r.m.samples_ms), None)
         for row in rows:
             m = row.m
@@ -222,10 +251,13 @@ def run_bench_command(
         on_total(len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(settings.runtimes))
     before = machine_state()
     env = environment()
-    report = run_bench(models_dir, [r.given for r in refs], settings, images.images, env, images.source.note, on_step)
+    roofs = measure_host_roofs(max(settings.thread_counts or (settings.threads or usable_cores(),)))
+    report = run_bench(models_dir, [r.given for r in refs], settings, images.images, env, images.source.note, on_step,
+                       roofs=roofs)  # fmt: skip
     after = machine_state()
-    warning = load_warning(before["load_average"], after["load_average"], report.settings.threads or 1, usable_cores())
-    report.machine = {"before": before, "after": after, "load_warning": warning}
+    threads = max(report.settings.thread_counts or (1,))
+    warning = load_warning(before["load_average"], after["load_average"], threads, usable_cores())
+    report.machine = {"before": before, "after": after, "load_warning": warning, "host_roofs": roofs}
     if warning:
         report.notes.append(warning)
     files = write_reports(report, out)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from poolkit.bench.measurement import BenchSettings, Measurement
 from poolkit.bench.stats import summarize
 from poolkit.bench.timer import Timer
-from poolkit.bench.worker import Timers
 from poolkit.common.errors import PoolkitError
 
 ROUND_S = 0.05  # adaptive mode: about this much sampling per runtime per round
@@ -30,18 +29,34 @@ class OpenRow:
     done: bool = False
 
 
-def take_round(row: OpenRow, n: int, timers: Timers) -> None:
-    """`n` samples for the row (as many end to end); a failing round fails the row and drops its samples."""
+def fail(row: OpenRow, reason: str) -> None:
+    """The row fails and posts no time: its samples are dropped."""
+    row.m.status, row.m.reason, row.done = "failed", reason, True
+    row.m.samples_ms, row.m.e2e_samples_ms, row.m.device_samples_ms = [], [], []
+
+
+def take_round(row: OpenRow, n: int) -> None:
+    """`n` samples for the row (as many end to end). A failing round, or outputs that differ from
+    eager's, fail the row and drop its samples: a wrong answer never posts a fast time."""
     try:
         got = row.timer.round(n, n)
     except PoolkitError as exc:
-        row.m.status, row.m.reason, row.done = "failed", str(exc), True
-        row.m.samples_ms, row.m.e2e_samples_ms, row.m.device_samples_ms = [], [], []
+        fail(row, str(exc))
         return
-    row.m.samples_ms.extend(h * 1e3 for h in got.host_s)
-    row.m.device_samples_ms.extend(got.device_ms)
-    row.m.e2e_samples_ms.extend(e * 1e3 for e in got.e2e_s)
-    timers.settle()
+    m = row.m
+    m.outputs_checked += got.checked
+    m.settle_ms += got.settle_s * 1e3
+    if got.peak_rss_mb is not None:
+        m.peak_rss_mb = max(m.peak_rss_mb or 0.0, got.peak_rss_mb)
+    if got.mismatch is not None:
+        m.outputs_matched = False
+        fail(row, f"outputs checked while timed: {got.mismatch}")
+        return
+    if got.checked:
+        m.outputs_matched = True
+    m.samples_ms.extend(h * 1e3 for h in got.host_s)
+    m.device_samples_ms.extend(got.device_ms)
+    m.e2e_samples_ms.extend(e * 1e3 for e in got.e2e_s)
 
 
 def round_counts(iters: int, rounds: int) -> list[int]:
@@ -50,7 +65,7 @@ def round_counts(iters: int, rounds: int) -> list[int]:
     return [iters // rounds + (1 if i < iters % rounds else 0) for i in range(rounds)]
 
 
-def sample_interleaved(rows: list[OpenRow], settings: BenchSettings, timers: Timers) -> None:
+def sample_interleaved(rows: list[OpenRow], settings: BenchSettings) -> None:
     """Rounds across runtimes, each round starting one runtime later, so no runtime always follows another.
 
     Fixed count: `iters` split in `rounds`. Adaptive (`min_time_s`): every row samples at least
@@ -61,7 +76,7 @@ def sample_interleaved(rows: list[OpenRow], settings: BenchSettings, timers: Tim
         for r, n in enumerate(round_counts(settings.iters or 100, settings.rounds)):
             for row in rotated(rows, r):
                 if not row.done:
-                    take_round(row, n, timers)
+                    take_round(row, n)
         return
     limit = settings.max_time_s if settings.max_time_s is not None else max(10 * settings.min_time_s, 1.0)
     r = 0
@@ -70,7 +85,7 @@ def sample_interleaved(rows: list[OpenRow], settings: BenchSettings, timers: Tim
             if row.done:
                 continue
             n = max(1, min(1000, int(ROUND_S / max(row.estimate_s, 1e-7))))
-            take_round(row, n, timers)
+            take_round(row, n)
             row.done = row.done or adaptive_done(row.m.samples_ms, settings, limit)
         r += 1
 

@@ -96,11 +96,62 @@ def isolated_loop_check(
     }
 
 
+NEIGHBOUR_TAIL = 2.5  # eager's p99 beside a spinning runtime, against eager's p99 alone
+NEIGHBOUR_P50 = 1.25  # the spinning runtime's p50 beside eager, against its plain loop (spin on)
+END_TO_END = 1.25  # its end-to-end p50, against the same plain loop (numpy in, numpy out)
+
+
+def neighbour_check(
+    models_dir: Path, model: str, threads: int | None, batch_size: int, plain_ms: float, iters: int = 300
+) -> dict[str, Any]:
+    """Does a spinning runtime beside eager (isolated, interleaved, its default spinning) still leave
+    eager's tail alone, while keeping its own spin-on figure and an honest end-to-end figure?"""
+    (artifacts,) = open_artifacts(Path(models_dir), [model])
+    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
+    x = np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
+
+    def rows(runtimes: tuple[str, ...]) -> dict[str, Any]:
+        settings = BenchSettings(runtimes=runtimes, batch_sizes=(batch_size,), warmup=20, iters=iters, threads=threads)
+        found = {m.runtime: m for m in run_bench(Path(models_dir), [model], settings, x).measurements}
+        for m in found.values():
+            if m.latency_ms is None:
+                raise PoolkitError(f"self-check: poolkit could not time {model} on {m.runtime}: {m.reason}", 1)
+        return found
+
+    alone = rows((BASELINE_RUNTIME,))[BASELINE_RUNTIME].latency_ms
+    beside = rows((BASELINE_RUNTIME, SPINNING_CHECKED))
+    eager, spinner = beside[BASELINE_RUNTIME].latency_ms, beside[SPINNING_CHECKED]
+    assert alone is not None and eager is not None and spinner.latency_ms is not None
+    e2e = spinner.end_to_end_ms
+    e2e_p50 = e2e.p50 if e2e is not None else float("nan")
+    return {
+        "runtimes": [BASELINE_RUNTIME, SPINNING_CHECKED],
+        "eager_p99_alone_ms": alone.p99,
+        "eager_p99_beside_ms": eager.p99,
+        "eager_p99_ratio": eager.p99 / alone.p99,
+        "eager_tail_within_2_5x": eager.p99 <= NEIGHBOUR_TAIL * alone.p99,
+        "p50_beside_ms": spinner.latency_ms.p50,
+        "plain_loop_p50_ms": plain_ms,
+        "p50_ratio": spinner.latency_ms.p50 / plain_ms,
+        "p50_within_1_25x": spinner.latency_ms.p50 <= NEIGHBOUR_P50 * plain_ms,
+        "end_to_end_p50_ms": e2e_p50,
+        "end_to_end_ratio": e2e_p50 / plain_ms,
+        "end_to_end_within_1_25x": e2e_p50 <= END_TO_END * plain_ms,
+        "settle_ms": spinner.settle_ms,
+    }
+
+
 def run_self_check(models_dir: Path, names: list[str] | None, threads: int | None, batch_size: int) -> dict[str, Any]:
     """`poolkit bench --self-check`: the first model, exported if missing, against the reference loops."""
     refs = resolve_models(names)
     ensure_exported(refs[:1], models_dir)
     check = self_check(models_dir, refs[0].given, threads, batch_size)
-    check[SPINNING_CHECKED] = isolated_loop_check(models_dir, refs[0].given, threads, batch_size)
-    check["all_within_10_percent"] = check["within_10_percent"] and check[SPINNING_CHECKED]["within_10_percent"]
+    isolated = check[SPINNING_CHECKED] = isolated_loop_check(models_dir, refs[0].given, threads, batch_size)
+    check["all_within_10_percent"] = check["within_10_percent"] and isolated["within_10_percent"]
+    near = check["neighbours"] = neighbour_check(
+        models_dir, refs[0].given, threads, batch_size, isolated["plain_loop_p50_ms"]
+    )
+    check["all_passed"] = check["all_within_10_percent"] and all(
+        near[k] for k in ("eager_tail_within_2_5x", "p50_within_1_25x", "end_to_end_within_1_25x")
+    )
     return check

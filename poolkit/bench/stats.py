@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959963984540054
-UNSTABLE_CV = 0.10  # torch.utils.benchmark warns when IQR/median >= 0.1; we flag CV above 10 %
+UNSTABLE_IQR = 0.10  # torch.utils.benchmark's rule: unstable when IQR/median >= 0.1 (the CV is kept, not used)
 MIN_SAMPLES_P90 = 64  # MLPerf inference rules: samples needed before a p90 is worth reporting
 MIN_SAMPLES_P99 = 662  # ... and before a p99
 
@@ -39,13 +39,17 @@ class Stats:
     p99: float
     ci95_low: float  # of the median
     ci95_high: float
-    cv: float  # std / mean
+    cv: float  # std / mean: one tail sample makes it large, so it is recorded, not used for the flag
     p90_reliable: bool = False  # n >= MIN_SAMPLES_P90
     p99_reliable: bool = False  # n >= MIN_SAMPLES_P99
+    p25: float = 0.0
+    p75: float = 0.0
+    iqr_rel: float = 0.0  # (p75 - p25) / p50: a spread no single tail sample can move
 
     @property
     def unstable(self) -> bool:
-        return self.cv > UNSTABLE_CV
+        """torch.utils.benchmark's rule: the middle half of the samples spans 10 % of the median or more."""
+        return self.iqr_rel >= UNSTABLE_IQR
 
     @property
     def ci95_rel_width(self) -> float:
@@ -88,13 +92,14 @@ def summarize(samples: list[float]) -> Stats:
     mean = statistics.fmean(s)
     std = statistics.stdev(s) if len(s) > 1 else 0.0
     low, high = median_ci95(s)
+    p25, p50, p75 = percentile(s, 25), percentile(s, 50), percentile(s, 75)
     return Stats(
         n=len(s),
         min=s[0],
         max=s[-1],
         mean=mean,
         std=std,
-        p50=percentile(s, 50),
+        p50=p50,
         p90=percentile(s, 90),
         p99=percentile(s, 99),
         ci95_low=low,
@@ -102,6 +107,9 @@ def summarize(samples: list[float]) -> Stats:
         cv=std / mean if mean else 0.0,
         p90_reliable=len(s) >= MIN_SAMPLES_P90,
         p99_reliable=len(s) >= MIN_SAMPLES_P99,
+        p25=p25,
+        p75=p75,
+        iqr_rel=(p75 - p25) / p50 if p50 > 0 else 0.0,
     )
 
 

@@ -7,14 +7,18 @@ interleave rounds across runtimes. A request is (method, *args); a reply is ("ok
 ("error", message, exit_code), the same in both places, so a runtime that raises is a failed row
 either way. A worker that dies (a crash in a runtime) fails its row with its exit code, and a fresh
 one is started for the next model; one stopped by Ctrl-C is an interrupt, never a failed row.
+A worker whose runtime's threads spin waits, after each round, until they are idle (`process`), so
+the next runtime's round starts on quiet cores.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from poolkit.bench import process
 from poolkit.bench.loop import Clock
 from poolkit.bench.measurement import BenchSettings
 from poolkit.bench.timer import LocalTimer, Opened, Round, Timer
@@ -27,8 +31,11 @@ if TYPE_CHECKING:
 
     from poolkit.services.artifacts import ModelArtifacts
 
-SETTLE_S = 0.005  # pause between two runtimes' rounds: lets a spinning pool go idle
 ALLOWED = {"open", "round", "overhead", "profile", "close"}
+
+
+def _no_settle() -> float:
+    return 0.0
 
 
 class TimerService:
@@ -43,10 +50,12 @@ class TimerService:
         cuda_graphs: bool,
         clock: Clock = time.perf_counter,
         preload: bool = True,
+        settle: bool = True,
     ) -> None:
         if preload:  # a first model's load time is not an import
             runtime_class(runtime).preload()
-        self.timer = LocalTimer(runtime, device, threads, spinning, cuda_graphs, clock)
+        self.timer = LocalTimer(runtime, device, threads, spinning, cuda_graphs, clock,
+                                settle=process.settle if settle else _no_settle)  # fmt: skip
 
     def __call__(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         method, args = message[0], message[1:]
@@ -85,10 +94,16 @@ class WorkerTimer:
         raise PoolkitError(reply[1], exit_code=reply[2])
 
     def open(
-        self, models_dir: str, model: str, batch: np.ndarray, warmup: int, model_obj: ModelArtifacts | None = None
+        self,
+        models_dir: str,
+        model: str,
+        batches: list[np.ndarray],
+        warmup: int,
+        expected: list[list[np.ndarray]] | None = None,
+        model_obj: ModelArtifacts | None = None,
     ) -> Opened:
         shared = (model_obj,) if self.worker.local else ()  # an open model is never copied to a process
-        opened: Opened = self._call("open", models_dir, model, batch, warmup, *shared)
+        opened: Opened = self._call("open", models_dir, model, batches, warmup, expected, *shared)
         return opened
 
     def round(self, n: int, e2e: int) -> Round:
@@ -118,8 +133,11 @@ def start_timer(runtime: str, device: str, settings: BenchSettings, clock: Clock
     args = (runtime, device, settings.threads, settings.spinning, graphs)
     name = runtime_class(runtime).name
     if settings.in_process:
-        return WorkerTimer(InProcessWorker(TimerService(*args, clock=clock, preload=False), name))
-    return WorkerTimer(SubprocessWorker(ServiceSpec(TimerService, args), name))
+        service = TimerService(*args, clock=clock, preload=False, settle=settings.settle)
+        return WorkerTimer(InProcessWorker(service, name))
+    return WorkerTimer(
+        SubprocessWorker(ServiceSpec(TimerService, (*args, time.perf_counter, True, settings.settle)), name)
+    )
 
 
 class Timers:
@@ -127,26 +145,24 @@ class Timers:
 
     def __init__(self, settings: BenchSettings, clock: Clock = time.perf_counter) -> None:
         self.settings, self.clock = settings, clock
-        self._timers: dict[tuple[str, str], Timer] = {}
+        self._timers: dict[tuple[str, str, int | None], Timer] = {}
 
     @property
     def process(self) -> str:
         return "in-process" if self.settings.in_process else "isolated"
 
-    def get(self, runtime: str, device: str) -> Timer:
-        key = (runtime, device)
+    def get(self, runtime: str, device: str, threads: int | None = None) -> Timer:
+        """The timer of `runtime` on `device` at `threads` (default: the settings' count)."""
+        threads = threads or self.settings.threads
+        key = (runtime, device, threads)
         timer = self._timers.get(key)
         if timer is not None and not timer.alive:
             timer.shutdown()  # died with the previous model: start afresh
             timer = None
         if timer is None:
-            timer = self._timers[key] = start_timer(runtime, device, self.settings, self.clock)
+            settings = replace(self.settings, threads=threads)
+            timer = self._timers[key] = start_timer(runtime, device, settings, self.clock)
         return timer
-
-    def settle(self) -> None:
-        """Isolated mode: a short pause when handing over from one worker to the next (spinning pools idle)."""
-        if not self.settings.in_process:
-            time.sleep(SETTLE_S)
 
     def shutdown(self) -> None:
         for timer in self._timers.values():

@@ -18,21 +18,25 @@ if TYPE_CHECKING:
 # Columns of the bench table, most important first: at a narrow width the last ones are left out
 # (they stay in bench.json/csv); the model and runtime columns never shrink.
 BENCH_PRIORITY = (
-    "model", "runtime", "batch", "p50", "vs eager", "p90", "p99", "n", "flags", "img/s", "first", "load",
-    "dev p50", "e2e p50", "GB/s", "% peak", "GFLOP/s", "FLOPs", "bytes",
+    "model", "runtime", "batch", "threads", "p50", "vs eager", "p90", "p99", "n", "flags", "img/s", "e2e p50",
+    "first", "load", "dev p50", "% BW", "% GEMM", "GB/s", "GFLOP/s", "FLOPs", "bytes",
 )  # fmt: skip
 BENCH_ORDER = (
-    "model", "runtime", "batch", "load", "first", "p50", "p90", "p99", "n", "dev p50", "e2e p50", "img/s",
-    "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s", "% peak", "flags",
+    "model", "runtime", "batch", "threads", "load", "first", "p50", "p90", "p99", "n", "dev p50", "e2e p50",
+    "img/s", "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s", "% BW", "% GEMM", "flags",
 )  # fmt: skip
 LEFT = {"model", "runtime", "flags"}
 
 
-def _bench_cells(m: Any, several_sizes: bool) -> dict[str, str]:
+def _bench_cells(m: Any, several_sizes: bool, several_counts: bool = False) -> dict[str, str]:
     """Every column's cell for one row (rich markup), before any is left out for width."""
-    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}"}
+    # A runtime whose provider names its precision (OpenVINO picks bf16 on its own on some CPUs) says it here too.
+    precision = next((p for p in ("bf16", "fp16", "fp32") if (m.provider or "").endswith(f"-{p}")), "")
+    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}" + (f" {precision}" if precision else "")}
     if several_sizes:
         cells["batch"] = str(m.batch_size)
+    if several_counts:
+        cells["threads"] = str(m.threads)
     s = m.latency_ms
     if s is None:
         cells["p50"] = "[yellow]unavailable[/yellow]" if m.status == "unavailable" else "[red]failed[/red]"
@@ -53,12 +57,13 @@ def _bench_cells(m: Any, several_sizes: bool) -> dict[str, str]:
             "GFLOP/s": f"{m.gflops_per_s:.1f}" if m.gflops_per_s is not None else "—",
             "GB/s": f"{m.gb_per_s:.1f}" if m.gb_per_s is not None else "—",
             "flags": "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "",
+            "e2e p50": _ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None),
+            "% BW": f"{m.bandwidth_share:.0%}" if m.bandwidth_share is not None else "—",
+            "% GEMM": f"{m.compute_share:.0%}" if m.compute_share is not None else "—",
         }
     )
     if m.device == "cuda":
         cells["dev p50"] = _ms(m.device_ms.p50 if m.device_ms else None)
-        cells["e2e p50"] = _ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None)
-        cells["% peak"] = f"{m.bandwidth_share:.0%}" if m.bandwidth_share is not None else "—"
     return cells
 
 
@@ -85,17 +90,22 @@ def bench_table(report: BenchReport, width: int | None = None) -> Group:
     env = report.environment
     where = env.get("cpu", "?") + (f" + {env['gpu']}" if env.get("gpu") else "")
     rows = report.measurements
-    threads = rows[0].threads if rows else None
+    counts = sorted({m.threads for m in rows if m.threads is not None})
+    several_counts = len(counts) > 1
+    threads = counts[0] if counts else None
+    thread_text = (
+        f"{'/'.join(map(str, counts))} threads" if several_counts else f"{threads} thread{'s' * (threads != 1)}"
+    )
     sizes = sorted({m.batch_size for m in rows})
     several_sizes = len(sizes) > 1
     batch_text = "" if several_sizes else f", batch {sizes[0]}" if sizes else ""
     process = rows[0].process if rows else "isolated"
     spinning = next((m.ort_spinning for m in rows if m.ort_spinning is not None), None)
     spin_text = "" if spinning is None else f", ORT spinning {'on' if spinning else 'off'}"
-    cells = [_bench_cells(m, several_sizes) for m in rows]
+    cells = [_bench_cells(m, several_sizes, several_counts) for m in rows]
     shown, left_out = _fit_columns(cells, width)
     table = Table(
-        title=f"poolkit bench — {where}, {threads} thread{'s' * (threads != 1)}{batch_text}, {process}{spin_text}; ms per batch, model only"
+        title=f"poolkit bench — {where}, {thread_text}{batch_text}, {process}{spin_text}; ms per batch, model only"
     )
     for col in shown:
         table.add_column(col, justify="left" if col in LEFT else "right", no_wrap=True)
@@ -126,7 +136,7 @@ def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
             f"* tail from too few samples (MLPerf: 64 for a p90, 662 for a p99; fewest here: {fewest}): indicative only\n"
         )
     if any(s.unstable for s in stats):
-        notes.append("~ unstable: the samples' spread (CV) is above 10 %; the p50 stands, the tail is noisy\n")
+        notes.append("~ unstable: the middle half of the samples spans 10 % of the median or more (IQR/median)\n")
     kinds = {f.kind for m in rows for f in m.flags}
     if "overhead" in kinds:
         notes.append(
@@ -136,6 +146,10 @@ def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
         notes.append(
             "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
         )
+    roofs = report.machine.get("host_roofs")
+    if roofs is not None and any(m.bandwidth_share is not None for m in rows if m.device == "cpu"):
+        bw, gemm = (roofs[k] if isinstance(roofs, dict) else getattr(roofs, k) for k in ("gb_per_s", "gflops_per_s"))
+        notes.append(f"% BW, % GEMM (CPU rows): of this host's triad {bw:.1f} GB/s and fp32 GEMM {gemm:.0f} GFLOP/s\n")
     if "imprecise" in kinds:
         notes.append("imprecise: the median's 95 % interval stayed wider than --ci-target until --max-time\n")
     for line in report.notes:

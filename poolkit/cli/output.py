@@ -254,6 +254,17 @@ def print_self_check(check: dict[str, Any], json_out: bool) -> None:
             f"process {ort['plain_loop_p50_ms']:.3f} ms, ratio {ort['ratio']:.3f} — "
             + ("[green]within 10%[/green]" if ort["within_10_percent"] else "[red]NOT within 10%[/red]")
         )
+    near = check.get("neighbours")
+    if near:
+        ok = {True: "[green]yes[/green]", False: "[red]NO[/red]"}
+        console.print(
+            f"self-check beside {escape(near['runtimes'][1])}: eager p99 {near['eager_p99_beside_ms']:.3f} ms, alone "
+            f"{near['eager_p99_alone_ms']:.3f} ms, ratio {near['eager_p99_ratio']:.2f} (within 2.5x: "
+            f"{ok[near['eager_tail_within_2_5x']]}); its p50 {near['p50_beside_ms']:.3f} ms and end-to-end "
+            f"{near['end_to_end_p50_ms']:.3f} ms against the plain loop's {near['plain_loop_p50_ms']:.3f} ms, ratios "
+            f"{near['p50_ratio']:.2f} and {near['end_to_end_ratio']:.2f} (within 1.25x: "
+            f"{ok[near['p50_within_1_25x']]}, {ok[near['end_to_end_within_1_25x']]})"
+        )
 
 
 def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:

@@ -119,7 +119,7 @@ def verify_table(report: VerifyReport) -> Group:
         worst, g = r.worst, r.guidance
         table.add_row(
             Text(r.model),
-            r.runtime,
+            r.runtime if r.precision == "fp32" else f"{r.runtime} ({r.precision})",  # never a bf16 row as fp32
             r.device,
             Text(" ".join(_SET_SHORT.get(n, n) for n in r.input_names) or "—"),
             _sci(worst.max_abs) if worst is not None else "—",

@@ -56,7 +56,11 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
         fmt, how = sweep_path(cell.export)
         path = Path(tmp) / f"model{fmt.suffix}"
         actual: list[np.ndarray] | None = None
-        request = ExportRequest(how.method, cell.opset, n_outputs=len(expected), metadata={"poolkit.spec": cell.spec})
+        spatial = fmt.sweep_dynamic_shapes and cell.dims == 2
+        metadata = {"poolkit.spec": cell.spec}
+        request = ExportRequest(
+            how.method, cell.opset, dynamic_spatial=spatial, n_outputs=len(expected), metadata=metadata
+        )
         try:
             written = export_artifact(model, example_input(shape, 2, 0), path, fmt.name, request)
         except Exception as exc:  # noqa: BLE001
@@ -70,6 +74,7 @@ def _run_cell(cell: Cell, bundles: Path | None) -> CellResult:
             else:
                 result = judge(cell, x, expected, actual, path if fmt.onnx_graph else None)
             result.opset_used = written.opset
+            result.export_dims = written.dims or None
         if result.failed and result.blame is None:
             if fmt.onnx_graph:
                 result.blame, result.votes = blame_cell(path, cell.device, x, expected, actual, result.outcome)

@@ -152,8 +152,34 @@ def markdown(results: list[CellResult], environment: dict[str, Any], settings: d
             for (outcome, export, reason), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"- {outcome}, {export} ({n}): {reason[:300]}")
         lines.append("")
+    lines += dynamic_shape_findings(results)
     lines += failures_by_blame(results)
     return "\n".join(lines)
+
+
+def dynamic_shape_findings(results: list[CellResult]) -> list[str]:
+    """torch.export cells (exported with batch, height and width open): the configurations whose
+    explicit `Dim`s torch.export refused (exported with `Dim.AUTO` instead), and those it could not
+    export at all, each with torch.export's reason."""
+    auto = [r for r in results if any("Dim.AUTO" in v for v in (r.export_dims or {}).values())]
+    failed = [r for r in results if r.outcome == "export-failed" and r.cell.export.startswith("pt2-")]
+    if not auto and not failed:
+        return []
+    lines = ["## torch.export with dynamic shapes", ""]
+    lines += ["Explicit `Dim`s for batch, height and width refused; exported with `Dim.AUTO` (derived ranges):", ""]
+    for r in auto:
+        dims = ", ".join(f"{k} {v.split(' (', 1)[0]}" for k, v in (r.export_dims or {}).items())
+        why = next((v.split(" (explicit Dim refused: ", 1)[1].rstrip(")") for v in (r.export_dims or {}).values()
+                    if "refused" in v), "")  # fmt: skip
+        lines.append(f"- `{r.cell.spec}` {r.cell.input_label}, {r.cell.path_label}: {why} → {dims}; then {r.outcome}")
+    if not auto:
+        lines.append("- none")
+    if failed:
+        lines += ["", "Not exportable by torch.export at all:", ""]
+        lines += [
+            f"- `{r.cell.spec}` {r.cell.input_label}, {r.cell.path_label}: {(r.reason or '')[:200]}" for r in failed
+        ]
+    return [*lines, ""]
 
 
 def failures_by_blame(results: list[CellResult]) -> list[str]:

@@ -41,6 +41,7 @@ class CellResult:
     blame: str | None = None  # exporter | runtime | optimiser | unclear (failures only)
     votes: dict[str, str] | None = None  # what each second opinion said
     bundle: str | None = None  # folder with model.onnx, test data and repro.py
+    export_dims: dict[str, str] | None = None  # torch.export paths: how each open axis was declared
 
     @property
     def failed(self) -> bool:
@@ -66,6 +67,7 @@ class CellResult:
             data.get("blame"),
             data.get("votes"),
             data.get("bundle"),
+            data.get("export_dims"),
         )
         result.check_types()
         return result
@@ -88,6 +90,7 @@ class CellResult:
             and (self.opset_used is None or number(self.opset_used, (int,)))
             and texts(self.versions)
             and texts(self.votes)
+            and texts(self.export_dims)
         )
         if not fields_ok:
             raise TypeError("a journal record with fields of the wrong type")

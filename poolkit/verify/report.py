@@ -51,6 +51,7 @@ class VerifyRow:
     status: str  # passed | failed | unavailable
     reason: str | None = None
     provider: str | None = None
+    precision: str = "fp32"  # what the runtime really computed in; reduced ones are judged by their rounding
     outputs: list[Comparison] = field(default_factory=list)  # on `worst_input`: the failing set, else the worst
     batches: int = 0
     images: int = 0

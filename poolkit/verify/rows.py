@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from poolkit.common.errors import one_line
-from poolkit.runtimes.base import Runtime, run_batch
+from poolkit.runtimes.base import Runtime, precision_tolerance, run_batch
 from poolkit.services.artifacts import ModelArtifacts
 from poolkit.services.comparator import Accumulator, fold_batch, mismatch_reason
 from poolkit.verify.failure import first_diverging_layer, save_failure
@@ -63,7 +63,8 @@ def fold_row(
         row.reason = f"{row.runtime} failed to run on {set_name} ({size}): {one_line(exc)}"
         item.stopped = True
         return
-    accumulators = item.accumulators.setdefault(set_name, [Accumulator(options.atol, options.rtol)])
+    tolerance = precision_tolerance(item.runtime.precision, options.atol, options.rtol)
+    accumulators = item.accumulators.setdefault(set_name, [Accumulator(*tolerance)])
     structure = fold_batch(expected, actual, accumulators, first)
     if structure:
         row.reason = structure

@@ -165,7 +165,7 @@ def verify_model(
             except PoolkitError as exc:
                 row.reason = str(exc)
                 continue
-            row.provider = runtime.provider
+            row.provider, row.precision = runtime.provider, runtime.precision
             static = None if record.dynamic_batch else int(record.input_shape[0])
             any_size = record.dynamic_spatial or cls.reads == "module"
             live.append(OpenRow(row, runtime, static, record.sample_shape, any_size))
