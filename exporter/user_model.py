@@ -105,8 +105,7 @@ def _where_in(exc: BaseException, path: Path) -> str:
 
 @contextlib.contextmanager
 def _user_code() -> Iterator[None]:
-    """What the user's code prints goes to stderr: stdout stays poolkit's own (`--json` stays JSON).
-    An `os._exit` in it would end poolkit on the spot, exit 0, with nothing exported: it is an error."""
+    """The user's prints go to stderr (`--json` stays JSON); an `os._exit` in it is an error, not exit 0."""
 
     def refused(code: int = 0) -> None:
         raise SpecError(f"the code called os._exit({code}): poolkit does not let a model end the process")

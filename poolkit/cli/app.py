@@ -168,7 +168,7 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from poolkit.cli.output import stdout_for_json_only  # lazy, as in OneLineGroup.main
+        from poolkit.cli.terminal import stdout_for_json_only  # lazy, as in OneLineGroup.main
 
         try:
             with stdout_for_json_only(bool(kwargs.get("json_out"))):

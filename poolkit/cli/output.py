@@ -10,21 +10,18 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.segment import Segment
 
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
+from poolkit.cli.terminal import SafeConsole, json_stream
 from poolkit.common.files import to_plain
-from poolkit.common.text import escape_controls
 from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
@@ -39,20 +36,6 @@ if TYPE_CHECKING:
     from poolkit.zoo.info import ZooRow
 
 
-class SafeConsole(Console):
-    """A rich Console that never sends a control character it was given to the terminal.
-
-    Tables, notes, progress lines and errors all end here: the text of every segment is escaped
-    (rich's own colour and cursor codes are added after, from styles and control segments), so
-    no path, name or message read from a file can reach the terminal raw, whichever table shows it.
-    """
-
-    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        return super()._render_buffer(
-            Segment(escape_controls(seg.text), seg.style, seg.control) if seg.control is None else seg for seg in buffer
-        )
-
-
 console = SafeConsole(highlight=False)
 err_console = SafeConsole(stderr=True, highlight=False)
 if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
@@ -62,42 +45,9 @@ if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in 
     err_console.width = 120
 
 
-_JSON_STREAM: list[Any] = []  # the real stdout, while a --json command runs with stdout sent to stderr
-
-
-@contextlib.contextmanager
-def stdout_for_json_only(active: bool) -> Iterator[None]:
-    """While a `--json` command runs, everything else that writes to stdout (a user's model, a
-    TorchScript file's prints, native code, worker processes) goes to stderr; `print_json` alone
-    writes to the real stdout, so the JSON stays parseable."""
-    if not active:
-        yield
-        return
-    sys.stdout.flush()
-    try:
-        real_fd = sys.stdout.fileno() == 1
-    except (AttributeError, OSError, ValueError):  # a captured stream (tests): Python-level only
-        real_fd = False
-    saved = os.dup(1) if real_fd else None
-    stream = os.fdopen(saved, "w", encoding="utf-8", closefd=False) if saved is not None else sys.stdout
-    _JSON_STREAM.append(stream)
-    try:
-        if saved is not None:
-            os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        _JSON_STREAM.pop()
-        sys.stderr.flush()
-        if saved is not None:
-            stream.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-
-
 def print_json(data: Any) -> None:
     """Machine output on stdout, nothing else mixed in."""
-    out = _JSON_STREAM[-1] if _JSON_STREAM else sys.stdout
+    out = json_stream()
     out.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
     out.flush()
 
