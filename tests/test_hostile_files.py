@@ -193,7 +193,7 @@ def test_one_malformed_entry_locks_out_nothing_and_is_kept(models: Path) -> None
     line = one_error(
         runner.invoke(app, ["verify", "--models", str(models), "-m", "ghost", "--results", str(models)]), 2
     )
-    assert "entry 2" in line and "input_shape" in line
+    assert f"entry {len(data['artifacts']) - 1} " in line and "input_shape" in line
     # an export of another model keeps the malformed entry as it was (the user may want to repair it)
     export_models(resolve_models(["relu"]), models, ExportOptions(formats=("torchscript",), force=True))
     rows = json.loads((models / "manifest.json").read_text())["artifacts"]
@@ -215,7 +215,8 @@ def test_what_export_writes_for_odd_folder_names_verify_reads(relu_models: Path,
         result = runner.invoke(app, ["export", "-m", spec, "-f", "torchscript", "--input-shape", "3x4x4",
                                      "--out", str(out)])  # fmt: skip
         assert result.exit_code == 0, result.output[-400:]
-        assert [r.name for r in load_manifest(out)].count("relu") == 2  # the zoo model's entries still read
+        relu_entries = len(load_manifest(relu_models))
+        assert [r.name for r in load_manifest(out)].count("relu") == relu_entries  # the zoo model's entries still read
         (model,) = open_artifacts(out, [spec])
         assert model.problem("torchscript") is None
         result = runner.invoke(app, ["verify", "--models", str(out), "-m", spec, "--data", "synthetic",
