@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.poolkit-installed
+# The test and lint tools, OpenVINO (the optional runtime CI must exercise) and Playwright come on top:
+# `make demo` needs none of them, so a fresh demo does not download them.
+DEV_STAMP := $(VENV)/.poolkit-dev-installed
 # mypy and import-linter read a package from one folder; poolkit maps exporter/ and runtimes/ into
 # poolkit.* at install time, so lint checks a tree of links laid out as the wheel installs it.
 TYPECHECK := build/typecheck
@@ -14,8 +17,12 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
+	@touch $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/poolkit zoo
@@ -33,7 +40,7 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "note: no chromium (not root, or apt-get failed): the report's browser test will skip"
 
-test: $(STAMP) browser
+test: $(DEV_STAMP) browser
 	$(BIN)/python -m pytest -q
 
 typecheck-tree:
@@ -43,7 +50,7 @@ typecheck-tree:
 	@cp -rs $(CURDIR)/runtimes $(TYPECHECK)/poolkit/runtimes
 	@find $(TYPECHECK) -name __pycache__ -prune -exec rm -rf {} +
 
-lint: $(STAMP) typecheck-tree
+lint: $(DEV_STAMP) typecheck-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import one_line
 from poolkit.common.files import sha256_file
@@ -148,7 +148,7 @@ def _export_one(
     example = example_batch(item, 2 if options.dynamic_batch else options.static_batch_size, options.seed)
     start = time.perf_counter()
     try:
-        written = export_artifact(item.module, example, staged, fmt, request)
+        written = _export_or_static(item, example, staged, fmt, request, record, warnings_seen)
         if options.opset is not None and written.opset is not None and written.opset != options.opset:
             raise ValueError(
                 f"--opset {options.opset} asked for, but the {options.exporter} exporter wrote opset {written.opset}"
@@ -179,6 +179,32 @@ def _export_one(
     record.size_bytes = staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record, staged
+
+
+STATIC_FALLBACK = "static height and width"
+
+
+def _export_or_static(
+    item: BuiltModel,
+    example: Any,
+    staged: Path,
+    fmt: str,
+    request: ExportRequest,
+    record: ExportRecord,
+    warnings_seen: list[str],
+) -> ArtifactWritten:
+    """Export; a user's module whose height/width were opened because eager ran at another size falls
+    back to its static size when the exporter refuses them, and says why in one line."""
+    try:
+        return export_artifact(item.module, example, staged, fmt, request)
+    except Exception as exc:  # noqa: BLE001 - re-raised below unless the static export works
+        if not (item.probed and request.dynamic_spatial):
+            raise
+        reason = one_line(exc)[:160]
+    written = export_artifact(item.module, example, staged, fmt, replace(request, dynamic_spatial=False))
+    record.dynamic_axes = [a for a in record.dynamic_axes if a not in ("height", "width")]
+    warnings_seen.append(f"{item.ref.name} {fmt}: {STATIC_FALLBACK} (the exporter refused them open: {reason})")
+    return written
 
 
 def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolkit.common.errors import SpecError
+from poolkit.exporter.axes import channel_agnostic, runs_at_another_size
 from poolkit.exporter.build import build_model, output_shapes
 from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.spec import ModelSpec, default_input_shape
@@ -37,7 +38,8 @@ class BuiltModel:
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # several inputs: each one's shape
     source_sha256: str | None = None  # a user's model: its file at the moment it was imported
     dynamic_spatial: bool = False
-    dynamic_channels: bool = False  # no parameters and any image size: any channel count too
+    dynamic_channels: bool = False  # `axes.channel_agnostic`: pools and activations take any channel count
+    probed: bool = False  # a user's module: height/width opened because eager ran at another size
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -82,7 +84,7 @@ def build_all(refs: list[ModelRef], options: ExportOptions) -> list[BuiltModel]:
             )
         dynamic = agnostic if options.dynamic_shape is None else options.dynamic_shape
         n_outputs = len(output_shapes(module, shape, batch=1))
-        channels = dynamic and not any(True for _ in module.parameters())
+        channels = dynamic and channel_agnostic(ref.spec, shape)
         built.append(BuiltModel(ref, module, shape, n_outputs, dynamic_spatial=dynamic, dynamic_channels=channels))
     return built
 
@@ -91,11 +93,6 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
     """A user's module as it is (eval mode, its own or `--weights` weights), checked on its input shape."""
     user = ref.user
     assert user is not None
-    if options.dynamic_shape:
-        raise SpecError(
-            f"--dynamic-shape: poolkit cannot tell whether '{ref.spec_text}' takes any image size; "
-            "your own models export with the sizes of --input-shape"
-        )
     digest = source_sha256(user)  # before running it: what was hashed is what was imported
     module = import_user_module(user)
     model = construct(user, module)
@@ -109,7 +106,15 @@ def build_user_model(ref: ModelRef, options: ExportOptions) -> BuiltModel:
             f" inputs: 3x32x32+10), or define example_input() beside {user.object_name}"
         )
     outputs = check_forward(model, shapes, f"{Path(user.import_path).name}:{user.object_name}")
-    return BuiltModel(ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest)
+    dynamic = options.dynamic_shape is not False and runs_at_another_size(model, shapes)
+    if options.dynamic_shape and not dynamic:
+        raise SpecError(
+            f"--dynamic-shape: '{ref.spec_text}' does not run at another image size than {shapes[0]} "
+            "(tried three quarters of each side); export it with --static-shape, or leave the option out"
+        )
+    return BuiltModel(
+        ref, model, shapes[0], len(outputs), shapes if len(shapes) > 1 else [], digest, dynamic, probed=dynamic
+    )
 
 
 def example_input(shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:

@@ -60,7 +60,13 @@ class UserModelRef:
 
     @property
     def artifact_name(self) -> str:
-        """`net.py:Net` -> `net_Net`: what the artifacts of this model are called (file-safe)."""
+        """What the artifacts of this model are called (file-safe): `net.py:Net` -> `net_Net`, and
+        `torchvision.models:resnet18` -> `resnet18` (a package names its models well already)."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.object_name if not self.is_file else self.qualified_name)
+
+    @property
+    def qualified_name(self) -> str:
+        """`net.py:Net` -> `net_Net`, `mynets.cnn:SmallCNN` -> `cnn_SmallCNN`: the name with its module."""
         stem = Path(self.import_path).stem if self.is_file else self.import_path.rsplit(".", 1)[-1]
         return re.sub(r"[^A-Za-z0-9_-]", "_", f"{stem}_{self.object_name}")
 

@@ -79,7 +79,8 @@ def resolve_model(text: str) -> ModelRef:
     text = text.strip()
     if is_user_model(text):
         user = parse_user_model(text)
-        return ModelRef(user.artifact_name, None, user.text, user)
+        name = user.artifact_name if user.artifact_name not in ZOO else user.qualified_name  # never a zoo name
+        return ModelRef(name, None, user.text, user)
     if text.endswith(".py") or text.endswith(":"):
         raise SpecError(f"--model '{text}': name the module class or function in it, like {text.rstrip(':')}:Net")
     if text in ZOO:

@@ -23,7 +23,7 @@ from poolkit.verify.run import InputSetCache, verify
 
 def models_only(models_dir: Path, images, options: VerifyOptions) -> float:
     start = time.perf_counter()
-    cache = InputSetCache(images, options.inputs)
+    cache = InputSetCache(images, options.inputs, options.batch_size * options.batches if options.batches else None)
     for model in open_artifacts(models_dir):
         ref = model.reference
         sets = cache.get(ref.sample_shape, ref.dynamic_spatial)

@@ -169,15 +169,9 @@ def test_wheel_installs_only_poolkit_and_runs_outside_the_checkout(tmp_path: Pat
 
 # ---------------------------------------------------------------- the import graph and module sizes
 
-# Circles that other helpers' branches remove (bench's run.py <-> report.py). The lead deletes
-# this entry when bench lands; from then on any circle fails the test.
-CIRCLES_UNTIL_BENCH_LANDS = {frozenset({"poolkit.bench.report", "poolkit.bench.run"})}
-# Modules allowed over 300 lines. Data tables, with why; and the splits other helpers' branches do.
+# Modules allowed over 300 lines: data tables, each with why.
 LONG_MODULES_DATA = {
     "exporter/spec.py": "the parameter tables of every layer kind (Conv2d, pools, activations) are data",
-}
-LONG_MODULES_UNTIL_OTHERS_LAND = {  # the lead deletes these when bench and formats land
-    "exporter/export.py",
 }
 MAX_MODULE_LINES = 300
 
@@ -221,7 +215,7 @@ def import_circles(package: str = "poolkit") -> list[list[str]]:
 
 
 def test_import_graph_has_no_circle() -> None:
-    circles = [c for c in import_circles() if frozenset(c) not in CIRCLES_UNTIL_BENCH_LANDS]
+    circles = import_circles()
     assert not circles, "import circles: " + "; ".join(" <-> ".join(c) for c in circles)
 
 
@@ -244,7 +238,7 @@ def test_no_module_over_300_lines() -> None:
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             lines = len(path.read_text().splitlines())
-            if lines > MAX_MODULE_LINES and rel not in LONG_MODULES_DATA and rel not in LONG_MODULES_UNTIL_OTHERS_LAND:
+            if lines > MAX_MODULE_LINES and rel not in LONG_MODULES_DATA:
                 long[rel] = lines
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
 

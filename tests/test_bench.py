@@ -80,12 +80,14 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     assert data["settings"]["threads"] == report.measurements[0].threads >= 1
     assert set(data["settings"]) == {
         "devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads", "in_process", "ort_spinning",
-        "cuda_graphs", "ci_target", "max_time_s", "rounds",
+        "cuda_graphs", "ci_target", "max_time_s", "rounds", "thread_counts", "settle",
     }  # fmt: skip
+    assert data["settings"]["thread_counts"] == [data["settings"]["threads"]]  # one count, recorded as a list too
     row = data["measurements"][2]
     for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
                 "end_to_end_ms", "overhead_ms", "flags", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
-                "gb_per_s", "samples_ms", "process", "ort_spinning", "load_ms", "notes", "profile", "device_ms"):  # fmt: skip
+                "gb_per_s", "samples_ms", "process", "ort_spinning", "load_ms", "notes", "profile", "device_ms",
+                "outputs_checked", "outputs_matched", "bandwidth_share", "compute_share", "peak_rss_mb", "settle_ms"):  # fmt: skip
         assert key in row, key
     assert (row["process"], row["ort_spinning"], row["load_ms"] > 0) == ("in-process", False, True)
     assert data["measurements"][0]["ort_spinning"] is None  # not an ONNX Runtime row
@@ -168,7 +170,8 @@ def test_bench_usage_errors(zoo_dir: Path) -> None:
 
 
 def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
-    """Both checks run (eager vs torch.utils.benchmark; isolated ORT vs a plain loop in its own process)."""
+    """Every check runs (eager vs torch.utils.benchmark; isolated ORT vs a plain loop in its own process;
+    eager's tail and ORT's p50 and end to end with both side by side); the exit code follows all of them."""
     result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "conv", "--self-check", "--json"])
     check = json.loads(result.stdout)
     assert check["poolkit_p50_ms"] > 0 and check["torch_benchmark_median_ms"] > 0
@@ -177,7 +180,14 @@ def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
     assert ort["poolkit_samples"] == ort["plain_loop_samples"] == 300
     assert ort["ratio"] == pytest.approx(ort["poolkit_p50_ms"] / ort["plain_loop_p50_ms"])
     assert check["all_within_10_percent"] == (check["within_10_percent"] and ort["within_10_percent"])
-    assert result.exit_code == (0 if check["all_within_10_percent"] else 1)
+    near = check["neighbours"]  # eager alone, then eager beside ONNX Runtime (isolated, spinning on)
+    assert near["runtimes"] == ["eager", "onnxruntime"] and near["plain_loop_p50_ms"] == ort["plain_loop_p50_ms"]
+    assert near["eager_p99_ratio"] == pytest.approx(near["eager_p99_beside_ms"] / near["eager_p99_alone_ms"])
+    assert near["end_to_end_ratio"] == pytest.approx(near["end_to_end_p50_ms"] / near["plain_loop_p50_ms"])
+    passed = check["all_within_10_percent"] and all(
+        near[k] for k in ("eager_tail_within_2_5x", "p50_within_1_25x", "end_to_end_within_1_25x")
+    )
+    assert check["all_passed"] == passed and result.exit_code == (0 if passed else 1)
 
 
 def test_flags_are_derived_structured_values() -> None:

@@ -106,3 +106,27 @@ def test_batches_of_64_cover_every_image() -> None:
     images = load_cifar10()
     sizes = [len(x) for _, x, _ in images.batches(64)]
     assert sizes == [64] * 15 + [40] and images.count_batches(64) == 16 and images.count_batches(64, 3) == 3
+
+
+def test_images_are_fitted_to_a_models_input() -> None:
+    """Resized with transforms.v2.Resize (antialiased), grayscale for one channel, refused otherwise."""
+    import torch
+    from torchvision.transforms import v2
+
+    from poolkit.services.image_fit import fit_images
+
+    images = load_cifar10()
+    big = fit_images(images, (3, 64, 48), count=4)
+    assert big.images.shape == (4, 3, 64, 48) and big.images.dtype == np.float32 and len(big.labels) == 4
+    want = v2.Resize((64, 48), antialias=True)(torch.from_numpy(images.images[:4])).numpy()
+    np.testing.assert_array_equal(big.images, want)
+    assert big.source.fit == "resized 32x32 → 64x48 (torchvision transforms.v2.Resize, bilinear, antialias)"
+    gray = fit_images(images, (1, 32, 32), count=2)
+    r, g, b = images.images[:2, 0], images.images[:2, 1], images.images[:2, 2]
+    np.testing.assert_allclose(gray.images[:, 0], 0.2989 * r + 0.587 * g + 0.114 * b, atol=1e-6)
+    assert gray.source.fit == "converted to grayscale (transforms.v2.Grayscale, ITU-R 601-2 luma)"
+    assert fit_images(images, (3, 32, 32)) is images
+    with pytest.raises(DataError, match=r"^input 4x32x32 has 4 channels: CIFAR10 images have 3 \(or 1, as grayscale\)"):
+        fit_images(images, (4, 32, 32))
+    with pytest.raises(DataError, match="input 10 is not an image"):
+        fit_images(images, (10,))

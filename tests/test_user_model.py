@@ -237,6 +237,19 @@ def test_weights_file_is_loaded_and_a_changed_source_is_refused(tmp_path: Path) 
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+def test_names_of_package_models_and_their_clashes() -> None:
+    """`torchvision.models:resnet18` is `resnet18`; a zoo name gets its module as a prefix; two models
+    that would share a name are one clear error."""
+    from poolkit.common.errors import SpecError
+    from poolkit.exporter.zoo import resolve_model, resolve_models
+
+    assert resolve_model("torchvision.models:resnet18").name == "resnet18"
+    assert resolve_model("mynets.acts:relu").name == "acts_relu"  # `relu` is the zoo's
+    assert resolve_model("net.py:Net").name == "net_Net"
+    with pytest.raises(SpecError, match="would both be named 'resnet18': export them to different --out folders"):
+        resolve_models(["torchvision.models:resnet18", "other.models:resnet18"])
+
+
 def test_package_module_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "mynets"
     package.mkdir()
@@ -247,7 +260,7 @@ def test_package_module_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
                     "--out", tmp_path / "models")  # fmt: skip
     assert result.exit_code == 0, result.output
     (record,) = load_manifest(tmp_path / "models")
-    assert (record.name, record.import_path, record.object_name) == ("cnn_SmallCNN", "mynets.cnn", "SmallCNN")
+    assert (record.name, record.import_path, record.object_name) == ("SmallCNN", "mynets.cnn", "SmallCNN")
     assert record.source_sha256 == sha256_file(package / "cnn.py")
 
 

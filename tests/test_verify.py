@@ -29,7 +29,7 @@ def cifar():
 
 
 def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar, tmp_path: Path) -> None:
-    report = verify(zoo_dir, cifar, VerifyOptions(results_dir=tmp_path))
+    report = verify(zoo_dir, cifar, VerifyOptions(results_dir=tmp_path, sensitivity="full"))
     assert report.passed, [(r.model, r.format, r.reason) for r in report.rows if not r.passed]
     assert len(report.rows) == 2 * len(ZOO)
     assert {(r.model, r.format) for r in report.rows} == {(n, f) for n in ZOO for f in ("torchscript", "onnx")}
@@ -58,6 +58,16 @@ def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar,
     assert "relu: undetectable: relu1→identity on raw (caught by normalized, edge, odd, tutorial)" in report.warnings
     # ceil_mode cannot matter on even sizes with a 2x2 window: only the odd sizes show it
     assert found[("maxpool_2x2", "maxpool1 ceil_mode False→True")].detected_by == ["odd", "tutorial"]
+    # tudui's ceil_mode flip changes nothing on its 30x30 feature map (3x3 windows fit): equivalent, no warning
+    flip = found[("tudui", "maxpool1 ceil_mode True→False")]
+    assert (
+        flip.equivalent
+        and flip.warning is None
+        and not any(w.startswith("tudui: ") and "ceil_mode" in w for w in report.warnings)
+    )
+    weight = found[("tudui", next(v for m, v in found if m == "tudui" and v.startswith("conv1.weight")))]
+    assert weight.threshold is not None and weight.threshold < 1e-3 and weight.warning is None
+    assert weight.detail.startswith("detects a relative change of ") and weight.detail.endswith(" of conv1")
     assert found[("sigmoid", "sigmoid1→identity")].missed_by == []
 
 

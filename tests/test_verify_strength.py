@@ -61,7 +61,7 @@ def test_an_artifact_without_its_activation_fails_by_default(zoo_dir, cifar, tmp
     assert rows["torchscript"].passed and not report.passed
     bad = rows["onnx"]
     assert bad.status == "failed" and bad.worst_input == "normalized"
-    assert bad.reason.endswith("out of tolerance on normalized (and on edge, odd, tutorial)")
+    assert "out of tolerance on normalized (and on edge, odd, tutorial); beyond fp32 rounding: " in bad.reason
     runs = {i.name: i for i in bad.inputs}
     assert runs["raw"].passed and runs["raw"].images == 1000  # raw CIFAR10 alone would have passed it
     assert not runs["normalized"].passed and not runs["edge"].passed
@@ -125,11 +125,11 @@ def test_examples_refuse_a_static_shape_file(tmp_path) -> None:
 
 def test_manifest_records_dynamic_axes(zoo_dir, tmp_path) -> None:
     axes = {(r.name, r.format): r.dynamic_axes for r in load_manifest(zoo_dir)}
-    assert axes[("relu", "onnx")] == ["batch", "height", "width"]
-    assert axes[("gap", "onnx")] == ["batch", "height", "width"]
+    assert axes[("relu", "onnx")] == ["batch", "channels", "height", "width"]  # pools, activations: any channels
+    assert axes[("gap", "onnx")] == ["batch", "channels", "height", "width"]
     assert axes[("tudui", "onnx")] == axes[("mlp_head", "torchscript")] == ["batch"]
     dims = onnx.load(str(zoo_dir / "maxpool_ceil.onnx")).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", "channels", "height", "width"]
     result = runner.invoke(app, ["export", "-m", "tudui", "--dynamic-shape", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "error: --dynamic-shape: 'tudui' cannot take any image size (a Linear layer fixes its input size)" in (
@@ -179,6 +179,17 @@ def test_wrong_variants_of_a_classifier() -> None:
     assert module[1].ceil_mode and isinstance(module[2], type(module[2]))  # the real module is untouched
     conv = wrong_variants(module)[0].module
     assert (conv[0].weight != module[0].weight).sum() == 1
+
+
+def test_quick_sensitivity_samples_every_kind_across_the_network() -> None:
+    from poolkit.verify.sensitivity import sample
+
+    spec = parse_spec(" | ".join(["conv(3,3,k=1) | relu"] * 5) + " | maxpool(k=2)")
+    variants = wrong_variants(build_model(spec, (3, 8, 8)))
+    picked = [v.label for v in sample(variants)]
+    assert [v for v in picked if "identity" in v] == ["relu1→identity", "relu3→identity", "relu5→identity"]
+    assert [v.split(".")[0] for v in picked if "weight" in v] == ["conv1", "conv3", "conv5"]
+    assert [v for v in picked if "ceil_mode" in v] == ["maxpool1 ceil_mode False→True"]  # every kind, once at least
 
 
 def test_tolerance_guidance() -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from poolkit.exporter.axes import open_axes
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -26,7 +28,7 @@ class ExportRequest:
     opset: int | None = None  # ONNX only; None: the exporter's default
     dynamic_batch: bool = True
     dynamic_spatial: bool = False  # height and width open (NCHW axes 2 and 3 of the first input)
-    dynamic_channels: bool = False  # channels open too (a model without parameters), where the format can
+    dynamic_channels: bool = False  # channels open too (axis 1): pools and activations only (`axes.py`)
     n_outputs: int = 1
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -94,8 +96,4 @@ class ArtifactFormat:
 
 def dynamic_axes(batch: bool, spatial: bool, channels: bool = False) -> dict[int, str]:
     """Input axis -> name of the axes an artifact leaves open (NCHW: 0 batch, 1 channels, 2 height, 3 width)."""
-    return {
-        **({0: "batch"} if batch else {}),
-        **({1: "channels"} if channels else {}),
-        **({2: "height", 3: "width"} if spatial else {}),
-    }
+    return open_axes(batch, spatial, channels)

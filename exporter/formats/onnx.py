@@ -52,6 +52,7 @@ def export_onnx(
     n_outputs: int,
     metadata: dict[str, str],
     dynamic_spatial: bool = False,
+    dynamic_channels: bool = False,
 ) -> int:
     """Export, check and stamp one ONNX file; returns the opset it really has.
 
@@ -67,7 +68,7 @@ def export_onnx(
     outputs = output_names(n_outputs)
     args = example if isinstance(example, tuple) else (example,)
     inputs = input_names(len(args))
-    first_axes = dynamic_axes(dynamic_batch, dynamic_spatial)
+    first_axes = dynamic_axes(dynamic_batch, dynamic_spatial, dynamic_channels)
     axes_per_input = [first_axes] + [dynamic_axes(dynamic_batch, False) for _ in args[1:]]
 
     def write(tmp: Path) -> None:
@@ -180,6 +181,7 @@ class OnnxFormat(ArtifactFormat):
             n_outputs=request.n_outputs,
             metadata=request.metadata,
             dynamic_spatial=request.dynamic_spatial,
+            dynamic_channels=request.dynamic_channels,
         )
         return ArtifactWritten(opset=used)
 

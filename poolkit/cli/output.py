@@ -19,9 +19,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from poolkit.cli.bench_render import bench_table, compare_table
-from poolkit.cli.render import examples_table, export_table, sweep_table, verify_table, zoo_table
+from poolkit.cli.render import export_table, sweep_table, zoo_table
 from poolkit.cli.terminal import SafeConsole, json_stream
+from poolkit.cli.verify_render import examples_table, verify_table
 from poolkit.common.files import to_plain
+from poolkit.exporter.export import STATIC_FALLBACK
 from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
@@ -142,6 +144,9 @@ def print_export_progress(record: ExportRecord) -> None:
 
 def print_export(run: ExportRun, out: Path, json_out: bool) -> None:
     print_json(run.records) if json_out else console.print(export_table(run.records, str(out)))
+    for w in run.warnings:
+        if STATIC_FALLBACK in w:  # the dynamic-axes fallback: said in one line per artifact
+            note(w)
     if run.jit_deprecated:
         import torch  # lazy: every command prints through this module, and an error line must not pay for torch
 
@@ -226,6 +231,8 @@ def print_show(run: ShowRun, logdir: Path, json_out: bool) -> None:
     for r in run.results:
         shape = "x".join(map(str, r.output_shape))
         console.print(f"[bold]{escape(r.model)}[/bold] {escape(f'[{r.runtime}]')} output {shape}: {escape(r.display)}")
+        if r.data_fit:
+            console.print(f"    input: {escape(run.images.source.kind)} {escape(r.data_fit)}")
         console.print(f"    picture: {escape(r.png)}")
     console.print(f"TensorBoard: tensorboard --logdir {escape(str(logdir))}")
 

@@ -63,8 +63,10 @@ def verify(
         str, typer.Option(help="Input sets: raw, normalized, edge, odd, tutorial (comma-separated), or all.")
     ] = "all",
     sensitivity: Annotated[
-        bool, typer.Option("--sensitivity/--no-sensitivity", help="Check the data would catch wrong variants.")
-    ] = True,
+        str,
+        typer.Option(help="Would the data catch wrong variants? off, quick (sampled, a quarter of the time) or full."),
+    ] = "quick",
+    no_sensitivity: Annotated[bool, typer.Option("--no-sensitivity", help="The same as --sensitivity off.")] = False,
     examples: Annotated[
         bool,
         typer.Option("--examples", help="Run the tutorials' worked examples, exact numbers, through every artifact."),
@@ -95,7 +97,7 @@ def verify(
         return _verify_examples(models, model, runtimes, devices_for(device), results, json_out)
     options = VerifyOptions(
         finite(atol, "--atol"), finite(rtol, "--rtol"), batch_size, parse_batches(batches), devices_for(device), results, runtimes,
-        parse_input_sets(inputs), sensitivity,
+        parse_input_sets(inputs), "off" if no_sensitivity else sensitivity,
     )  # fmt: skip
     with progress_callbacks("verify") as (on_rows, on_batch):
         verdict, path = run_verify(models, model, options, data.value, data_root, download, report, on_batch, on_rows)

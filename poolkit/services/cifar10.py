@@ -49,6 +49,7 @@ class DataSource:
     loader: str  # torchvision | poolkit-reader | synthetic
     note: str = ""
     classes: list[str] = field(default_factory=list)
+    fit: str = ""  # how the images were fitted to a model's input (`image_fit.py`); "" as stored, 3x32x32
 
 
 @dataclass

@@ -12,6 +12,7 @@ from torchvision.utils import make_grid
 from poolkit.common.errors import PoolkitError
 
 GRID_IMAGES = 16
+MAX_PANELS = 16  # a wide feature map (64, 512 channels) shows its first 16 channels, and says so
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Panel:
     images: np.ndarray
     scaled: bool  # min-max scaled per image because the raw values leave [0, 1]
     note: str
+    total: int = 1  # channels of the output this panel is one of
 
 
 def is_image_output(shape: tuple[int, ...]) -> bool:
@@ -54,14 +56,17 @@ def image_panels(output: np.ndarray, channels: str = "gray") -> list[Panel]:
     if channels != "gray":
         raise PoolkitError(f"unknown --channels '{channels}' (gray or rgb)")
     panels = []
-    for c in range(n_channels):
+    for c in range(min(n_channels, MAX_PANELS)):
         images, scaled = scale_per_image(output[:, c : c + 1])
-        panels.append(Panel(f"output/channel_{c}", images, scaled, f"channel {c} of {n_channels} as grayscale"))
+        note = f"channel {c} of {n_channels} as grayscale"
+        panels.append(Panel(f"output/channel_{c}", images, scaled, note, n_channels))
     return panels
 
 
 def describe_panels(panels: list[Panel]) -> str:
-    how = panels[0].note if len(panels) == 1 else f"each of {len(panels)} channels as its own grayscale grid"
+    total, n = panels[0].total, len(panels)
+    each = f"the first {n} of {total} channels, each" if total > n else f"each of {n} channels"
+    how = panels[0].note if n == 1 else f"{each} as its own grayscale grid"
     return how + ("; values min-max scaled per image" if any(p.scaled for p in panels) else "")
 
 

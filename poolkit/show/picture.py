@@ -31,6 +31,16 @@ def bar_figure(x: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: li
     return fig
 
 
+TOP_CLASSES = 5  # outputs with more classes than CIFAR10's show each image's top 5, by index
+
+
+def top_classes(probs: np.ndarray) -> list[int]:
+    """Every class for up to 10 (in order), else the indices of the 5 most probable, most probable first."""
+    if len(probs) <= 10:
+        return list(range(len(probs)))
+    return [int(k) for k in np.argsort(-probs, kind="stable")[:TOP_CLASSES]]
+
+
 def _draw_bars(axes: Any, x: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str], n: int) -> None:
     for i in range(n):
         axes[0][i].imshow(
@@ -39,9 +49,12 @@ def _draw_bars(axes: Any, x: np.ndarray, probs: np.ndarray, labels: np.ndarray, 
         truth = classes[int(labels[i])] if int(labels[i]) < len(classes) else str(labels[i])
         axes[0][i].set_title(f"image {i}: {truth}", fontsize=8)
         axes[0][i].axis("off")
-        names = classes[: probs.shape[1]] + [str(k) for k in range(len(classes), probs.shape[1])]
-        axes[1][i].barh(range(probs.shape[1]), probs[i], color="tab:blue")
-        axes[1][i].set_yticks(range(probs.shape[1]), names, fontsize=7)
+        shown = top_classes(probs[i])
+        names = [classes[k] if probs.shape[1] == len(classes) else f"class {k}" for k in shown]
+        axes[1][i].barh(range(len(shown)), probs[i][shown], color="tab:blue")
+        axes[1][i].set_yticks(range(len(shown)), names, fontsize=7)
+        if len(shown) < probs.shape[1]:
+            axes[1][i].set_title(f"top {len(shown)} of {probs.shape[1]:,} classes", fontsize=7)
         axes[1][i].invert_yaxis()
         axes[1][i].set_xlim(0, 1)
         axes[1][i].tick_params(axis="x", labelsize=7)

@@ -22,7 +22,8 @@ from poolkit.exporter.export import ensure_exported
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import run_batch
 from poolkit.services.artifacts import open_artifacts
-from poolkit.services.cifar10 import ImageSet, load_images, synthetic_images
+from poolkit.services.cifar10 import ImageSet, load_images
+from poolkit.services.image_fit import fit_images
 from poolkit.show.panels import class_probabilities, describe_panels, image_panels, is_image_output
 from poolkit.show.picture import bar_figure, write_picture
 
@@ -38,6 +39,7 @@ class ShowResult:
     tensorboard_run: str
     png: str
     tags: list[str] = field(default_factory=list)
+    data_fit: str = ""  # how the images were fitted to the model's input ("" as stored)
 
 
 def output_for(runtime: Any, x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -106,12 +108,11 @@ def show_models(
                 f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not images: show draws CxHxW inputs "
                 "(verify and bench take any shape)"
             )
-        if shape != tuple(images.images.shape[1:]):
-            if images.source.kind != "synthetic":
-                raise DataError(
-                    f"'{model.name}' takes {'x'.join(map(str, shape))} inputs, not CIFAR10 images (use --data synthetic)"
-                )
-            model_images = synthetic_images(len(images.images), shape)  # the hint above must work
+        try:  # resized (and grayscale for one channel) as verify feeds it; said in display and JSON
+            batches = options.batches
+            model_images = fit_images(images, shape, 64 * batches if batches else None)
+        except DataError as exc:
+            raise DataError(f"'{model.name}': {exc}") from None
         spec = reference.spec if reference else ""
         for runtime_name in options.runtimes:
             for device in options.devices:
@@ -188,4 +189,5 @@ def show_model(
         str(Path(logdir) / run_name),
         str(png),
         tags,
+        images.source.fit,
     )

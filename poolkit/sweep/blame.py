@@ -24,10 +24,12 @@ import numpy as np
 
 from poolkit.common.capture import captured_output
 from poolkit.common.errors import one_line
-from poolkit.runtimes.onnxruntime import create_session, session_options
+from poolkit.runtimes.ort_session import create_session, session_options
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, compare
 
 BLAMES = ("exporter", "runtime", "optimiser", "unclear")
+# onnx and onnxruntime are imported inside the functions that use them, on purpose: `cell.py` imports
+# this module, and every sweep worker process imports the sweep package on start (4 s more here).
 
 
 def agree(

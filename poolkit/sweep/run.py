@@ -2,7 +2,8 @@
 
 Each cell (see `cell.py`): build the layer and run it eagerly, export it one way, load and run
 the artifact, compare with eager; failures get a blame and a bundle. Workers are long-lived child
-processes (`worker.py`, on the worker base in `services/workers.py`) fed one cell at a time, locally or on a Dask cluster (`cluster.py`); a
+processes (`worker.py`, on the worker base in `services/workers.py`) fed one cell at a time,
+locally or on a Dask cluster (`cluster.py`); a
 cell that hangs past its timeout or kills its worker is recorded and the worker replaced, so one
 cell never stops a sweep. Every result is appended to a journal (`journal.py`) as soon as it arrives,
 which is how a sweep resumes; a worker stopped by Ctrl-C is not a result and is run again on resume.

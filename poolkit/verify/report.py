@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from poolkit.common.errors import DataError
 from poolkit.services.cifar10 import DataSource
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Comparison
 from poolkit.verify.inputs import DEFAULT_INPUT_SETS
-from poolkit.verify.sensitivity import SensitivityResult
+from poolkit.verify.precision import RoundingDecision
+from poolkit.verify.sensitivity import MODES, SensitivityResult
 from poolkit.verify.tolerance import Guidance
 
 DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
@@ -65,6 +67,14 @@ class VerifyRow:
     guidance: Guidance | None = None
     heatmap: str | None = None
     tensorboard: str | None = None
+    rounding: RoundingDecision | None = None  # the fp64 decision, where the strict check failed
+
+    @property
+    def verdict(self) -> str:
+        """The status as the table says it: a pass decided against fp64 eager says so."""
+        if self.status == "passed" and self.rounding is not None and self.rounding.within:
+            return "passed (within fp32 rounding)"
+        return self.status
 
     @property
     def passed(self) -> bool:
@@ -91,6 +101,7 @@ class VerifyReport:
     rows: list[VerifyRow]
     input_sets: dict[str, str] = field(default_factory=dict)  # name -> what it is
     sensitivity: list[SensitivityResult] = field(default_factory=list)
+    data_fits: dict[str, str] = field(default_factory=dict)  # model -> how the images were fitted to its input
 
     @property
     def passed(self) -> bool:
@@ -127,5 +138,12 @@ class VerifyOptions:
     results_dir: Path = Path("results")
     runtimes: tuple[str, ...] = DEFAULT_VERIFY_RUNTIMES
     inputs: tuple[str, ...] = DEFAULT_INPUT_SETS
-    sensitivity: bool = True
+    sensitivity: str = "quick"  # off | quick | full (see sensitivity.py); True/False read as quick/off
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sensitivity, bool):
+            self.sensitivity = "quick" if self.sensitivity else "off"
+        if self.sensitivity not in MODES:
+            raise DataError(f"unknown --sensitivity '{self.sensitivity}' (off, quick or full)")
+
     heatmaps: bool = True

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from poolkit.common.errors import PoolkitError, one_line
+from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_json_atomic
 from poolkit.runtimes.base import Runtime, run_batch
 from poolkit.runtimes.registry import cuda_problem, require_cuda, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
-from poolkit.services.cifar10 import IMAGE_SHAPE, ImageSet, load_images, synthetic_images
+from poolkit.services.cifar10 import ImageSet, load_images
 from poolkit.services.environment import environment
+from poolkit.services.image_fit import fit_images
 from poolkit.verify.inputs import InputSet, build_input_sets
+from poolkit.verify.precision import Fp64Reference
 from poolkit.verify.report import InputRun, VerifyOptions, VerifyReport, VerifyRow
 from poolkit.verify.rows import OpenRow, conclude_row, fold_row
 from poolkit.verify.sensitivity import SensitivityCheck, SensitivityResult
@@ -63,19 +65,26 @@ def row_plan(runtimes: tuple[str, ...], devices: tuple[str, ...]) -> list[tuple[
 
 
 class InputSetCache:
-    """Input sets built once per (sample shape, dynamic) and shared by every model that takes them."""
+    """Input sets built once per (sample shape, dynamic) and shared by every model that takes them.
 
-    def __init__(self, images: ImageSet, wanted: tuple[str, ...]) -> None:
-        self.images, self.wanted = images, wanted
+    Images are fitted to each model's input (`services/image_fit.py`: resized, grayscale for one
+    channel); only the first `count` are fitted when `--batches` limits the run."""
+
+    def __init__(self, images: ImageSet, wanted: tuple[str, ...], count: int | None = None) -> None:
+        self.images, self.wanted, self.count = images, wanted, count
         self._built: dict[tuple[tuple[int, ...], bool], list[InputSet] | str] = {}
+        self.fits: dict[tuple[int, ...], str] = {}  # sample shape -> how the images were fitted to it
 
     def get(self, sample_shape: tuple[int, ...], dynamic: bool) -> list[InputSet] | str:
-        key = (sample_shape, dynamic)
+        key = (tuple(sample_shape), dynamic)
         if key not in self._built:
-            data = _data_for(sample_shape, self.images)
-            self._built[key] = (
-                data if isinstance(data, str) else build_input_sets(data, sample_shape, dynamic, self.wanted)
-            )
+            try:
+                data = fit_images(self.images, key[0], self.count)
+            except DataError as exc:
+                self._built[key] = str(exc)
+            else:
+                self.fits[key[0]] = data.source.fit
+                self._built[key] = build_input_sets(data, key[0], dynamic, self.wanted)
         return self._built[key]
 
     def described(self) -> dict[str, str]:
@@ -100,7 +109,7 @@ def verify(
     models = open_artifacts(Path(models_dir), names)
     plan = row_plan(options.runtimes, options.devices)
     cuda_reasons = {r: cuda_problem([r]) for r, d in plan if d == "cuda"}
-    cache = InputSetCache(images, options.inputs)
+    cache = InputSetCache(images, options.inputs, options.batch_size * options.batches if options.batches else None)
     if on_rows:
         on_rows(sum(_count_batches(m, cache, options) for m in models))
     report = VerifyReport(
@@ -117,6 +126,9 @@ def verify(
         rows, found = verify_model(model, cache, options, plan, cuda_reasons, on_batch)
         report.rows.extend(rows)
         report.sensitivity.extend(found)
+        ref = model.reference
+        if ref is not None and cache.fits.get(tuple(ref.sample_shape)):
+            report.data_fits[model.name] = cache.fits[tuple(ref.sample_shape)]
     report.input_sets = cache.described()
     return report
 
@@ -192,11 +204,14 @@ def _run_sets(
     # Both call the module on one array: a model of your own with several inputs has neither (yet).
     single_input = model.reference is None or len(model.reference.sample_shapes) == 1
     check = (
-        SensitivityCheck(model.name, module, options.atol, options.rtol)
-        if options.sensitivity and single_input
+        SensitivityCheck(model.name, module, options.atol, options.rtol, mode=options.sensitivity, rows=len(live))
+        if options.sensitivity != "off" and single_input
         else None
     )
     noise = NoiseFloor(module, options.rtol) if single_input else None
+    fp64 = Fp64Reference(module) if single_input else None  # computes only where a strict check fails
+    for item in live:
+        item.fp64 = fp64
     refused: dict[tuple[str, tuple[int, ...]], str] = {}
     with runtime_for_reference(model) as reference:
         for input_set in sets:
@@ -233,13 +248,3 @@ def _run_sets(
 def runtime_for_reference(model: ModelArtifacts) -> Runtime:
     """Eager on the CPU, the reference of every row."""
     return model.open("eager", "cpu")
-
-
-def _data_for(sample_shape: tuple[int, ...], images: ImageSet) -> ImageSet | str:
-    """The images an artifact can take, or why it cannot take CIFAR10's."""
-    if sample_shape == IMAGE_SHAPE:
-        return images
-    if images.source.kind == "synthetic":
-        return synthetic_images(len(images.images), sample_shape)
-    shape = "x".join(map(str, sample_shape))
-    return f"input {shape} is not a 3x32x32 CIFAR10 image; verify it with --data synthetic"
