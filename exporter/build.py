@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import SpecError, one_line
-from poolkit.common.limits import check_sample
+from poolkit.common.limits import check_batch, check_sample
 from poolkit.exporter.spec import UNPOOL_OF, LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -152,13 +152,31 @@ def _reason(exc: BaseException) -> str:
 
 
 def output_shapes(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> list[tuple[int, ...]]:
-    """Shapes of every output for a batch (several when a pool returns indices)."""
+    """Shapes of every output for a batch (several when a pool returns indices).
+
+    Run on one sample, every layer's output recorded: a batch whose activations anywhere in the
+    model exceed the batch limit is refused naming it (a wide conv at --batch-size 65536 would ask
+    the allocator for 100 GB), and the shapes for `batch` follow from the sample's.
+    """
     import torch
 
-    with torch.inference_mode():
-        out = model(torch.zeros((batch, *input_shape)))
+    seen: list[tuple[int, ...]] = []
+
+    def record(_module: Any, _inputs: Any, output: Any) -> None:
+        outs = output if isinstance(output, tuple) else (output,)
+        seen.extend(tuple(o.shape[1:]) for o in outs if isinstance(o, torch.Tensor) and o.dim() > 0)
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    try:
+        with torch.inference_mode():
+            out = model(torch.zeros((1, *input_shape)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for shape in seen:
+        check_batch(batch, shape)
     outs = out if isinstance(out, tuple) else (out,)
-    return [tuple(o.shape) for o in outs]
+    return [(batch, *o.shape[1:]) for o in outs]
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -9,7 +9,7 @@ Which formats exist, and how each writes its file, is the format registry's (`fo
 
 from __future__ import annotations
 
-import os
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,20 +18,33 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import one_line
 from poolkit.common.files import sha256_file
+from poolkit.exporter import transaction
+from poolkit.exporter.clashes import refuse_clashes
+from poolkit.exporter.external_data import external_hashes
 from poolkit.exporter.formats.base import ArtifactWritten, ExportRequest
 from poolkit.exporter.formats.registry import artifact_filename, format_named
-from poolkit.exporter.manifest import ExportRecord, load_manifest, manifest_lock, update_manifest
+from poolkit.exporter.manifest import (
+    ExportRecord,
+    load_manifest,
+    manifest_data,
+    manifest_lock,
+    manifest_path,
+    merged_records,
+)
 from poolkit.exporter.models import BuiltModel, build_all, example_batch
 from poolkit.exporter.options import ExportOptions, check_options
 from poolkit.exporter.precision import skipped_combinations, variant_problem
 from poolkit.exporter.records import artifact_metadata, cached_record, new_record, versions
+from poolkit.exporter.transaction import staged_name
 from poolkit.exporter.variants import export_variant
-from poolkit.exporter.weights import weights_filename, write_weights
+from poolkit.exporter.weights import stage_weights, weights_filename
 from poolkit.exporter.zoo import ModelRef
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}  # the folder cannot take the file
 
 
 @dataclass
@@ -75,6 +88,7 @@ def export_models(
     run = ExportRun()
     run.notes.extend(skipped_combinations(options.formats, options.precisions))
     stamp = versions()
+    refuse_clashes(refs, load_manifest(out_dir), out_dir)  # before any user code runs or file is written
     for item in build_all(refs, options):
         staged: dict[str, Path] = {}
         try:
@@ -132,7 +146,7 @@ def _export_one(
     form = format_named(fmt)
     record = new_record(item, fmt, options, stamp)
     final = out_dir / artifact_filename(item.ref.name, fmt)
-    staged = final.with_name(f".{final.name}.{os.getpid()}.staged")
+    staged = staged_name(final)
     request = ExportRequest(
         method=record.method,
         opset=options.opset,
@@ -151,6 +165,13 @@ def _export_one(
             raise ValueError(
                 f"--opset {options.opset} asked for, but the {options.exporter} exporter wrote opset {written.opset}"
             )
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        if exc.errno in DISK_ERRORS:  # the folder, not the exporter: one line naming the path, exit 2
+            raise OSError(exc.errno, exc.strerror, str(final)) from None
+        record.status, record.error = "failed", one_line(exc)
+        record.export_seconds = round(time.perf_counter() - start, 4)
+        return record, None
     except Exception as exc:  # any exporter failure becomes a failed row, never a crash
         record.status = "failed"
         record.error = one_line(exc) + form.failure_hint(record.method, item.ref.user is not None)
@@ -165,6 +186,8 @@ def _export_one(
     record.dynamic_dims, record.compile_seconds = written.dims, written.compile_seconds
     record.path = final.name
     record.sha256 = sha256_file(staged)
+    if fmt == "onnx":  # every byte the artifact loads is hashed, its external data too
+        record.external_data = external_hashes(staged)
     record.size_bytes = staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record, staged
@@ -197,19 +220,31 @@ def _export_or_static(
 
 
 def _commit(item: BuiltModel, out_dir: Path, records: list[ExportRecord], staged: dict[str, Path]) -> None:
-    """Under the lock: weights (only when they changed), staged artifacts renamed into place, manifest entries."""
+    """Under the lock: stage the weights (only when they changed), then rename every staged file into
+    place and write the manifest as one journaled step (`transaction.py`): the folder holds the old
+    export or the new one, whole, whatever stops poolkit."""
     fresh = [r for r in records if not r.cached]
     if not fresh:
         return
     with manifest_lock(out_dir):
         weights = out_dir / weights_filename(item.ref.name)
-        weights_digest = write_weights(item.module, weights) if any(r.ok for r in fresh) else None
+        weights_digest = None
+        if any(r.ok for r in fresh):
+            weights_digest, staged_weights = stage_weights(item.module, weights)
+            if staged_weights is not None:
+                staged["weights"] = staged_weights
+        renames = [(staged[str(r.key)], out_dir / str(r.path)) for r in fresh if str(r.key) in staged]
+        replacing = {str(r.path): str(r.sha256) for r in fresh if str(r.key) in staged}
+        if "weights" in staged:
+            renames.append((staged["weights"], weights))
+            replacing[weights.name] = str(weights_digest)
         for record in fresh:
-            if str(record.key) in staged:
-                os.replace(staged.pop(str(record.key)), out_dir / str(record.path))
             if record.ok:
                 record.weights, record.weights_sha256 = weights.name, weights_digest
-        update_manifest(out_dir, fresh + _stale_others(out_dir, item, fresh, weights_digest), locked=True)
+        new = fresh + _stale_others(out_dir, item, fresh, weights_digest)
+        merged = merged_records(out_dir, new, replacing)
+        staged.clear()  # the commit owns the staged files now (it removes them only if it never started)
+        transaction.commit(out_dir, renames, manifest_path(out_dir), manifest_data(merged))
 
 
 def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], digest: str | None) -> list[ExportRecord]:

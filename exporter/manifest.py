@@ -8,6 +8,7 @@ Entries are checked when read: a malformed one is a one-line DataError naming it
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -15,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from poolkit.common.errors import DataError
-from poolkit.common.files import inside, write_json_atomic
-from poolkit.exporter.dtypes import DTYPES
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # exporter.precision's list; here so the manifest needs no onnx
+from poolkit.common.files import inside, read_regular_text, write_json_atomic
+from poolkit.common.names import is_safe_name
+from poolkit.exporter import transaction
+from poolkit.exporter.entries import PRECISIONS, check_entry, check_types
+from poolkit.exporter.transaction import JOURNAL_NAME
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 LOCK_NAME = ".manifest.lock"
 LOCK_TIMEOUT_S = 600.0  # another export holds the lock only while it renames files and rewrites the manifest
-STATUSES = ("ok", "failed")
+NOT_STORED = {"cached", "raw"}
 
 
 @dataclass
@@ -57,6 +59,8 @@ class ExportRecord:
     input_shapes: list[list[Any]] | None = None  # every input, batch axis first, when there are several
     opset_requested: int | None = None  # what --opset asked for (None: the exporter's default)
     cached: bool = field(default=False, compare=False)  # this run found it current; never stored
+    # A malformed entry read from the file, kept as it was (written back unchanged): never stored itself.
+    raw: Any = field(default=None, compare=False, repr=False)
     # Axes the artifact leaves open, by name: "batch", "channels" (torch.export formats), "height", "width". Older manifests lack it:
     # their batch axis is read from input_shape, and their images are fixed in size.
     dynamic_axes: list[str] = field(default_factory=list)
@@ -69,6 +73,9 @@ class ExportRecord:
     # and int8 files sit beside it, made from the same weights. int8: how it was quantized.
     precision: str = "fp32"
     quantization: dict[str, Any] | None = None
+    # ONNX external data: location (relative to the folder) -> sha256 of every file the artifact
+    # loads besides itself; checked before loading (`external_data.py`). Empty when it has none.
+    external_data: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +112,16 @@ class ExportRecord:
         return bool(self.import_path)
 
 
+class _Held(threading.local):
+    """Folders whose lock this thread holds (a nested update in the same thread must not wait on itself)."""
+
+    def __init__(self) -> None:
+        self.folders: set[str] = set()
+
+
+_HELD = _Held()
+
+
 def manifest_path(models_dir: Path) -> Path:
     return Path(models_dir) / MANIFEST_NAME
 
@@ -112,53 +129,39 @@ def manifest_path(models_dir: Path) -> Path:
 def load_manifest(models_dir: Path, *, required: bool = False) -> list[ExportRecord]:
     """Read the manifest; a missing file is empty unless `required`, a broken one is a DataError."""
     path = manifest_path(models_dir)
+    if (Path(models_dir) / JOURNAL_NAME).exists() and str(Path(models_dir).resolve()) not in _HELD.folders:
+        with manifest_lock(models_dir):  # an export was killed mid-commit: finish it before reading
+            pass
     if not path.exists():
         if required:
             raise DataError(f"no manifest at {path}: run 'poolkit export --format all --out {models_dir}' first")
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path, "manifest"))
         rows = data["artifacts"]
         if not isinstance(rows, list):
             raise TypeError("'artifacts' is not a list")
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         raise DataError(f"manifest {path} is not a poolkit manifest ({reason}); re-run 'poolkit export'") from None
-    return [_record(row, i, path) for i, row in enumerate(rows)]
+    records: list[ExportRecord] = []
+    for i, row in enumerate(rows):
+        try:
+            records.append(_record(row, i, path))
+        except DataError as exc:  # one bad entry never locks out the rest of the folder
+            records.append(_broken(row, i, str(exc), {r.key for r in records}))
+    return records
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "spec": (str,),
-    "format": (str,),
-    "method": (str,),
-    "status": (str,),
-    "input_shape": (list,),
-    "path": (str, type(None)),
-    "opset": (int, type(None)),
-    "sha256": (str, type(None)),
-    "size_bytes": (int, type(None)),
-    "export_seconds": (int, float),
-    "weights": (str, type(None)),
-    "weights_sha256": (str, type(None)),
-    "seed": (int,),
-    "outputs": (int,),
-    "versions": (dict,),
-    "error": (str, type(None)),
-    "exported_at": (str,),
-    "opset_requested": (int, type(None)),
-    "import_path": (str, type(None)),
-    "object_name": (str, type(None)),
-    "source_sha256": (str, type(None)),
-    "input_shapes": (list, type(None)),
-    "dynamic_axes": (list,),
-    "dynamic_dims": (dict,),
-    "compile_seconds": (int, float, type(None)),
-    "dtype": (str,),
-    "precision": (str,),
-    "quantization": (dict, type(None)),
-}
-DYNAMIC_AXES = ("batch", "channels", "height", "width")
+def _broken(row: Any, index: int, reason: str, taken: set[tuple[str, ...]]) -> ExportRecord:
+    """A failed record standing in for a malformed entry: every command reports it as that model's
+    failure (with the reason), the others work, and the entry is written back as it was until an
+    export of the same model replaces it."""
+    given = row.get("name") if isinstance(row, dict) else None
+    fmt = row.get("format") if isinstance(row, dict) else None
+    name = given if isinstance(given, str) and is_safe_name(given) else f"entry_{index}"
+    fmt = fmt if isinstance(fmt, str) and is_safe_name(fmt) and (name, fmt) not in taken else f"entry_{index}"
+    return ExportRecord(name, "", fmt, "", "failed", [], error=reason, raw=row)
 
 
 def _record(row: Any, index: int, path: Path) -> ExportRecord:
@@ -169,52 +172,29 @@ def _record(row: Any, index: int, path: Path) -> ExportRecord:
 
     if not isinstance(row, dict):
         raise bad("is not an object")
-    known = {f.name for f in fields(ExportRecord)} - {"cached"}
+    known = {f.name for f in fields(ExportRecord)} - NOT_STORED
     values = {k: v for k, v in row.items() if k in known}
-    for key, types in _TYPES.items():
-        if key in values and (not isinstance(values[key], types) or isinstance(values[key], bool)):
-            raise bad(f"has a bad '{key}' ({type(values[key]).__name__})")
+    check_types(values, bad)
     try:
         record = ExportRecord(**values)
     except TypeError:
         missing = sorted(f.name for f in fields(ExportRecord)[:6] if f.name not in values)
         raise bad(f"lacks {', '.join(missing) or 'required fields'}") from None
-    for key in ("name", "spec", "format", "method", "path", "weights", "sha256", "weights_sha256", "import_path",
-                "object_name", "source_sha256"):  # fmt: skip
-        value = getattr(record, key)
-        if isinstance(value, str) and not value.isprintable():
-            raise bad(f"has control characters in '{key}'")  # they would reach the terminal raw
-    if record.error is not None and not record.error.isprintable():
-        record.error = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in record.error)
-    if record.status not in STATUSES:
-        raise bad(f"has status '{record.status}' (ok or failed)")
-    for shape in [record.input_shape, *(record.input_shapes or [])]:
-        if not isinstance(shape, list) or not shape or not _dims_ok(shape[1:]) or not _batch_ok(shape[0]):
-            raise bad(f"has a bad input shape {shape!r}")
-    if record.precision not in PRECISIONS:
-        raise bad(f"has precision {record.precision!r} (one of {', '.join(PRECISIONS)})")
-    if record.dtype not in DTYPES:
-        raise bad(f"has dtype {record.dtype!r} (one of {', '.join(DTYPES)})")
-    if not all(isinstance(a, str) and a in DYNAMIC_AXES for a in record.dynamic_axes):
-        raise bad(f"has bad dynamic_axes {record.dynamic_axes!r} (of {', '.join(DYNAMIC_AXES)})")
-    if not all(k in DYNAMIC_AXES and isinstance(v, str) and v.isprintable() for k, v in record.dynamic_dims.items()):
-        raise bad("has bad dynamic_dims (axis name -> text)")
+    check_entry(record, path.parent, bad)
     return record
 
 
-def _dims_ok(dims: list[Any]) -> bool:
-    return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
-
-
-def _batch_ok(axis: Any) -> bool:
-    return axis == "batch" or _dims_ok([axis])
+def manifest_data(records: list[ExportRecord]) -> dict[str, Any]:
+    """The manifest file's JSON for `records` (a malformed entry as it was read)."""
+    rows = sorted(records, key=lambda r: (r.name, r.format, PRECISIONS.index(r.precision)))
+    artifacts = [
+        r.raw if r.raw is not None else {k: v for k, v in asdict(r).items() if k not in NOT_STORED} for r in rows
+    ]
+    return {"poolkit_manifest": MANIFEST_VERSION, "artifacts": artifacts}
 
 
 def save_manifest(models_dir: Path, records: list[ExportRecord]) -> Path:
-    rows = sorted(records, key=lambda r: (r.name, r.format, PRECISIONS.index(r.precision)))
-    artifacts = [{k: v for k, v in asdict(r).items() if k != "cached"} for r in rows]
-    data = {"poolkit_manifest": MANIFEST_VERSION, "artifacts": artifacts}
-    return write_json_atomic(manifest_path(models_dir), data)
+    return write_json_atomic(manifest_path(models_dir), manifest_data(records))
 
 
 @contextmanager
@@ -223,9 +203,18 @@ def manifest_lock(models_dir: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     lock_path = Path(models_dir) / LOCK_NAME
+    key = str(Path(models_dir).resolve())
+    if key in _HELD.folders:  # this process holds it already (an update inside an export's commit)
+        yield
+        return
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
-            yield
+            _HELD.folders.add(key)
+            try:
+                transaction.recover(Path(models_dir))  # a commit a killed poolkit left half done is finished first
+                yield
+            finally:
+                _HELD.folders.discard(key)
     except Timeout:
         raise DataError(
             f"another poolkit has held {lock_path} for {LOCK_TIMEOUT_S:.0f} s; if none is running, delete the file"
@@ -241,16 +230,29 @@ def update_manifest(models_dir: Path, new: list[ExportRecord], *, locked: bool =
     if not locked:
         with manifest_lock(models_dir):
             return update_manifest(models_dir, new, locked=True)
+    return save_manifest(models_dir, merged_records(models_dir, new))
+
+
+def merged_records(
+    models_dir: Path, new: list[ExportRecord], replacing: dict[str, str] | None = None
+) -> list[ExportRecord]:
+    """The manifest with `new` merged in: same (name, format) replaced, every other entry kept.
+
+    A failed record never replaces a good one whose files still match their hashes (`replacing`:
+    file name -> sha256 of what is about to be renamed over it), so a failed re-export leaves the
+    previous artifact usable (the run itself still reports the failure).
+    """
     merged = {r.key: r for r in load_manifest(models_dir)}
     for record in new:
         old = merged.get(record.key)
-        if record.ok or old is None or not still_valid(models_dir, old):
+        if record.ok or old is None or not still_valid(models_dir, old, replacing):
             merged[record.key] = record
-    return save_manifest(models_dir, list(merged.values()))
+    return list(merged.values())
 
 
-def still_valid(models_dir: Path, record: ExportRecord) -> bool:
-    """A good record whose artifact and weights files are there, inside the folder, with the hashes recorded."""
+def still_valid(models_dir: Path, record: ExportRecord, replacing: dict[str, str] | None = None) -> bool:
+    """A good record whose artifact and weights files are there, inside the folder, with the hashes
+    recorded (and would still be once the files in `replacing` are put in place)."""
     from poolkit.common.files import sha256_file
 
     if not record.ok:
@@ -258,6 +260,10 @@ def still_valid(models_dir: Path, record: ExportRecord) -> bool:
     for name, digest in ((record.path, record.sha256), (record.weights, record.weights_sha256)):
         if not name or not digest:
             return False
+        if replacing and name in replacing:
+            if replacing[name] != digest:
+                return False
+            continue
         try:
             file = inside(models_dir, name)
         except DataError:

@@ -16,9 +16,11 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import re
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,9 +109,20 @@ def _where_in(exc: BaseException, path: Path) -> str:
     return f"{path.name} line {lines[-1]}" if lines else path.name
 
 
-def _user_code() -> contextlib.AbstractContextManager[Any]:
-    """What the user's code prints goes to stderr: stdout stays poolkit's own (`--json` stays JSON)."""
-    return contextlib.redirect_stdout(sys.stderr)
+@contextlib.contextmanager
+def _user_code() -> Iterator[None]:
+    """The user's prints go to stderr (`--json` stays JSON); an `os._exit` in it is an error, not exit 0."""
+
+    def refused(code: int = 0) -> None:
+        raise SpecError(f"the code called os._exit({code}): poolkit does not let a model end the process")
+
+    real_exit = os._exit
+    os._exit = refused  # type: ignore[assignment]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        os._exit = real_exit
 
 
 def _reason(exc: BaseException) -> str:

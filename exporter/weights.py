@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poolkit.common.files import sha256_file, write_atomic
+from poolkit.common.files import sha256_file, write_bytes_atomic
+from poolkit.exporter.transaction import staged_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -15,18 +17,22 @@ def weights_filename(name: str) -> str:
     return f"{name}.weights.pt"
 
 
-def write_weights(module: nn.Module, path: Path) -> str:
-    """Save the state dict, unless the file already holds exactly these tensors; returns the file's sha256.
+def stage_weights(module: nn.Module, path: Path) -> tuple[str, Path | None]:
+    """The sha256 the weights at `path` will have, and the staged file holding them (None when
+    `path` already holds exactly these tensors); the caller renames it into place with the rest.
 
     torch.save stamps every file with a random serialization id, so rewriting equal weights would
     change the hash that the model's other records keep: equal weights are not rewritten.
     """
     import torch  # lazily: `poolkit --help` imports the exporter and must stay instant
 
-    if not weights_match(module, path):
-        state = module.state_dict()
-        write_atomic(path, lambda tmp: torch.save(state, tmp))
-    return sha256_file(path)
+    if weights_match(module, path):
+        return sha256_file(path), None
+    buffer = io.BytesIO()  # torch.save into a file aborts the whole process on a full disk
+    torch.save(module.state_dict(), buffer)
+    staged = staged_name(path)
+    write_bytes_atomic(staged, buffer.getvalue())
+    return sha256_file(staged), staged
 
 
 def weights_match(module: nn.Module, path: Path) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.common.outputs import check_outputs
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -218,8 +219,9 @@ def precision_tolerance(precision: str, atol: float, rtol: float) -> tuple[float
 
 
 def run_batch(runtime: Runtime, batch: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """The end-to-end path: host batch in (a tuple of arrays for several inputs), host arrays out."""
-    return runtime.to_numpy(runtime.infer(runtime.prepare(batch)))
+    """The end-to-end path: host batch in (a tuple of arrays for several inputs), host arrays out;
+    an output that is not a numeric array (a string, a sequence, a dict) is an `UnusableOutput`."""
+    return check_outputs(runtime.to_numpy(runtime.infer(runtime.prepare(batch))))
 
 
 def require_torch_cuda() -> None:

@@ -72,7 +72,7 @@ class TorchModuleRuntime(Runtime):
 
     def to_numpy(self, outputs: Any) -> list[np.ndarray]:
         outs = outputs if isinstance(outputs, tuple | list) else (outputs,)
-        return [o.detach().cpu().numpy() for o in outs]
+        return [o.detach().cpu().numpy() if hasattr(o, "detach") else o for o in outs]  # others: check_outputs says
 
     def close(self) -> None:
         self.module = None

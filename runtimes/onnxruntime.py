@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from poolkit.common.errors import PoolkitError
+from poolkit.common.outputs import check_onnx_output_types
 from poolkit.runtimes.base import (
     DeviceEvents,
     LayerOutputs,
@@ -89,6 +90,7 @@ class OnnxRuntime(Runtime):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_name = self.input_names[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        check_onnx_output_types([(o.name, o.type) for o in self.session.get_outputs()])
         self._graph_prepared: Any = None
 
     @classmethod

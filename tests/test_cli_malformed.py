@@ -59,27 +59,28 @@ def overwrite_rehashed(folder: Path, data: bytes, *names: str) -> None:
     save_manifest(folder, records)
 
 
-def edited_copy(good: Path, root: Path, name: str, **changes: object) -> Path:
-    """A copy of the good folder whose onnx record has `changes`."""
+def edited_copy(good: Path, root: Path, name: str, formats: tuple[str, ...] = ("onnx",), **changes: object) -> Path:
+    """A copy of the good folder whose records of `formats` have `changes` (one malformed record among
+    good ones is that artifact's failed row, not an error: test_hostile_files.py)."""
     folder = root / name
     shutil.copytree(good, folder)
     records = load_manifest(folder)
-    for r in records:
-        if r.format == "onnx":
-            for key, value in changes.items():
-                setattr(r, key, value)
+    for r in [r for r in records if r.format in formats]:
+        for key, value in changes.items():
+            setattr(r, key, value)
     save_manifest(folder, records)
     return folder
 
 
 def linked_copy(good: Path, root: Path, name: str) -> Path:
-    """A copy of the good folder whose ONNX file is a symlink to a file outside it."""
+    """A copy of the good folder whose artifact files are symlinks to files outside it."""
     folder = root / name
     shutil.copytree(good, folder)
-    outside = root / "outside.onnx"
-    shutil.copy(folder / "relu.onnx", outside)
-    (folder / "relu.onnx").unlink()
-    (folder / "relu.onnx").symlink_to(outside)
+    for file in ("relu.onnx", "relu.torchscript.pt"):
+        outside = root / f"outside-{file}"
+        shutil.copy(folder / file, outside)
+        (folder / file).unlink()
+        (folder / file).symlink_to(outside)
     return folder
 
 
@@ -149,7 +150,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
         ("no manifest", ["verify", "--models", str(tmp / "none")], 2),
         ("manifest not JSON", ["verify", "--models", str(manifest_dir(tmp, "m1", "{not json"))], 2),
         ("manifest without list", ["verify", "--models", str(manifest_dir(tmp, "m2", {"artifacts": 5}))], 2),
-        ("manifest entry not an object", ["bench", "--models", str(manifest_dir(tmp, "m3", {"artifacts": [5]}))], 2),
+        ("manifest entry not an object", ["verify", "--models", str(manifest_dir(tmp, "m3", {"artifacts": [5]}))], 2),
         (
             "manifest entry bad shape",
             [
@@ -203,11 +204,35 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             2,
         ),  # fmt: skip
         ("empty manifest", ["verify", "--models", str(manifest_dir(tmp, "m5", {"artifacts": []}))], 2),
-        ("path with ..", ["verify", "--models", str(edited_copy(good, tmp, "m6", path="../../etc/passwd"))], 2),
-        ("absolute path", ["show", "--models", str(edited_copy(good, tmp, "m7", path="/etc/passwd")), "-m", "relu"], 2),
+        (
+            "path with ..",
+            [
+                "verify",
+                "--models",
+                str(edited_copy(good, tmp, "m6", formats=("onnx", "torchscript"), path="../../etc/passwd")),
+            ],
+            2,
+        ),
+        (
+            "absolute path",
+            [
+                "show",
+                "--models",
+                str(edited_copy(good, tmp, "m7", formats=("onnx", "torchscript"), path="/etc/passwd")),
+                "-m",
+                "relu",
+            ],
+            2,
+        ),
         (
             "weights outside",
-            ["bench", "--models", str(edited_copy(good, tmp, "m8", weights="../w.pt")), "-m", "relu"],
+            [
+                "bench",
+                "--models",
+                str(edited_copy(good, tmp, "m8", formats=("onnx", "torchscript"), weights="../w.pt")),
+                "-m",
+                "relu",
+            ],
             2,
         ),
         ("link leaving the folder", ["verify", "--models", str(linked_copy(good, tmp, "m10"))], 2),

@@ -5,11 +5,12 @@ torch 2.14 deprecates torch.jit; the files still save and load, and `--format pt
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from poolkit.common.capture import captured_output
-from poolkit.common.files import write_atomic
+from poolkit.common.files import write_bytes_atomic
 from poolkit.exporter.formats.base import ArtifactFormat, ArtifactWritten, ExportRequest, SweepPath
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def export_torchscript(
             compiled = torch.jit.trace(model, example, check_trace=False)
         else:
             raise ValueError(f"unknown TorchScript method '{method}' (script or trace)")
-        write_atomic(path, lambda tmp: torch.jit.save(compiled, str(tmp)))
+        buffer = io.BytesIO()  # torch.jit.save into a file aborts the whole process on a full disk
+        torch.jit.save(compiled, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
         torch.jit.load(str(path), map_location="cpu")
     return out.warnings
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -27,6 +29,27 @@ from poolkit.common.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError
 
 DEBUG_ENV = "POOLKIT_DEBUG"  # set to 1 to let unexpected exceptions (bugs) show their traceback
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a CI timeout, systemd), raised like Ctrl-C so that the same cleanup runs:
+    staged files removed, workers stopped, the journal and manifest left whole."""
+
+
+_REPORTED: list[bool] = []  # a command's error line was printed
+_TERMINATED: list[bool] = []  # SIGTERM arrived: library code may re-raise it as a plain KeyboardInterrupt
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _TERMINATED.append(True)
+    raise Terminated
+
+
+def catch_sigterm() -> None:
+    """Without a handler, SIGTERM kills Python on the spot: no `finally`, staged files left behind."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _debug() -> bool:
@@ -37,6 +60,8 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
     """The message and exit code for any exception that reached the CLI edge."""
     if isinstance(exc, PoolkitError):
         return str(exc), exc.exit_code
+    if isinstance(exc, Terminated) or (isinstance(exc, KeyboardInterrupt) and _TERMINATED):
+        return "terminated (SIGTERM); files already written are kept", EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted; files already written are kept", EXIT_INTERRUPTED
     if isinstance(exc, OSError):
@@ -74,6 +99,7 @@ class OneLineGroup(TyperGroup):
         from poolkit.cli.output import error  # lazy: rich's console would slow `poolkit --help`
 
         saved_logging = logging.root.manager.disable
+        catch_sigterm()
         try:
             with warnings.catch_warnings():
                 if not _debug():
@@ -87,9 +113,12 @@ class OneLineGroup(TyperGroup):
         except ClickException as exc:
             error(usage_line(exc))
             code = exc.exit_code
-        except typer.Abort:
-            error("interrupted; files already written are kept")
-            code = EXIT_INTERRUPTED
+        except typer.Abort as exc:  # Click's own word for a KeyboardInterrupt (or SIGTERM) while parsing
+            message, code = one_line_error(exc.__context__ or KeyboardInterrupt())
+            error(message)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM outside a command body (while parsing)
+            message, code = one_line_error(exc)
+            error(message)
         except Exception as exc:  # noqa: BLE001 - the last boundary: one line, never a traceback
             if _debug():
                 raise
@@ -98,7 +127,15 @@ class OneLineGroup(TyperGroup):
         finally:
             logging.disable(saved_logging)
         code = code if isinstance(code, int) else EXIT_OK
+        if code == EXIT_INTERRUPTED and not _REPORTED:  # Typer swallowed an interrupt while parsing: say it
+            message, code = one_line_error(KeyboardInterrupt())
+            error(message)
         if standalone_mode:
+            if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+                # A thread a user's model started (never joined) would keep poolkit alive forever.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
             sys.exit(code)
         return code
 
@@ -131,17 +168,23 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from poolkit.cli.output import error  # lazy, as in OneLineGroup.main
+        from poolkit.cli.terminal import stdout_for_json_only  # lazy, as in OneLineGroup.main
 
         try:
-            code = fn(*args, **kwargs)
+            with stdout_for_json_only(bool(kwargs.get("json_out"))):
+                code = fn(*args, **kwargs)
         except (typer.Exit, ClickException):
             raise
         except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model
+            # Imported lazily, as in OneLineGroup.main, and here, not before the try: an interrupt
+            # during that first import of rich would escape to Typer, which turns it into a silent exit 130.
+            from poolkit.cli.output import error
+
             if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
                 raise
             message, exit_code = one_line_error(exc)
             error(message)
+            _REPORTED.append(True)
             raise typer.Exit(exit_code) from None
         raise typer.Exit(code or EXIT_OK)
 

@@ -10,18 +10,17 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from poolkit.cli.bench_render import bench_table, compare_table
 from poolkit.cli.render import export_table, sweep_table, zoo_table
+from poolkit.cli.terminal import SafeConsole, json_stream
 from poolkit.cli.verify_render import examples_table, verify_table
 from poolkit.common.files import to_plain
 from poolkit.exporter.export import STATIC_FALLBACK
@@ -38,8 +37,9 @@ if TYPE_CHECKING:
     from poolkit.verify.report import VerifyReport
     from poolkit.zoo.info import ZooRow
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
 if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
     # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
     # COLUMNS is the user's choice and stays).
@@ -49,8 +49,9 @@ if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in 
 
 def print_json(data: Any) -> None:
     """Machine output on stdout, nothing else mixed in."""
-    sys.stdout.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    out = json_stream()
+    out.write(json.dumps(to_plain(data), indent=2, default=str) + "\n")
+    out.flush()
 
 
 # C0/C1 controls, and the bidirectional overrides that make a terminal show text in another order.

@@ -87,7 +87,7 @@ def verify(
     from poolkit.verify.run import run_verify
 
     if replay is not None:
-        meta, outputs = replay_batch(replay, models, model)
+        meta, outputs = replay_batch(replay, models, model, finite(atol, "--atol"), finite(rtol, "--rtol"))
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
     writable_folder(results, "--results")

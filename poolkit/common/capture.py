@@ -16,6 +16,8 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from poolkit.common.signals import signals_held
+
 
 @dataclass
 class Captured:
@@ -50,12 +52,13 @@ def captured_output() -> Iterator[Captured]:
                 warnings.simplefilter("always")
                 yield result
         finally:
-            logging.disable(saved_disable)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, saved in saved_fds:
-                os.dup2(saved, fd)
-                os.close(saved)
+            with signals_held():  # an interrupt here would leave fds 1 and 2 in the temp file, for good
+                logging.disable(saved_disable)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                for fd, saved in saved_fds:
+                    os.dup2(saved, fd)
+                    os.close(saved)
             sink.seek(0)
             native = sink.read().decode("utf-8", "replace")
             result.text = py_buf.getvalue() + native

@@ -28,10 +28,25 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
     try:
         writer(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None or str(exc.filename) == str(tmp):  # "No space left on device": say where
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """`data` into `path` atomically. torch's own file writers abort the whole process (SIGABRT) when
+    the disk fills: serialise to memory first, then write here, where a full disk is an OSError."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return write_atomic(path, write)
 
 
 def inside(folder: Path, name: str, what: str = "manifest path") -> Path:
@@ -43,7 +58,11 @@ def inside(folder: Path, name: str, what: str = "manifest path") -> Path:
     if candidate is None or "\x00" in name or candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
         raise DataError(f"{what} {name!r} leaves the folder {folder}: refused before reading it")
     path = Path(folder) / candidate
-    if not path.resolve().is_relative_to(Path(folder).resolve()):  # a symlink pointing out
+    try:
+        leaves = not path.resolve().is_relative_to(Path(folder).resolve())
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise DataError(f"{what} {name!r} in {folder} is a symlink loop: refused before reading it") from None
+    if leaves:  # a symlink pointing out
         raise DataError(f"{what} {name!r} is a link leaving the folder {folder}: refused before reading it")
     return path
 
@@ -86,7 +105,36 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "file") as fh:  # a FIFO put in place of an artifact would block the hash
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def open_regular(path: Path, what: str = "file") -> Any:
+    """Open `path` for reading in binary, refusing anything but a regular file (a FIFO, a device, a
+    folder) with a one-line DataError: opening a FIFO would block until a writer comes, forever.
+
+    The file is opened without blocking and checked on its descriptor, so a FIFO swapped in after a
+    check cannot block either; the returned object reads normally.
+    """
+    import stat
+
+    from poolkit.common.errors import DataError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DataError(f"{what} {path} is {kind}: poolkit reads regular files only")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_text(path: Path, what: str = "file") -> str:
+    with open_regular(path, what) as fh:
+        return fh.read().decode("utf-8")

@@ -22,6 +22,7 @@ from torch import nn
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.build import rebuild_model
+from poolkit.exporter.external_data import external_problem
 from poolkit.exporter.layers import with_dtype
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
@@ -92,12 +93,25 @@ class ModelArtifacts:
         record = self.record_for(runtime)
         if record is None:
             return f"no {cls.reads if cls.reads != 'module' else 'exported'} artifact for '{self.name}'"
+        if record.raw is not None:  # a malformed manifest entry: its own reason
+            return str(record.error)
         if not record.ok:
             return f"export failed: {record.error}"
         weights = self._check("weights", record.weights, record.weights_sha256)
         if cls.reads == "module":
             return weights
-        return self._check("artifact", record.path, record.sha256) or weights
+        artifact = self._check("artifact", record.path, record.sha256)
+        if artifact is None and record.format == "onnx" and record.path:
+            artifact = self._external(record)
+        return artifact or weights
+
+    def _external(self, record: ExportRecord) -> str | None:
+        """Every byte an ONNX file loads is covered: its external data files, each against its record."""
+        key = f"external:{record.path}:{record.sha256}"
+        if key not in self._checked:
+            path = inside(self.models_dir, str(record.path))
+            self._checked[key] = external_problem(path, self.models_dir, record.external_data)
+        return self._checked[key]
 
     def variant_problem(self, record: ExportRecord) -> str | None:
         """Why a precision variant cannot be trusted: failed export, missing or changed file or weights."""
@@ -250,10 +264,7 @@ def open_artifacts(
     records = load_manifest(models_dir, required=True)
     by_model: dict[str, dict[str, ExportRecord]] = {}
     variants: dict[str, list[ExportRecord]] = {}
-    for r in records:
-        for name in (r.path, r.weights):
-            if name is not None:
-                inside(models_dir, name)  # every path refused before any file is read
+    for r in records:  # paths were checked as the manifest was read, before any file is
         if r.precision != "fp32":  # fp16/bf16/int8 files beside the artifact: verify judges them on their own
             variants.setdefault(r.name, []).append(r)
             by_model.setdefault(r.name, {})
@@ -262,11 +273,20 @@ def open_artifacts(
     if not by_model:
         raise DataError(f"{models_dir}/manifest.json lists no artifacts: run 'poolkit export' first")
     wanted = list(by_model) if not names else [_artifact_name(n, by_model, models_dir) for n in names]
+    _refuse_broken(wanted, by_model, every=not names)
     trusted = frozenset(_named_sources([*(names or []), *(trust or [])]))
     models = [ModelArtifacts(n, models_dir, by_model[n], trusted, variants.get(n, [])) for n in dict.fromkeys(wanted)]
     for model in models:
         model.check_source()
     return models
+
+
+def _refuse_broken(wanted: list[str], by_model: dict[str, dict[str, ExportRecord]], every: bool) -> None:
+    """A model asked for whose every entry is malformed is a one-line DataError; one malformed entry
+    among good ones is only that artifact's failure (its rows say why), never the folder's."""
+    broken = [n for n in wanted if all(r.raw is not None for r in by_model[n].values())]
+    if broken and (not every or len(broken) == len(wanted)):
+        raise DataError(str(next(iter(by_model[broken[0]].values())).error))
 
 
 def _named_sources(names: list[str]) -> list[tuple[str, str]]:

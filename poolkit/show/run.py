@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from poolkit.common.capture import captured_output
-from poolkit.common.errors import DataError, PoolkitError
+from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.export import ensure_exported
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import run_batch
@@ -42,8 +42,27 @@ class ShowResult:
     data_fit: str = ""  # how the images were fitted to the model's input ("" as stored)
 
 
-def output_for(runtime: Any, x: np.ndarray) -> np.ndarray:
-    return run_batch(runtime, x)[0]  # a pool returning indices: show the values
+def output_for(runtime: Any, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The first output as float32 images or rows, and how many NaN/Inf values in it are shown as 0.
+
+    An output that is not a numeric array (a string, a sequence, a dict), a scalar, or one without a
+    row per image cannot be drawn: a one-line failure (exit 1) naming it, never a crash in matplotlib.
+    """
+    try:
+        out = run_batch(runtime, x)[0]  # a pool returning indices: show the values
+    except PoolkitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unusable output, or a runtime that cannot run the file
+        raise PoolkitError(f"show: {runtime.name} cannot give an output to draw: {one_line(exc)}", 1) from None
+    if out.ndim == 0 or len(out) != len(x):
+        raise PoolkitError(
+            f"show: {runtime.name} gives an output of shape {list(out.shape)} for {len(x)} images: "
+            "no row per image to draw",
+            1,
+        )
+    out = out.astype(np.float32)
+    bad = ~np.isfinite(out)
+    return (np.where(bad, np.float32(0), out), int(bad.sum())) if bad.any() else (out, 0)
 
 
 @dataclass
@@ -132,7 +151,7 @@ def show_model(
     display = ""
     try:
         for step, (_, x, labels) in enumerate(images.batches(batch_size, batches)):
-            out = output_for(runtime, x)
+            out, non_finite = output_for(runtime, x)
             if first_batch is None:
                 first_batch = (x, out, labels)
             writer.add_images("input", x, step)
@@ -148,6 +167,8 @@ def show_model(
                 writer.add_figure("class_probabilities", bar_figure(x, probs, labels, classes, how), step)
                 display = f"bar charts of class probabilities ({how})"
                 tags = ["input", "class_probabilities"]
+            if non_finite:
+                display += f"; {non_finite:,} NaN/Inf values shown as 0"
             if on_batch:
                 on_batch()
         writer.add_text("display", f"`{spec_text}` — {display}", 0)

@@ -12,11 +12,14 @@ import numpy as np
 
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_atomic
+from poolkit.common.names import check_name
+from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import DEVICES, run_batch
 from poolkit.runtimes.registry import runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
-from poolkit.services.comparator import Accumulator, Comparison, compare
+from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, compare
+from poolkit.verify.replay_file import read_replay
 from poolkit.verify.report import VerifyOptions, VerifyRow
 
 
@@ -57,7 +60,9 @@ def save_failure(
     input_set: str = "raw",
 ) -> tuple[str, str]:
     """Write the failing batch as .npz, with what is needed to replay it in one command."""
-    path = Path(options.results_dir) / "verify_failures" / f"{row.model}.{row.format}.{row.runtime}.{row.device}.npz"
+    # Built from checked names only: a name read from a manifest never steers a write out of --results.
+    parts = [check_name(part, "name") for part in (row.model, row.format, row.runtime, row.device)]
+    path = Path(options.results_dir) / "verify_failures" / f"{'.'.join(parts)}.npz"
     meta = {
         "models_dir": str(Path(model.models_dir).resolve()),  # the replay command works from any folder
         "model": row.model,
@@ -85,33 +90,25 @@ def save_failure(
 
 
 def replay_batch(
-    path: Path, models_dir: Path, trust: list[str] | None = None
+    path: Path,
+    models_dir: Path,
+    trust: list[str] | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
 ) -> tuple[dict[str, Any], list[Comparison]]:
     """Run a saved failing batch again through the same artifact and runtime; compare with the saved eager output.
 
-    The `.npz` names the models folder it came from, but a file is not trusted to choose what code
-    runs: the artifact is opened from `models_dir` (the user's `--models`), the saved folder must be
-    that one, and the artifact's hash is checked against its manifest as in any verify.
+    The `.npz` is data only (`replay_file.py`): it names an artifact of the manifest, never code to
+    run, and never sets a tolerance (atol and rtol are the command line's). The artifact is opened
+    from `models_dir` (the user's `--models`), the saved folder must be that one, and the artifact's
+    hash is checked against its manifest as in any verify.
     """
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            meta = json.loads(str(saved["meta"]))
-            model_name, runtime, device = str(meta["model"]), str(meta["runtime"]), str(meta["device"])
-            atol, rtol, first = float(meta["atol"]), float(meta["rtol"]), int(meta["first_image"])
-            x = np.asarray(saved["input"], dtype=np.float32)
-            expected = [
-                saved[f"expected_{i}"] for i in range(len([k for k in saved.files if k.startswith("expected_")]))
-            ]
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - a malformed file fails in many ways, each a data error
-        # numpy's own hint (allow_pickle) would run code from the file: never repeat it.
-        reason = "it holds pickled objects, not arrays" if "pickle" in str(exc) else one_line(exc)
-        raise DataError(f"{path} is not a poolkit failing-batch file ({reason})") from None
-    if not expected:
-        raise DataError(f"{path} is not a poolkit failing-batch file (no expected outputs)")
+    saved = read_replay(path)
+    meta, x, expected = saved.meta, saved.input, saved.expected
+    model_name, runtime, device, first = meta["model"], meta["runtime"], meta["device"], meta["first_image"]
+    meta.update(atol=atol, rtol=rtol)  # what this replay compared with, whatever the file said
     saved_dir = str(meta.get("models_dir", ""))
-    if Path(saved_dir).resolve() != Path(models_dir).resolve():
+    if not saved_dir or Path(saved_dir).resolve() != Path(models_dir).resolve():
         raise DataError(
             f"{path} was saved for the models folder {saved_dir!r}, not {str(models_dir)!r}: "
             "pass --models with the folder you trust"
@@ -122,6 +119,9 @@ def replay_batch(
         raise DataError(f"{path}: {exc}") from None
     if device not in DEVICES:
         raise DataError(f"{path} names device {device!r} (known: {', '.join(DEVICES)})")
+    known = {r.name for r in load_manifest(Path(models_dir), required=True)}
+    if model_name not in known:  # an artifact name, never resolved as a spec or a PATH.py of code
+        raise DataError(f"{path} names the model '{model_name}', which {models_dir}/manifest.json does not have")
     (model,) = open_artifacts(Path(models_dir), [model_name], trust=trust)
     with model.open(runtime, device) as rt:
         try:

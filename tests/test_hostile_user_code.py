@@ -1,0 +1,75 @@
+"""Your own model's code cannot hang poolkit, end it silently, or break `--json` (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from poolkit.cli import app
+
+runner = CliRunner()
+NET = "import torch\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        {body}\n        return x * 2\n"
+CLI = str(Path(sys.executable).parent / "poolkit")
+
+
+def model_file(folder: Path, prelude: str = "", body: str = "pass") -> str:
+    source = folder / "net.py"
+    source.write_text(prelude + NET.format(body=body))
+    return f"{source}:Net"
+
+
+def test_a_non_daemon_thread_started_at_import_does_not_keep_poolkit_alive(tmp_path: Path) -> None:
+    spec = model_file(tmp_path, "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,)).start()\n")
+    done = subprocess.run(
+        [CLI, "export", "-m", spec, "-f", "torchscript", "--input-shape", "3x4x4", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=180,  # before the fix: waits for the thread, an hour
+    )
+    assert done.returncode == 0, done.stderr[-400:]
+    assert (tmp_path / "m" / "net_Net.torchscript.pt").is_file()
+
+
+def test_os_exit_at_import_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
+    spec = model_file(tmp_path, "import os\nos._exit(0)\n")
+    done = subprocess.run(
+        [CLI, "export", "-m", spec, "-f", "torchscript", "--input-shape", "3x4x4", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    (line,) = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and line.startswith("error: ") and "os._exit(0)" in line
+    assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_json_stays_json_when_the_model_prints(tmp_path: Path) -> None:
+    spec = model_file(tmp_path, body="print('hello from forward')")
+    out = tmp_path / "m"
+    args = ["-f", "torchscript", "--method", "trace", "--input-shape", "3x4x4", "--out", str(out)]
+    assert runner.invoke(app, ["export", "-m", spec, *args]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            "--models",
+            str(out),
+            "-m",
+            spec,
+            "--data",
+            "synthetic",
+            "--no-sensitivity",
+            "--json",
+            "--runtime",
+            "torchscript",
+            "--results",
+            str(tmp_path / "r"),
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output[-400:]
+    assert json.loads(result.stdout)["passed"] is True  # stdout is the JSON and nothing else
+    assert "hello from forward" in result.stderr
