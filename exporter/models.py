@@ -14,12 +14,12 @@ from poolkit.exporter.axes import channel_agnostic, runs_at_another_size
 from poolkit.exporter.build import build_model, output_shapes
 from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.spec import ModelSpec, default_input_shape
+from poolkit.exporter.state_dict import load_weights
 from poolkit.exporter.user_model import (
     check_forward,
     construct,
     example_shapes,
     import_user_module,
-    load_weights,
     source_sha256,
 )
 from poolkit.exporter.zoo import ModelRef

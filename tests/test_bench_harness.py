@@ -250,3 +250,16 @@ def test_threads_list_times_every_row_at_each_count(zoo_dir: Path, tmp_path: Pat
     assert (tmp_path / "bench_roofline.png").exists()
     bad = runner.invoke(app, ["bench", "--models", str(zoo_dir), "--threads", "1,0"])
     assert bad.exit_code == 2 and "bad --threads '1,0'" in bad.stderr
+
+
+def test_bench_feeds_real_images_fitted_to_the_model_input() -> None:
+    """A 1x4x4 model gets the images resized and made grayscale (as verify and show feed them), not noise."""
+    from poolkit.bench.run import fitted_data
+
+    data = np.empty((8, 3, 8, 8), dtype=np.float32)
+    data[:, 0], data[:, 1], data[:, 2] = 0.2, 0.6, 1.0  # constant colour images: resizing keeps them constant
+    fitted = fitted_data(data, (1, 4, 4), 2)
+    assert fitted.shape == (8, 1, 4, 4)  # batch 2 x 4 rotating batches
+    np.testing.assert_allclose(fitted, 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0, rtol=1e-3)
+    assert fitted_data(data, (3, 8, 8), 2) is data  # the model's own shape: the images as they are
+    assert fitted_data(data, (2, 4, 4), 2) is data  # 2 channels cannot be fitted: bench_batches draws noise

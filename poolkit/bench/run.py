@@ -42,6 +42,7 @@ from poolkit.runtimes.registry import RUNTIMES, cuda_problem, open_runtime, requ
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import load_cifar10
 from poolkit.services.environment import environment, load_warning, machine_state
+from poolkit.services.image_fit import fit_array
 
 PROFILE_SLOWDOWN = 1.5  # a runtime with a profiler this much slower than eager: profile the row and say which op
 
@@ -57,6 +58,16 @@ def bench_batches(
     reps = -(-(batch_size + step * (count - 1)) // len(data))
     tiled = np.concatenate([data] * reps)
     return [np.ascontiguousarray(tiled[j * step : j * step + batch_size]) for j in range(count)]
+
+
+def fitted_data(images: np.ndarray, sample_shape: tuple[int, ...], batch_size: int) -> np.ndarray:
+    """The real images fitted to a model's input (resized, grayscale for one channel), as verify and
+    show feed them, where the input is an image of 1 or 3 channels; otherwise the images as they are
+    (`bench_batches` then draws seeded noise at the model's shape)."""
+    shape = tuple(sample_shape)
+    if tuple(images.shape[1:]) == shape or len(shape) != 3 or shape[0] not in (1, 3) or images.ndim != 4:
+        return images
+    return fit_array(images[: batch_size * ROTATE], shape)[0]
 
 
 def reference_outputs(model: ModelArtifacts, batches: list[np.ndarray], threads: int) -> list[list[np.ndarray]] | None:
@@ -98,7 +109,7 @@ def run_bench(
             sample_shape = reference.sample_shape
             module = model.eager_module()
             for batch_size in settings.batch_sizes:
-                batches = bench_batches(images, sample_shape, batch_size)
+                batches = bench_batches(fitted_data(images, sample_shape, batch_size), sample_shape, batch_size)
                 expected = reference_outputs(model, batches, counts[0])
                 cost = model_cost(module, sample_shape, batch_size)
                 for device, threads in itertools.product(settings.devices, counts):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -116,17 +116,8 @@ def bench(
         max_time_s=max_time,
     )
     writable_folder(out, "--out")
-    if precision and len(counts) > 1:
-        raise PoolkitError("--precision times one thread count: give --threads one number")
     if precision:  # the variants of each artifact, against their own fp32 artifact
-        from poolkit.bench.precision import run_precision_bench
-        from poolkit.cli.output import print_precision_bench
-
-        bench_run, written = run_precision_bench(
-            models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, out
-        )
-        print_precision_bench(bench_run, written, json_out)
-        return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK
+        return bench_precisions(models, model, settings, counts, out, json_out)
     if self_check:
         check = run_self_check(models, model, settings.threads, settings.batch_sizes[0])
         print_self_check(check, json_out)
@@ -135,6 +126,22 @@ def bench(
         run = run_bench_command(models, model, settings, out, compare, on_step, on_total)
     print_bench(run, compare, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def bench_precisions(
+    models: Path, model: list[str] | None, settings: Any, counts: tuple[int, ...], out: Path, json_out: bool
+) -> int:
+    """`bench --precision`: each variant timed beside its fp32 artifact on one thread count."""
+    from poolkit.bench.precision import run_precision_bench
+    from poolkit.cli.output import print_precision_bench
+
+    if len(counts) > 1:
+        raise PoolkitError("--precision times one thread count: give --threads one number")
+    bench_run, written = run_precision_bench(
+        models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, out
+    )
+    print_precision_bench(bench_run, written, json_out)
+    return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK
 
 
 def adaptive_target(min_time: float | None, max_time: float | None, ci_target: float | None) -> float:

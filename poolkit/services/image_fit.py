@@ -45,7 +45,19 @@ def fit_images(images: ImageSet, sample_shape: tuple[int, ...], count: int | Non
             f"input {shape} has {channels} channels: CIFAR10 images have 3 (or 1, as grayscale); "
             "use --data synthetic for other channel counts"
         )
-    x = torch.from_numpy(images.images[:count] if count else images.images)
+    fitted, steps = fit_array(images.images[:count] if count else images.images, sample_shape)
+    labels = images.labels[: len(fitted)]
+    source = dataclasses.replace(images.source, images=len(fitted), fit="; ".join(steps))
+    return ImageSet(source, fitted, labels)
+
+
+def fit_array(images: np.ndarray, sample_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """NCHW float images resized to `sample_shape`'s height and width and, for one channel, made
+    grayscale; with the steps taken, in words. The caller has checked that `sample_shape` is an image
+    of 1 or 3 channels (bench's data uses this too, so every command feeds the same fitted images)."""
+    channels, height, width = sample_shape
+    stored = tuple(images.shape[1:])
+    x = torch.from_numpy(np.ascontiguousarray(images))
     steps = []
     if (height, width) != stored[1:]:
         x = v2.Resize((height, width), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)(x)
@@ -55,7 +67,4 @@ def fit_images(images: ImageSet, sample_shape: tuple[int, ...], count: int | Non
     if channels == 1 and stored[0] != 1:
         x = v2.Grayscale(num_output_channels=1)(x)
         steps.append("converted to grayscale (transforms.v2.Grayscale, ITU-R 601-2 luma)")
-    fitted = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-    labels = images.labels[: len(fitted)]
-    source = dataclasses.replace(images.source, images=len(fitted), fit="; ".join(steps))
-    return ImageSet(source, fitted, labels)
+    return np.ascontiguousarray(x.numpy(), dtype=np.float32), steps
