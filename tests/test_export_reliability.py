@@ -38,7 +38,11 @@ def test_second_export_is_cached_and_rewrites_nothing(relu_dir: Path) -> None:
     before = snapshot(relu_dir)
     mtimes = {p.name: p.stat().st_mtime_ns for p in relu_dir.iterdir()}
     run = export_models(resolve_models(["relu"]), relu_dir, ExportOptions())
-    assert [(r.format, r.cached, r.ok) for r in run.records] == [("torchscript", True, True), ("onnx", True, True)]
+    assert [(r.format, r.cached, r.ok) for r in run.records] == [
+        ("torchscript", True, True),
+        ("onnx", True, True),
+        ("pt2", True, True),
+    ]
     assert snapshot(relu_dir) == before
     assert {p.name: p.stat().st_mtime_ns for p in relu_dir.iterdir() if p.name != ".manifest.lock"} == {
         k: v for k, v in mtimes.items() if k != ".manifest.lock"
@@ -55,7 +59,7 @@ def test_second_export_is_cached_and_rewrites_nothing(relu_dir: Path) -> None:
 def test_a_changed_file_is_not_cached(relu_dir: Path) -> None:
     (relu_dir / "relu.onnx").write_bytes(b"tampered")
     run = export_models(resolve_models(["relu"]), relu_dir, ExportOptions())
-    assert {r.format: r.cached for r in run.records} == {"torchscript": True, "onnx": False}
+    assert {r.format: r.cached for r in run.records} == {"torchscript": True, "onnx": False, "pt2": True}
     assert open_artifacts(relu_dir, ["relu"])[0].problem("onnxruntime") is None
 
 
