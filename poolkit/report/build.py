@@ -113,8 +113,13 @@ def render(found: Results, out: Path) -> tuple[str, dict[str, str], list[str]]:
     The pictures are scaled in threads while the template renders; they go into the page last.
     """
     figures = views.figures(found)
-    ctx = context(found, out, figures)
-    html, picture_notes = figures.pictures.fill(template_env().get_template("report.html.j2").render(**ctx))
+    try:
+        ctx = context(found, out, figures)
+        page = template_env().get_template("report.html.j2").render(**ctx)
+    except BaseException:
+        figures.pictures.close()  # a malformed file: no worker thread may outlive the command
+        raise
+    html, picture_notes = figures.pictures.fill(page)
     return html, ctx["states"], list(ctx["missing"].values()) + picture_notes
 
 

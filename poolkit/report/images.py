@@ -104,6 +104,10 @@ class Pictures:
         self._alts.append((name, alt))
         return Markup(f"<!--poolkit-picture:{len(self._alts) - 1}-->")
 
+    def close(self) -> None:
+        """Stop the pool without the page (its threads are joined: none outlives the command)."""
+        self._pool.shutdown(cancel_futures=True)
+
     def fill(self, html: str) -> tuple[str, list[str]]:
         """The page with every picture in place, and the notes about those not shown."""
         try:
