@@ -209,7 +209,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             [
                 "verify",
                 "--models",
-                str(edited_copy(good, tmp, "m6", formats=("onnx", "torchscript"), path="../../etc/passwd")),
+                str(edited_copy(good, tmp, "m6", formats=("onnx", "torchscript", "pt2"), path="../../etc/passwd")),
             ],
             2,
         ),
@@ -218,7 +218,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             [
                 "show",
                 "--models",
-                str(edited_copy(good, tmp, "m7", formats=("onnx", "torchscript"), path="/etc/passwd")),
+                str(edited_copy(good, tmp, "m7", formats=("onnx", "torchscript", "pt2"), path="/etc/passwd")),
                 "-m",
                 "relu",
             ],
@@ -229,7 +229,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             [
                 "bench",
                 "--models",
-                str(edited_copy(good, tmp, "m8", formats=("onnx", "torchscript"), weights="../w.pt")),
+                str(edited_copy(good, tmp, "m8", formats=("onnx", "torchscript", "pt2"), weights="../w.pt")),
                 "-m",
                 "relu",
             ],
@@ -531,11 +531,12 @@ def test_bare_poolkit_shows_the_help_not_an_error() -> None:
 
 
 def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
-    """'use --data synthetic' must not fail the same way: synthetic images take the model's shape."""
-    args = ["show", "-m", "conv(1,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
+    """'use --data synthetic' must not fail the same way: synthetic images take the model's shape.
+    (A 1-channel model gets CIFAR10 in grayscale; two channels cannot be fitted and get the hint.)"""
+    args = ["show", "-m", "conv(2,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
     args += ["--logdir", str(tmp_path / "logs"), "--batches", "1"]
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "(use --data synthetic)" in result.stderr
+    assert result.exit_code == 2 and "use --data synthetic" in result.stderr
     result = runner.invoke(app, [*args, "--data", "synthetic"])
     assert result.exit_code == 0, result.stderr
     assert "output 64x3x30x30" in result.stdout

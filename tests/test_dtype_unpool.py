@@ -165,7 +165,7 @@ def test_dtype_recorded_and_artifacts_take_float32(typed_dir: Path) -> None:
     assert {r.format: r.dtype for r in records} == {"torchscript": "float16", "onnx": "float16", "pt2": "float16"}
     x = np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32)
     for record in records:
-        runtime = "torchscript" if record.format == "torchscript" else "onnxruntime"
+        runtime = {"torchscript": "torchscript", "onnx": "onnxruntime", "pt2": "export"}[record.format]
         with open_runtime(runtime, typed_dir / str(record.path), "cpu") as rt:
             (out,) = run_batch(rt, x)
         assert out.dtype == np.float16 and out.shape == (2, 6, 30, 30)
