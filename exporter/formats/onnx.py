@@ -158,6 +158,7 @@ declared = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] f
 class OnnxFormat(ArtifactFormat):
     name = "onnx"
     suffix = ".onnx"
+    open_channels = True  # pools and activations: the tutorials' 1-channel tensors run through the file
     methods = EXPORTERS
     method_option = "exporter"
     uses_opset = True
