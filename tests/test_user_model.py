@@ -107,7 +107,7 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_export_records_source_weights_and_both_formats(user_dir: Path) -> None:
     records = {r.key: r for r in load_manifest(user_dir / "models")}
-    assert set(records) == {(n, f) for n in ("cnn_SmallCNN", "two_TwoHeads") for f in ("onnx", "torchscript")}
+    assert set(records) == {(n, f) for n in ("cnn_SmallCNN", "two_TwoHeads") for f in ("onnx", "torchscript", "pt2")}
     cnn = records[("cnn_SmallCNN", "onnx")]
     assert cnn.ok and cnn.import_path == str(user_dir / "cnn.py") and cnn.object_name == "SmallCNN"
     assert cnn.source_sha256 == sha256_file(user_dir / "cnn.py")
