@@ -76,7 +76,7 @@ def linked_copy(good: Path, root: Path, name: str) -> Path:
     """A copy of the good folder whose artifact files are symlinks to files outside it."""
     folder = root / name
     shutil.copytree(good, folder)
-    for file in ("relu.onnx", "relu.torchscript.pt"):
+    for file in ("relu.onnx", "relu.torchscript.pt", "relu.pt2"):
         outside = root / f"outside-{file}"
         shutil.copy(folder / file, outside)
         (folder / file).unlink()
@@ -532,11 +532,12 @@ def test_bare_poolkit_shows_the_help_not_an_error() -> None:
 
 def test_the_show_hint_for_other_inputs_works(tmp_path: Path) -> None:
     """'use --data synthetic' must not fail the same way: synthetic images take the model's shape.
-    (A 1-channel model gets CIFAR10 in grayscale; two channels cannot be fitted and get the hint.)"""
-    args = ["show", "-m", "conv(2,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
-    args += ["--logdir", str(tmp_path / "logs"), "--batches", "1"]
-    result = runner.invoke(app, args)
+    (Two channels cannot be fitted to CIFAR10 and get the hint; a 1-channel model runs on synthetic data.)"""
+    hint = ["show", "-m", "conv(2,3,k=3)", "--models", str(tmp_path / "m2"), "--png", str(tmp_path / "png")]
+    result = runner.invoke(app, [*hint, "--logdir", str(tmp_path / "logs"), "--batches", "1"])
     assert result.exit_code == 2 and "use --data synthetic" in result.stderr
+    args = ["show", "-m", "conv(1,3,k=3)", "--models", str(tmp_path / "m"), "--png", str(tmp_path / "png")]
+    args += ["--logdir", str(tmp_path / "logs"), "--batches", "1"]
     result = runner.invoke(app, [*args, "--data", "synthetic"])
     assert result.exit_code == 0, result.stderr
     assert "output 64x3x30x30" in result.stdout
