@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from poolkit.report.fmt import g, matrix
 from poolkit.report.views import SensitivityLine
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "results"  # the demo's committed verify, examples, bench and sweep results
+# The demo's committed verify, examples, bench and sweep results, copied when this module is collected
+# (before any test runs): CLI tests elsewhere in the suite that use the default --results folder
+# rewrite the checkout's results/, and the report tests must read what was committed.
+COMMITTED = Path(tempfile.mkdtemp(prefix="poolkit-committed-")) / "results"
+shutil.copytree(ROOT / "results", COMMITTED)
 DEMO_MODELS = ("conv", "relu")
 
 
