@@ -33,7 +33,9 @@ def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The zoo models exported for the seeds' small single-channel inputs."""
     out = tmp_path_factory.mktemp("worked")
     for name, x, _, _ in EXAMPLES:
-        options = ExportOptions(input_shape=tuple(x.shape[1:]))
+        # The formats these examples run through; torch.export's Dim.AUTO program of maxpool_ceil refuses
+        # the tutorials' tiny inputs (README, pt2 section), which is the sweep's finding, not these tests'.
+        options = ExportOptions(input_shape=tuple(x.shape[1:]), formats=("torchscript", "onnx"))
         run = export_models([resolve_model(name)], out, options)
         assert not run.failed
     return out
