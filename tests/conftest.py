@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,22 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = export_models(resolve_models(None), out, ExportOptions())
     assert not run.failed, [r.error for r in run.failed]
     return out
+
+
+@pytest.fixture(scope="module")
+def relu_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """relu exported as `poolkit export` does by default (one folder per test module)."""
+    out = tmp_path_factory.mktemp("relu_models")
+    assert not export_models(resolve_models(["relu"]), out, ExportOptions()).failed
+    return out
+
+
+@pytest.fixture
+def models(relu_models: Path, tmp_path: Path) -> Path:
+    """A private copy of the relu folder, to tamper with."""
+    folder = tmp_path / "models"
+    shutil.copytree(relu_models, folder)
+    return folder
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -27,21 +27,6 @@ from poolkit.services.artifacts import open_artifacts
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def relu_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("relu_models")
-    assert not export_models(resolve_models(["relu"]), out, ExportOptions()).failed
-    return out
-
-
-@pytest.fixture
-def models(relu_models: Path, tmp_path: Path) -> Path:
-    """A private copy of the relu folder, to tamper with."""
-    folder = tmp_path / "models"
-    shutil.copytree(relu_models, folder)
-    return folder
-
-
 def files_of(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

@@ -5,7 +5,6 @@ NaN everywhere. Each is a failed row or one error line with the documented exit 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +16,9 @@ from typer.testing import CliRunner
 
 from poolkit.cli import app
 from poolkit.common.files import sha256_file
-from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.manifest import load_manifest, save_manifest
-from poolkit.exporter.zoo import resolve_models
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def relu_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("relu_models")
-    assert not export_models(resolve_models(["relu"]), out, ExportOptions()).failed
-    return out
-
-
-@pytest.fixture
-def models(relu_models: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "models"
-    shutil.copytree(relu_models, folder)
-    return folder
 
 
 def onnx_with(folder: Path, nodes: list[onnx.NodeProto], output: onnx.ValueInfoProto, opset: int = 17) -> None:
