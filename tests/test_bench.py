@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from poolkit.bench.cost import model_cost
 from poolkit.bench.measurement import BenchSettings
-from poolkit.bench.report import compare_runs, load_report, write_reports
+from poolkit.bench.report import changes_since, load_report, write_reports
 from poolkit.bench.run import run_bench
 from poolkit.cli import app
 from poolkit.exporter.build import build_model
@@ -146,18 +146,18 @@ def test_compare_flags_only_real_changes(tmp_path: Path) -> None:
     base = [1.0 + 0.01 * (i % 7) for i in range(50)]
     old = [measurement(base, runtime=r) for r in ("eager", "torchscript", "onnxruntime")]
     slow = [measurement([100 * s for s in base], runtime=r) for r in ("eager", "torchscript", "onnxruntime")]
-    changes = compare_runs(old, slow)
+    changes = changes_since(old, slow)
     assert [c.verdict for c in changes] == ["regression"] * 3
     assert changes[0].change_pct == pytest.approx(9900.0)
-    assert [c.verdict for c in compare_runs(slow, old)] == ["improvement"] * 3
-    assert [c.verdict for c in compare_runs(old, old)] == ["within noise"] * 3
+    assert [c.verdict for c in changes_since(slow, old)] == ["improvement"] * 3
+    assert [c.verdict for c in changes_since(old, old)] == ["within noise"] * 3
     # through the saved JSON and the CLI: the report written by write_reports loads back the same rows
     from poolkit.bench.measurement import BenchReport, BenchSettings
 
     write_reports(BenchReport({"cpu": "test"}, BenchSettings(), "synthetic", slow), tmp_path, stem="slow")
     loaded = load_report(tmp_path / "slow.json")
     assert [m.latency_ms.p50 for m in loaded] == [m.latency_ms.p50 for m in slow]
-    assert [c.verdict for c in compare_runs(old, loaded)] == ["regression"] * 3
+    assert [c.verdict for c in changes_since(old, loaded)] == ["regression"] * 3
 
 
 def test_bench_usage_errors(zoo_dir: Path) -> None:

@@ -16,13 +16,13 @@ from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
 from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement, add_speedups
-from poolkit.bench.report import compare_runs
+from poolkit.bench.report import changes_since
 from poolkit.bench.run import needs_profile, run_bench
 from poolkit.bench.scheduler import OpenRow, round_counts, sample_interleaved
-from poolkit.bench.stats import compare_samples, hodges_lehmann, summarize
+from poolkit.bench.stats import shift_test, hodges_lehmann, summarize
 from poolkit.bench.timer import LocalTimer, Round, dominant_op
 from poolkit.cli import app
-from poolkit.cli.bench_render import bench_table, compare_table
+from poolkit.cli.bench_render import bench_table, changes_table
 from poolkit.common.errors import PoolkitError
 from poolkit.runtimes.base import TimingSettings
 from poolkit.runtimes.eager import capture_torch_graph
@@ -287,13 +287,13 @@ def test_mann_whitney_finds_a_shift_that_overlapping_intervals_miss() -> None:
     b = [x + 0.1 for x in a]
     sa, sb = summarize(a), summarize(b)
     assert sb.ci95_low < sa.ci95_high  # the old rule would say "within noise"
-    test = compare_samples(a, b)
+    test = shift_test(a, b)
     assert test.p_value == pytest.approx(mannwhitneyu(b, a, alternative="two-sided").pvalue)
     assert test.p_value < 0.05 and test.shift == pytest.approx(0.1) and test.shift_low > 0 and test.significant
-    (change,) = compare_runs([measurement([x * 1e3 for x in a])], [measurement([x * 1e3 for x in b])])
+    (change,) = changes_since([measurement([x * 1e3 for x in a])], [measurement([x * 1e3 for x in b])])
     assert change.verdict == "regression" and change.shift_ms == pytest.approx(100.0)
     assert (change.old_n, change.new_n) == (200, 200)
-    same = compare_samples(a, a)
+    same = shift_test(a, a)
     assert same.shift == 0.0 and not same.significant
 
 
@@ -363,9 +363,9 @@ def test_cli_table_at_80_columns_names_every_model(zoo_dir: Path, monkeypatch: p
 
 def test_compare_table_shows_shift_and_p_value() -> None:
     a = [1.0 + (i % 10) / 100 for i in range(100)]
-    changes = compare_runs([measurement(a)], [measurement([2 * x for x in a])])
+    changes = changes_since([measurement(a)], [measurement([2 * x for x in a])])
     console = Console(width=200, record=True, color_system=None)
-    console.print(compare_table(changes, "old.json"))
+    console.print(changes_table(changes, "old.json"))
     text = console.export_text()
     assert "regression" in text and "+1.045 [+1.030, +1.060]" in text
 

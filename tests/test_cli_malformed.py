@@ -262,7 +262,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
             2,
         ),  # fmt: skip
         # bench --compare
-        ("compare not JSON", ["bench", "-m", "relu", *models, "--compare", str(afile)], 2),
+        ("compare not JSON", ["bench", "-m", "relu", *models, "--baseline", str(afile)], 2),
         (
             "compare bad samples",
             [
@@ -270,7 +270,7 @@ def cases(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
                 "-m",
                 "relu",
                 *models,
-                "--compare",
+                "--baseline",
                 str(
                     _write(
                         tmp / "cmp.json",
@@ -360,7 +360,7 @@ def later_options(tmp: Path, good: Path) -> list[tuple[str, list[str], int]]:
     def compare(name: str, schema: object = 3, **row: object) -> list[str]:
         return [
             *bench,
-            "--compare",
+            "--baseline",
             str(_write(tmp / f"{name}.json", {"schema": schema, "measurements": [sample | row]})),
         ]
 

@@ -1,4 +1,4 @@
-"""Bench results on disk (JSON, CSV, the PNG charts, written atomically) and `--compare` against an old run."""
+"""Bench results on disk (JSON, CSV, the PNG charts, written atomically) and `--baseline`: the changes since an old run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from poolkit.bench.charts import write_chart, write_roofline
 from poolkit.bench.measurement import BENCH_SCHEMA, BenchReport, Measurement
-from poolkit.bench.stats import compare_samples
+from poolkit.bench.stats import shift_test
 from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_json_atomic, write_text_atomic
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
@@ -63,7 +63,7 @@ def write_reports(report: BenchReport, out_dir: Path, stem: str = "bench") -> di
 
 
 def load_report(path: Path) -> list[Measurement]:
-    """Measurements of a saved bench JSON (for --compare), rebuilt from their raw samples.
+    """Measurements of a saved bench JSON (for --baseline), rebuilt from their raw samples.
 
     Only what the comparison reads is kept (the row's key, status and samples), and each of those is
     checked: a negative, NaN or absurd sample, or a row without samples, would otherwise become a
@@ -72,21 +72,21 @@ def load_report(path: Path) -> list[Measurement]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise DataError(f"--compare {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"--baseline {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
-        raise DataError(f"--compare {path}: not a poolkit bench JSON (no 'measurements' list)")
+        raise DataError(f"--baseline {path}: not a poolkit bench JSON (no 'measurements' list)")
     schema = data.get("schema")
     if type(schema) is not int or not MIN_COMPARE_SCHEMA <= schema <= BENCH_SCHEMA:
         raise DataError(
-            f"--compare {path}: bench JSON schema {schema!r}; this poolkit compares schemas "
+            f"--baseline {path}: bench JSON schema {schema!r}; this poolkit reads schemas "
             f"{MIN_COMPARE_SCHEMA} to {BENCH_SCHEMA} (files that keep raw samples)"
         )
-    return [_compared_row(path, i, row) for i, row in enumerate(data["measurements"])]
+    return [_baseline_row(path, i, row) for i, row in enumerate(data["measurements"])]
 
 
-def _compared_row(path: Path, index: int, row: Any) -> Measurement:
+def _baseline_row(path: Path, index: int, row: Any) -> Measurement:
     def bad(why: str) -> DataError:
-        return DataError(f"--compare {path}: measurement {index} {why}")
+        return DataError(f"--baseline {path}: measurement {index} {why}")
 
     if not isinstance(row, dict):
         raise bad("is not an object")
@@ -132,7 +132,7 @@ class Change:
     new_n: int = 0
 
 
-def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]:
+def changes_since(old: list[Measurement], new: list[Measurement]) -> list[Change]:
     """Rows present in both runs, tested on their raw samples (Mann-Whitney U, Hodges-Lehmann shift).
 
     A change is called only when the test rejects at 5 % and the shift's 95 % interval excludes
@@ -147,7 +147,7 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
             continue
         a, b = before.latency_ms, m.latency_ms
         assert a is not None  # only rows with samples were kept
-        test = compare_samples(before.samples_ms, m.samples_ms)
+        test = shift_test(before.samples_ms, m.samples_ms)
         verdict = "within noise"
         if test.significant:
             verdict = "regression" if test.shift > 0 else "improvement"
@@ -169,4 +169,4 @@ def compare_runs(old: list[Measurement], new: list[Measurement]) -> list[Change]
     return changes
 
 
-__all__ = ["write_reports", "load_report", "compare_runs", "Change", "to_plain"]
+__all__ = ["write_reports", "load_report", "changes_since", "Change", "to_plain"]

@@ -27,7 +27,7 @@ from poolkit.bench.cost import model_cost
 from poolkit.bench.loop import Clock
 from poolkit.bench.measurement import BASELINE_RUNTIME, BenchReport, BenchSettings, Measurement, add_speedups
 from poolkit.bench.outputs import ROTATE
-from poolkit.bench.report import Change, compare_runs, load_report, write_reports
+from poolkit.bench.report import Change, changes_since, load_report, write_reports
 from poolkit.bench.roofs import HostRoofs, measure_host_roofs
 from poolkit.bench.scheduler import OpenRow, sample_interleaved
 from poolkit.bench.stats import summarize
@@ -216,11 +216,11 @@ def provider_matches(device: str, provider: str) -> bool:
 
 @dataclass
 class BenchRun:
-    """What `poolkit bench` produced: the report, the files written, the comparison asked for."""
+    """What `poolkit bench` produced: the report, the files written, the changes since a --baseline run."""
 
     report: BenchReport
     files: dict[str, Path]
-    compare: list[Change] | None = None
+    changes: list[Change] | None = None  # against --baseline, when one was given
     exported: list[str] = field(default_factory=list)
 
     @property
@@ -248,12 +248,12 @@ def run_bench_command(
     names: list[str] | None,
     settings: BenchSettings,
     out: Path,
-    compare: Path | None = None,
+    baseline: Path | None = None,
     on_step: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> BenchRun:
-    """What `poolkit bench` does: check the inputs, export what is missing, bench, write, compare."""
-    old = load_report(compare) if compare else None  # a bad --compare file fails before any timing
+    """What `poolkit bench` does: check the inputs, export what is missing, bench, write, set against the baseline."""
+    old = load_report(baseline) if baseline else None  # a bad --baseline file fails before any timing
     check_settings(settings)
     refs = resolve_models(names)
     exported = ensure_exported(refs, models_dir)
@@ -272,5 +272,5 @@ def run_bench_command(
     if warning:
         report.notes.append(warning)
     files = write_reports(report, out)
-    changes = compare_runs(old, report.measurements) if old is not None else None
+    changes = changes_since(old, report.measurements) if old is not None else None
     return BenchRun(report, files, changes, exported)

@@ -145,9 +145,9 @@ def hodges_lehmann(a: list[float], b: list[float]) -> tuple[float, float, float]
     return float(np.median(diffs)), float(diffs[k - 1]), float(diffs[len(diffs) - k])
 
 
-def compare_samples(a: list[float], b: list[float]) -> Shift:
+def shift_test(a: list[float], b: list[float]) -> Shift:
     """Mann-Whitney U (two-sided, scipy.stats) on raw samples, with the Hodges-Lehmann shift of b against a."""
-    from scipy.stats import mannwhitneyu  # lazily: scipy takes a while to import and only --compare needs it
+    from scipy.stats import mannwhitneyu  # lazily: scipy takes a while to import and only --baseline needs it
 
     if not a or not b:
         raise ValueError("no samples")

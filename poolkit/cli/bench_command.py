@@ -72,7 +72,10 @@ def bench(
         "models"
     ),
     out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
-    compare: Annotated[Path | None, typer.Option(help="An earlier bench.json to compare with.")] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", "--compare", help="An earlier bench.json: each row is tested for a change since it."),
+    ] = None,
     self_check: Annotated[
         bool,
         typer.Option(
@@ -123,8 +126,8 @@ def bench(
         print_self_check(check, json_out)
         return EXIT_OK if check["all_passed"] else EXIT_FAILED
     with progress_callbacks("bench") as (on_total, on_step):
-        run = run_bench_command(models, model, settings, out, compare, on_step, on_total)
-    print_bench(run, compare, json_out)
+        run = run_bench_command(models, model, settings, out, baseline, on_step, on_total)
+    print_bench(run, baseline, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""The bench and --compare tables: every row names its model, no cell is ever cut, notes explain the rest."""
+"""The bench and --baseline tables: every row names its model, no cell is ever cut, notes explain the rest."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
     return notes
 
 
-def compare_table(changes: list[Change], old_path: str) -> Table:
+def changes_table(changes: list[Change], old_path: str) -> Table:
     table = Table(title=f"change against {old_path} (p50, ms; Mann-Whitney U on the raw samples, 5 % level)")
     columns = ("model", "runtime", "device", "batch", "old", "new", "change", "shift [95% CI]", "p", "verdict")
     for col in columns:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from poolkit.cli.bench_render import bench_table, compare_table
+from poolkit.cli.bench_render import bench_table, changes_table
 from poolkit.cli.render import export_table, sweep_table, zoo_table
 from poolkit.cli.terminal import SafeConsole, json_stream
 from poolkit.cli.verify_render import examples_table, verify_table
@@ -182,15 +182,15 @@ def print_replay(meta: dict[str, Any], results: list[Comparison], json_out: bool
         )
 
 
-def print_bench(run: BenchRun, compare: Path | None, json_out: bool) -> None:
+def print_bench(run: BenchRun, baseline: Path | None, json_out: bool) -> None:
     if run.exported:
         note(f"exported {', '.join(run.exported)} first")
     if json_out:
-        print_json({"report": run.report, "files": {k: str(v) for k, v in run.files.items()}, "compare": run.compare})
+        print_json({"report": run.report, "files": {k: str(v) for k, v in run.files.items()}, "changes": run.changes})
         return
     console.print(bench_table(run.report, console.width))
-    if run.compare is not None:
-        console.print(compare_table(run.compare, str(compare)))
+    if run.changes is not None:
+        console.print(changes_table(run.changes, str(baseline)))
     console.print(f"[dim]written: {escape(', '.join(str(p) for p in run.files.values()))}[/dim]")
 
 
