@@ -209,6 +209,8 @@ class LocalTimer:
         self.loaded, self.cursor = 0, 0
         self._events = self._given_events or rt.device_events()
         warm = self._timed(warmup, CheckTally()).host_s if warmup else []
+        if self.timing.spinning and self.cls.has_spinning:
+            self.settle()  # the warm-up spun the threads too: the next runtime's first round must not meet them
         return Opened(load, first, rt.provider, warm)
 
     def _timed(self, n: int, tally: CheckTally) -> Samples:
