@@ -19,7 +19,7 @@ from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement, a
 from poolkit.bench.report import changes_since
 from poolkit.bench.run import needs_profile, run_bench
 from poolkit.bench.scheduler import OpenRow, round_counts, sample_interleaved
-from poolkit.bench.stats import shift_test, hodges_lehmann, summarize
+from poolkit.bench.stats import hodges_lehmann, shift_test, summarize
 from poolkit.bench.timer import LocalTimer, Round, dominant_op
 from poolkit.cli import app
 from poolkit.cli.bench_render import bench_table, changes_table

@@ -74,7 +74,9 @@ def bench(
     out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
     baseline: Annotated[
         Path | None,
-        typer.Option("--baseline", "--compare", help="An earlier bench.json: each row is tested for a change since it."),
+        typer.Option(
+            "--baseline", "--compare", help="An earlier bench.json: each row is tested for a change since it."
+        ),
     ] = None,
     self_check: Annotated[
         bool,
