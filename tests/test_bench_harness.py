@@ -286,8 +286,14 @@ def test_bench_feeds_real_images_fitted_to_the_model_input() -> None:
 
     data = np.empty((8, 3, 8, 8), dtype=np.float32)
     data[:, 0], data[:, 1], data[:, 2] = 0.2, 0.6, 1.0  # constant colour images: resizing keeps them constant
-    fitted = fitted_data(data, (1, 4, 4), 2)
+    fitted, steps = fitted_data(data, (1, 4, 4), 2)
     assert fitted.shape == (8, 1, 4, 4)  # batch 2 x 4 rotating batches
     np.testing.assert_allclose(fitted, 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0, rtol=1e-3)
-    assert fitted_data(data, (3, 8, 8), 2) is data  # the model's own shape: the images as they are
-    assert fitted_data(data, (2, 4, 4), 2) is data  # 2 channels cannot be fitted: bench_batches draws noise
+    assert steps == [
+        "resized 8x8 → 4x4 (torchvision transforms.v2.Resize, bilinear, antialias)",
+        "converted to grayscale (transforms.v2.Grayscale, ITU-R 601-2 luma)",
+    ]  # the report's notes say what was fed
+    same, none = fitted_data(data, (3, 8, 8), 2)
+    assert same is data and none == []  # the model's own shape: the images as they are
+    noise, said = fitted_data(data, (2, 4, 4), 2)
+    assert noise is data and said == ["seeded noise at 2x4x4 (not an image of 1 or 3 channels)"]

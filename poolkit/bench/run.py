@@ -60,14 +60,16 @@ def bench_batches(
     return [np.ascontiguousarray(tiled[j * step : j * step + batch_size]) for j in range(count)]
 
 
-def fitted_data(images: np.ndarray, sample_shape: tuple[int, ...], batch_size: int) -> np.ndarray:
+def fitted_data(images: np.ndarray, sample_shape: tuple[int, ...], batch_size: int) -> tuple[np.ndarray, list[str]]:
     """The real images fitted to a model's input (resized, grayscale for one channel), as verify and
-    show feed them, where the input is an image of 1 or 3 channels; otherwise the images as they are
-    (`bench_batches` then draws seeded noise at the model's shape)."""
+    show feed them, where the input is an image of 1 or 3 channels, with the steps in words; otherwise
+    the images as they are (`bench_batches` then draws seeded noise at the model's shape)."""
     shape = tuple(sample_shape)
-    if tuple(images.shape[1:]) == shape or len(shape) != 3 or shape[0] not in (1, 3) or images.ndim != 4:
-        return images
-    return fit_array(images[: batch_size * ROTATE], shape)[0]
+    if tuple(images.shape[1:]) == shape or images.ndim != 4:
+        return images, []
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        return images, [f"seeded noise at {'x'.join(map(str, shape))} (not an image of 1 or 3 channels)"]
+    return fit_array(images[: batch_size * ROTATE], shape)
 
 
 def reference_outputs(model: ModelArtifacts, batches: list[np.ndarray], threads: int) -> list[list[np.ndarray]] | None:
@@ -98,6 +100,7 @@ def run_bench(
     cuda_reasons = {r: cuda_problem([r]) for r in settings.runtimes} if "cuda" in settings.devices else {}
     gpu_peak = (environment or {}).get("gpu_peak_gb_per_s")
     measurements: list[Measurement] = []
+    notes: list[str] = []  # how the data was fitted to each model whose input is not the data's
     timers = Timers(settings, clock)
     try:
         for model in open_artifacts(Path(models_dir), model_names):
@@ -109,7 +112,10 @@ def run_bench(
             sample_shape = reference.sample_shape
             module = model.eager_module()
             for batch_size in settings.batch_sizes:
-                batches = bench_batches(fitted_data(images, sample_shape, batch_size), sample_shape, batch_size)
+                data, steps = fitted_data(images, sample_shape, batch_size)
+                batches = bench_batches(data, sample_shape, batch_size)
+                if steps and not any(n.startswith(f"data for {model.name}:") for n in notes):
+                    notes.append(f"data for {model.name}: {'; '.join(steps)}")
                 expected = reference_outputs(model, batches, counts[0])
                 cost = model_cost(module, sample_shape, batch_size)
                 for device, threads in itertools.product(settings.devices, counts):
@@ -144,7 +150,7 @@ def run_bench(
     finally:
         timers.shutdown()
     add_speedups(measurements)
-    return BenchReport(environment or {}, settings, data_label, measurements)
+    return BenchReport(environment or {}, settings, data_label, measurements, notes=notes)
 
 
 def _row_problem(model: ModelArtifacts, runtime_name: str, batch_size: int) -> str | None:
