@@ -73,3 +73,29 @@ def test_json_stays_json_when_the_model_prints(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output[-400:]
     assert json.loads(result.stdout)["passed"] is True  # stdout is the JSON and nothing else
     assert "hello from forward" in result.stderr
+
+
+def test_only_threads_the_command_started_count_as_lingering() -> None:
+    """A thread alive before the command (an earlier command's, a library's) and an idle
+    concurrent.futures worker (torch's compile pool, joined by concurrent.futures at exit) never make
+    poolkit `os._exit`: under pytest that ended the whole test run with exit 2, no summary."""
+    import concurrent.futures
+    import threading
+
+    from poolkit.cli.app import lingering_threads
+
+    stop = threading.Event()
+    earlier = threading.Thread(target=stop.wait)
+    earlier.start()
+    before = set(threading.enumerate())
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.submit(lambda: None).result()  # an idle, non-daemon worker now
+    mine = threading.Thread(target=stop.wait)
+    mine.start()
+    try:
+        assert lingering_threads(before) == [mine]
+    finally:
+        stop.set()
+        pool.shutdown()
+        earlier.join()
+        mine.join()

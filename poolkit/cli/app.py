@@ -99,6 +99,7 @@ class OneLineGroup(TyperGroup):
         from poolkit.cli.output import error  # lazy: rich's console would slow `poolkit --help`
 
         saved_logging = logging.root.manager.disable
+        threads_before = set(threading.enumerate())
         catch_sigterm()
         try:
             with warnings.catch_warnings():
@@ -131,13 +132,34 @@ class OneLineGroup(TyperGroup):
             message, code = one_line_error(KeyboardInterrupt())
             error(message)
         if standalone_mode:
-            if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+            if lingering_threads(threads_before):
                 # A thread a user's model started (never joined) would keep poolkit alive forever.
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
             sys.exit(code)
         return code
+
+
+def lingering_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Non-daemon threads this command started that would keep the interpreter alive after it.
+
+    Threads alive before the command are not its own (in a test process, an earlier command's or a
+    library's); an idle `concurrent.futures` worker (torch's compile pool) is shut down and joined by
+    `concurrent.futures` itself at exit, so it never hangs the process. Counting either made the
+    process `os._exit` under a caller that had merely used such a library earlier (pytest, exit 2)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t is not threading.main_thread() and t not in before
+        and getattr(t, "_target", None) is not _executor_worker()
+    ]  # fmt: skip
+
+
+def _executor_worker() -> object:
+    import concurrent.futures.thread  # noqa: PLC0415 - lazily: only asked when a thread lingers
+
+    return concurrent.futures.thread._worker
 
 
 def usage_line(exc: ClickException) -> str:
