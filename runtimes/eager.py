@@ -134,7 +134,8 @@ class TorchModuleRuntime(Runtime):
 
     @classmethod
     def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference | None:
-        """torch.utils.benchmark's `blocked_autorange` (1 s) on the module, at `threads`, under inference_mode."""
+        """torch.utils.benchmark's `blocked_autorange` on the module, at `threads`, under inference_mode:
+        for at least `iters`/200 s (1 s for 200 iterations, never under 0.2 s)."""
         import torch
 
         from poolkit.common.capture import captured_output
@@ -150,7 +151,7 @@ class TorchModuleRuntime(Runtime):
             globals={"module": module, "x": torch.from_numpy(batch), "torch": torch},
             num_threads=threads,
         )
-        found = timer.blocked_autorange(min_run_time=1.0)
+        found = timer.blocked_autorange(min_run_time=max(0.2, iters / 200))
         return Reference("torch.utils.benchmark", float(found.median * 1e3), len(found.times))
 
 

@@ -37,9 +37,13 @@ def test_cells_report_real_outcomes_in_process() -> None:
 
 
 def test_small_grid_in_workers_finds_a_real_failing_combination(tmp_path: Path) -> None:
-    cells = build_grid(("adaptive",), ("onnx-dynamo",), (20,), ((32, 32),))
+    grid = build_grid(("adaptive",), ("onnx-dynamo",), (20,), ((32, 32),))
+    assert len(grid) == 12
+    # Four of its cells (each a dynamo export, seconds apiece): enough for two workers to finish out of order.
+    keep = ("adaptiveavgpool(1)", "adaptivemaxpool(4)", "adaptivemaxpool(5)", "adaptivemaxpool(1,indices=true)")
+    cells = [c for c in grid if c.spec in keep]
     results, resumed = run_sweep(cells, Journal(tmp_path / "j.jsonl"), jobs=2, timeout_s=120)
-    assert resumed == 0 and len(results) == len(cells) == 12
+    assert resumed == 0 and len(results) == len(cells) == 4
     outcome = {r.cell.spec: r.outcome for r in results}
     assert outcome["adaptivemaxpool(5)"] == "export-failed"
     assert outcome["adaptiveavgpool(1)"] == "ok" and outcome["adaptivemaxpool(4)"] == "ok"
