@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.zoo import resolve_models
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_results_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The committed results/ as they were before the session, put back after it: a CLI test that
+    leaves `--results`/`--out` at their defaults writes there, and those files were committed by
+    mistake more than once."""
+    results = CHECKOUT / "results"
+    if not results.is_dir():
+        yield
+        return
+    saved = tmp_path_factory.mktemp("results_before") / "results"
+    shutil.copytree(results, saved, symlinks=True)
+    yield
+    shutil.rmtree(results, ignore_errors=True)
+    shutil.copytree(saved, results, symlinks=True)
 
 
 @pytest.fixture(scope="session")
