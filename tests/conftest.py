@@ -11,7 +11,6 @@ import pytest
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.zoo import resolve_models
 
-
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
