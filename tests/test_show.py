@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from poolkit.cli import app
 from poolkit.show.panels import class_probabilities, image_panels, scale_per_image
+from poolkit.show.picture import bar_axis_end, top_classes
 
 runner = CliRunner()
 
@@ -39,6 +40,17 @@ def test_unbounded_values_are_min_max_scaled_per_image() -> None:
     x = np.array([[[[-2.0, 0.0], [2.0, 1.0]]], [[[5.0, 5.0], [5.0, 5.0]]]], dtype=np.float32)
     scaled, did = scale_per_image(x)
     assert did and scaled[0, 0].tolist() == [[0.0, 0.5], [1.0, 0.75]] and scaled[1].max() == 0.0
+
+
+def test_bars_of_a_1000_class_output_are_scaled_to_be_seen() -> None:
+    """An untrained 1000-class model's top 5 are about 0.001 each: on a 0..1 axis they were invisible."""
+    probs = np.full(1000, 0.5 / 995)
+    probs[[7, 3, 999, 500, 42]] = [0.0026, 0.0030, 0.0024, 0.0022, 0.0034]
+    assert top_classes(probs) == [42, 3, 7, 999, 500]
+    assert bar_axis_end(probs[top_classes(probs)], 1000) == pytest.approx(0.0034 * 1.3)
+    assert bar_axis_end(np.array([0.9, 0.05]), 1000) == 1.0  # never past 1
+    assert bar_axis_end(np.array([0.01, 0.02]), 10) == 1.0  # CIFAR10's ten classes keep 0..1
+    assert bar_axis_end(np.array([np.nan]), 1000) == 1.0
 
 
 def test_class_probabilities_from_logits_or_as_given() -> None:

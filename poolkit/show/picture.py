@@ -41,6 +41,16 @@ def top_classes(probs: np.ndarray) -> list[int]:
     return [int(k) for k in np.argsort(-probs, kind="stable")[:TOP_CLASSES]]
 
 
+def bar_axis_end(shown: np.ndarray, classes: int) -> float:
+    """Where the probability axis ends: 1 for up to 10 classes (panels comparable at a glance); for
+    the top 5 of many, just past the largest shown, so that an untrained 1000-class model's bars
+    (about 0.001 each) are seen, with their values written beside them."""
+    if classes <= 10:
+        return 1.0
+    top = float(np.max(shown)) if shown.size else 0.0
+    return min(1.0, top * 1.3) if np.isfinite(top) and top > 0 else 1.0
+
+
 def _draw_bars(axes: Any, x: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str], n: int) -> None:
     for i in range(n):
         axes[0][i].imshow(
@@ -51,12 +61,14 @@ def _draw_bars(axes: Any, x: np.ndarray, probs: np.ndarray, labels: np.ndarray, 
         axes[0][i].axis("off")
         shown = top_classes(probs[i])
         names = [classes[k] if probs.shape[1] == len(classes) else f"class {k}" for k in shown]
-        axes[1][i].barh(range(len(shown)), probs[i][shown], color="tab:blue")
+        bars = axes[1][i].barh(range(len(shown)), probs[i][shown], color="tab:blue")
         axes[1][i].set_yticks(range(len(shown)), names, fontsize=7)
         if len(shown) < probs.shape[1]:
             axes[1][i].set_title(f"top {len(shown)} of {probs.shape[1]:,} classes", fontsize=7)
+            axes[1][i].bar_label(bars, fmt="%.2g", fontsize=6, padding=2)
         axes[1][i].invert_yaxis()
-        axes[1][i].set_xlim(0, 1)
+        axes[1][i].set_xlim(0, bar_axis_end(probs[i][shown], probs.shape[1]))
+        axes[1][i].locator_params(axis="x", nbins=3)  # small probabilities have long tick labels
         axes[1][i].tick_params(axis="x", labelsize=7)
 
 
