@@ -7,8 +7,10 @@ its runtime would load it and run on the export's example, and must give what th
 autocast gives in eager, not what float32 gives. Measured with torch 2.14.1 on the CPU:
 `torch.jit.trace` records the casts (`aten::to` before every conv and linear), torch.export records
 a `wrap_with_autocast` region that AOTInductor compiles; `torch.jit.script` compiles the context
-but runs no CPU casts (the scripted file fails: "Input type (c10::BFloat16) and bias type (float)
-should be the same"), so it is a failed record naming `--method trace`.
+but cannot run it (with the device taken from the input, as `layers.Autocast` does: "Autocast
+device argument must be a constant"; with a constant "cpu" it makes no casts: "Input type
+(c10::BFloat16) and bias type (float) should be the same"), so poolkit traces TorchScript autocast
+variants, and a scripted one is a failed record naming `--method trace`.
 """
 
 from __future__ import annotations
