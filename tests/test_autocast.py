@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -118,3 +119,39 @@ def test_bench_times_eager_and_each_file_against_its_own_fp32(autocast_dir: Path
         assert fp32.speedup == pytest.approx(1.0) and len(ac.samples_ms) == 4
         assert ac.median_ms and fp32.median_ms and ac.speedup == pytest.approx(fp32.median_ms / ac.median_ms)
         assert ac.rel_rms is not None and 1e-4 < ac.rel_rms < 1e-2  # bf16's rounding, against fp32 eager
+
+
+def test_a_bf16_row_is_judged_by_eager_under_bf16_autocast_not_fp32() -> None:
+    """A runtime that computes in bf16 (OpenVINO's default on a bf16 CPU) on ±16 inputs: honest bf16 passes
+    against eager under bf16 autocast; judged by fp32 eager's error it would fail; a real defect still fails."""
+    from poolkit.runtimes.base import precision_tolerance
+    from poolkit.verify.precision import Fp64Reference, RoundingDecision, judge_batch
+
+    module = _conv()
+    x = (torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 32 - 16).numpy()
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(x)).numpy()
+        honest = autocast_variant(module, "bfloat16")(torch.from_numpy(x)).numpy()
+    tol = precision_tolerance("bf16", 1e-5, 1e-5)
+    assert tol == (2.0**-6, 2.0**-6)
+    fp32_judged, own = RoundingDecision(), RoundingDecision()
+    judge_batch(fp32_judged, Fp64Reference(module), "edge", 0, x, [expected], [honest], *tol)
+    assert fp32_judged.elements > 0 and not fp32_judged.within  # fp32 eager's error is far too small a yardstick
+    judge_batch(own, Fp64Reference(module), "edge", 0, x, [expected], [honest], *tol,
+                own=Fp64Reference(module, "bf16"))  # fmt: skip
+    assert own.within and own.reference == "bf16" and (own.images, own.elements, own.beyond) == (3, 3, 0)
+    assert 0 < own.artifact_error <= own.eager_error  # the same casts as eager under autocast: within its error
+    assert "eager under bf16 autocast by up to" in own.summary
+    broken = RoundingDecision()
+    judge_batch(broken, Fp64Reference(module), "edge", 0, x, [expected], [honest * np.float32(1.05)], *tol,
+                own=Fp64Reference(module, "bf16"))  # fmt: skip
+    assert not broken.within and broken.beyond > 0
+
+
+def test_bench_checks_a_bf16_row_at_its_own_rounding() -> None:
+    from poolkit.bench.outputs import OutputCheck
+
+    expected = [[np.full((2, 3), 10.0, dtype=np.float32)]]
+    assert OutputCheck(expected).differs(0, [expected[0][0] + 0.004], 13) is not None  # fp32's 1e-4
+    assert OutputCheck(expected, "bf16").differs(0, [expected[0][0] + 0.004], 13) is None
+    assert OutputCheck(expected, "bf16").differs(0, [expected[0][0] + 1.0], 13) is not None  # still wrong

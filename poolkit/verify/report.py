@@ -74,7 +74,7 @@ class VerifyRow:
     def verdict(self) -> str:
         """The status as the table says it: a pass decided against fp64 eager says so."""
         if self.status == "passed" and self.rounding is not None and self.rounding.within:
-            return "passed (within fp32 rounding)"
+            return f"passed (within {self.rounding.reference} rounding)"  # bf16 / fp16 rows: their own
         return self.status
 
     @property

@@ -215,8 +215,12 @@ def _run_sets(
     )
     noise = NoiseFloor(module, options.rtol) if single_input else None
     fp64 = Fp64Reference(module) if single_input else None  # computes only where a strict check fails
+    own: dict[str, Fp64Reference] = {}  # eager under autocast per reduced precision a row computes in
     for item in live:
         item.fp64 = fp64
+        precision = getattr(item.runtime, "precision", "fp32")
+        if fp64 is not None and precision in ("bf16", "fp16"):
+            item.own = own.setdefault(precision, Fp64Reference(module, precision))
     refused: dict[tuple[str, tuple[int, ...]], str] = {}
     with runtime_for_reference(model) as reference:
         for input_set in sets:
