@@ -45,7 +45,7 @@ def export_variant(
 ) -> tuple[ExportRecord, Path | None]:
     """One precision variant of `base` (staged next to its final name), or a failed record saying why."""
     record = replace(base, precision=precision, path=None, sha256=None, size_bytes=None, error=None,
-                     quantization=None, cached=False, export_seconds=0.0,
+                     quantization=None, cached=False, export_seconds=0.0, compile_seconds=None,
                      versions={**base.versions, **variant_versions(precision)})  # fmt: skip
     calibration = calibration_for(options.calibration, item.input_shape)
     previous = old.get(record.key)
@@ -84,7 +84,9 @@ def export_variant(
             else precision_variant(item.exported, dtype, item.n_outputs)
         )
         example = example_batch(item, 2 if options.dynamic_batch else options.static_batch_size, options.seed)
-        form.export(module, example, target, request)
+        written = form.export(module, example, target, request)
+        record.compile_seconds = written.compile_seconds  # AOTInductor: this file's own compile, not fp32's
+        record.dynamic_dims = written.dims or record.dynamic_dims
         if autocast:
             check_captured(base.format, target, module, example, precision)
 

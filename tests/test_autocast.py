@@ -70,6 +70,7 @@ def test_autocast_variants_are_recorded_and_judged_on_eager_under_autocast(autoc
     assert (ts.path, ts.method, pt2.path, pt2.method) == (
         "tudui.bf16-autocast.torchscript.pt", "trace", "tudui.bf16-autocast.pt2", "export")  # fmt: skip
     assert records[("tudui", "torchscript")].method == "script"  # the fp32 file keeps its own method
+    assert pt2.dynamic_dims == {"batch": "Dim [0, inf]"} and pt2.compile_seconds is None  # its own export's
     rows = {
         (m.name, r.format): r
         for m in open_artifacts(autocast_dir)

@@ -70,4 +70,4 @@ def test_verify_exports_only_the_missing_formats_with_the_existing_options(tmp_p
     pt2 = records[("relu", "pt2")]
     assert (pt2.seed, pt2.input_shape, pt2.weights_sha256) == (3, [64, 3, 32, 32], onnx_before.weights_sha256)
     assert records[("relu", "onnx")] == onnx_before  # untouched: same file, same record, not stale
-    assert "2 passed, 0 failed" in result.output
+    assert "2 passed, 0 failed" in result.output and "exported relu first" in result.output

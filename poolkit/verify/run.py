@@ -55,9 +55,13 @@ def run_verify(
     if options.devices == ("cuda",):
         require_cuda([r for r, _ in row_plan(options.runtimes, options.devices)])
     images = load_images(data, data_root, download)
+    exported = []
     if names:  # the models named: the formats their runtimes read exported where missing (`-r aoti`)
-        ensure_exported(refs_named(names, Path(models_dir)), Path(models_dir), formats_read(options.runtimes))
+        exported = ensure_exported(
+            refs_named(names, Path(models_dir)), Path(models_dir), formats_read(options.runtimes)
+        )
     report = verify(models_dir, images, options, names, environment(), on_batch, on_rows)
+    report.exported = exported
     return report, write_json_atomic(report_path or Path(options.results_dir) / "verify.json", report)
 
 
