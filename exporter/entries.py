@@ -50,7 +50,9 @@ TYPES: dict[str, tuple[type, ...]] = {
     "precision": (str,),
     "quantization": (dict, type(None)),
 }
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # exporter.precision's list; here so reading a manifest needs no onnx
+# exporter.precision's list; here so reading a manifest needs no onnx. "-autocast": the fp32 model under
+# torch.autocast (torch-side formats only), where the plain names convert the whole model (`.to(dtype)`).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "bf16-autocast", "fp16-autocast")
 DYNAMIC_AXES = ("batch", "channels", "height", "width")
 
 

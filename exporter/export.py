@@ -270,20 +270,3 @@ def _stale_others(out_dir: Path, item: BuiltModel, fresh: list[ExportRecord], di
                 )
             )
     return stale
-
-
-def ensure_exported(refs: list[ModelRef], out_dir: Path) -> list[str]:
-    """Export (every `--format all` format) the models the manifest in `out_dir` has no record of;
-    returns their names.
-
-    A model whose export failed has a record saying so: it is not exported again on every run
-    (`poolkit export` retries it), and commands report the failure instead.
-    """
-    # Only models with no record at all: re-exporting a model that has one (with default options)
-    # would replace what the user exported (a static batch, their --weights). A missing format is
-    # reported by the command that needs it.
-    have = {r.name for r in load_manifest(out_dir)}
-    missing = [r for r in refs if r.name not in have]
-    if missing:
-        export_models(missing, out_dir, ExportOptions())
-    return [r.name for r in missing]

@@ -85,6 +85,38 @@ class CastIn(nn.Module):
         return self.inner(self.cast(x))
 
 
+class Autocast(nn.Module):
+    """A torch-side autocast variant: the float32 model run under `torch.autocast(device, dtype)`.
+
+    Unlike `.to(dtype)`, the weights stay float32 and autocast picks per op what runs in `dtype`
+    (convolutions and matmuls) and what stays float32 (softmax, reductions); floating outputs come
+    back float32, integer ones (a pool's indices) as they are. torch.jit.trace and torch.export
+    record the casts autocast makes, so the artifact computes what this module computes.
+    """
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = inner
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> Any:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            out = self.inner(x)
+        if isinstance(out, tuple):
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float()
+
+    def extra_repr(self) -> str:
+        return f"autocast {name_of(self.dtype)}"
+
+
+def autocast_variant(module: nn.Module, dtype: str) -> nn.Module:
+    """`module` (float32, not copied: autocast changes no weight) run under autocast to `dtype`."""
+    from poolkit.exporter.dtypes import torch_dtype
+
+    return Autocast(module, torch_dtype(dtype)).eval()
+
+
 def precision_variant(module: nn.Module, dtype: str, n_outputs: int = 1) -> nn.Module:
     """A copy of `module` whose parameters and arithmetic are in `dtype`; float32 at the edges.
 

@@ -8,6 +8,10 @@ A precision is a property of an export record (`ExportRecord.precision`), writte
 - **int8 ONNX**: ONNX Runtime's `quantize_static`, QDQ format, per-channel weights, calibrated on
   CIFAR10 images (method and image count recorded); the scales it computed are recorded too, so
   verify can tell a file whose scales were changed after calibration.
+- **bf16-autocast / fp16-autocast** (TorchScript, pt2, aoti): the fp32 module run under
+  `torch.autocast` (`layers.Autocast`), traced or exported so the file holds autocast's casts; the
+  written file is run once on the example and must compute what eager under autocast computes
+  (`autocast.check_captured`), else it is a failed record (torch.jit.script keeps no CPU autocast).
 A combination poolkit cannot write (int8 TorchScript: torch's own int8 does not script portably)
 is a failed record with the reason, never an fp32 file under another name.
 """
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
 from poolkit.exporter.manifest import PRECISIONS
 
 __all__ = ["PRECISIONS"]
-DTYPE_OF = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # int8 has no torch dtype variant
+AUTOCAST = {"bf16-autocast": "bfloat16", "fp16-autocast": "float16"}  # the fp32 model under torch.autocast
+DTYPE_OF = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", **AUTOCAST}  # int8 has no torch dtype
 CALIBRATION_METHOD = "minmax"  # ONNX Runtime's CalibrationMethod.MinMax: the scales cover every value seen
 CALIBRATION_IMAGES = 256  # CIFAR10 test images the int8 scales are computed on
 CALIBRATION_BATCH = 32
@@ -52,7 +57,16 @@ class Quantization:
 
 def parse_precisions(values: list[str]) -> tuple[str, ...]:
     """--precision fp32,fp16,...: known names, fp32 spellings folded, order kept, duplicates dropped."""
-    aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "qint8": "int8"}
+    aliases = {
+        "float32": "fp32",
+        "float16": "fp16",
+        "half": "fp16",
+        "bfloat16": "bf16",
+        "qint8": "int8",
+        "autocast": "bf16-autocast",
+        "autocast-bf16": "bf16-autocast",
+        "autocast-fp16": "fp16-autocast",
+    }
     out: list[str] = []
     for raw in values:
         name = aliases.get(raw.strip().lower(), raw.strip().lower())
@@ -73,6 +87,11 @@ def variant_problem(fmt: str, precision: str) -> str | None:
         return (
             f"int8 {fmt}: poolkit quantizes ONNX files only (ONNX Runtime's quantize_static, QDQ); torch's "
             "own int8 modules do not export to this format portably: use --format onnx for int8"
+        )
+    if precision in AUTOCAST:
+        return (
+            f"{precision} {fmt}: autocast is torch's own (the fp32 model under torch.autocast), written for the "
+            f"torch-side formats only (torchscript, pt2, aoti); for {fmt} use --precision {precision.split('-')[0]}"
         )
     return f"{precision} {fmt}: the {fmt} format writes {', '.join(format_named(fmt).precisions)} only"
 
@@ -232,8 +251,8 @@ def write_variant(
 ) -> Quantization | None:
     """Write one precision variant of the fp32 artifact `base` (already written) to `target`.
 
-    `export_torch(module, path)` exports a torch module in `fmt` with the run's options: the
-    torch-side variants (bf16 ONNX, fp16/bf16 TorchScript) go through it. Raises what the
+    `export_torch(precision, path)` exports the torch module in that precision in `fmt` with the run's
+    options: the torch-side variants (bf16 ONNX, fp16/bf16 TorchScript and pt2, autocast) go through it. Raises what the
     converter raises (the caller makes it a failed record); returns the int8 quantization info.
     """
     problem = variant_problem(fmt, precision)
@@ -246,5 +265,5 @@ def write_variant(
     if precision == "fp16" and fmt == "onnx":
         convert_fp16(base, target)
         return None
-    export_torch(DTYPE_OF[precision], target)
+    export_torch(precision, target)
     return None

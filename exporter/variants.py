@@ -16,13 +16,16 @@ from typing import Any
 
 from poolkit.common.errors import one_line
 from poolkit.common.files import sha256_file
+from poolkit.exporter.autocast import check_captured
 from poolkit.exporter.formats.base import ExportRequest
 from poolkit.exporter.formats.registry import format_named
 from poolkit.exporter.manifest import ExportRecord, still_valid
 from poolkit.exporter.models import BuiltModel, example_batch
 from poolkit.exporter.options import ExportOptions
 from poolkit.exporter.precision import (
+    AUTOCAST,
     BF16_OPSET,
+    DTYPE_OF,
     calibration_for,
     same_settings,
     variant_filename,
@@ -42,7 +45,7 @@ def export_variant(
 ) -> tuple[ExportRecord, Path | None]:
     """One precision variant of `base` (staged next to its final name), or a failed record saying why."""
     record = replace(base, precision=precision, path=None, sha256=None, size_bytes=None, error=None,
-                     quantization=None, cached=False, export_seconds=0.0,
+                     quantization=None, cached=False, export_seconds=0.0, compile_seconds=None,
                      versions={**base.versions, **variant_versions(precision)})  # fmt: skip
     calibration = calibration_for(options.calibration, item.input_shape)
     previous = old.get(record.key)
@@ -61,20 +64,31 @@ def export_variant(
     final = out_dir / variant_filename(item.ref.name, base.format, precision)
     staged = final.with_name(f".{final.name}.{os.getpid()}.staged")
 
-    def export_torch(dtype: str, target: Path) -> None:
-        """The torch-side variant: the module in `dtype`, float32 at its edges, written by the format itself."""
-        from poolkit.exporter.layers import precision_variant  # imports torch, as exporting does anyway
+    def export_torch(precision: str, target: Path) -> None:
+        """The torch-side variant: the module in that precision (converted, or under autocast), float32 at
+        its edges, written by the format itself; an autocast file must be seen computing under autocast."""
+        from poolkit.exporter.layers import autocast_variant, precision_variant  # imports torch, as exporting does
 
-        form = format_named(base.format)
-        opset = options.opset
+        dtype, form, opset = DTYPE_OF[precision], format_named(base.format), options.opset
         if form.uses_opset and dtype == "bfloat16":
             opset = max(base.opset or options.opset or 0, BF16_OPSET)  # ONNX types Conv in bfloat16 from 22
         record.opset = opset if form.uses_opset else None
-        request = ExportRequest(method=base.method, opset=opset, dynamic_batch=options.dynamic_batch,
+        # torch.jit.script compiles an autocast context but runs no CPU casts (exporter/autocast.py): traced.
+        record.method = "trace" if precision in AUTOCAST and base.format == "torchscript" else base.method
+        request = ExportRequest(method=record.method, opset=opset, dynamic_batch=options.dynamic_batch,
                                 dynamic_spatial=item.dynamic_spatial, n_outputs=item.n_outputs)  # fmt: skip
-        module = precision_variant(item.exported, dtype, item.n_outputs)
-        batch = 2 if options.dynamic_batch else options.static_batch_size
-        form.export(module, example_batch(item, batch, options.seed), target, request)
+        autocast = precision in AUTOCAST
+        module = (
+            autocast_variant(item.exported, dtype)
+            if autocast
+            else precision_variant(item.exported, dtype, item.n_outputs)
+        )
+        example = example_batch(item, 2 if options.dynamic_batch else options.static_batch_size, options.seed)
+        written = form.export(module, example, target, request)
+        record.compile_seconds = written.compile_seconds  # AOTInductor: this file's own compile, not fp32's
+        record.dynamic_dims = written.dims or record.dynamic_dims
+        if autocast:
+            check_captured(base.format, target, module, example, precision)
 
     start = time.perf_counter()
     try:

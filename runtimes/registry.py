@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from poolkit.common.errors import DeviceError, PoolkitError
+from poolkit.exporter.formats.registry import FORMATS
 from poolkit.runtimes.aoti import AotiRuntime
 from poolkit.runtimes.base import DEVICES, Runtime
 from poolkit.runtimes.compiled import CompiledRuntime
@@ -75,6 +76,11 @@ def require_cuda(names: list[str] | tuple[str, ...], asked_by: str = "--device c
     problem = cuda_problem(names)
     if problem:
         raise DeviceError(f"{asked_by}: {problem}")
+
+
+def formats_read(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The artifact formats these runtimes read, in order (eager and the like read a module: none)."""
+    return tuple(dict.fromkeys(RUNTIMES[n].reads for n in names if n in RUNTIMES and RUNTIMES[n].reads in FORMATS))
 
 
 def reader_of(fmt: str) -> str:

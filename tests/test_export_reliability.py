@@ -12,7 +12,8 @@ import pytest
 
 from poolkit.common.errors import PoolkitError
 from poolkit.common.files import write_text_atomic
-from poolkit.exporter.export import ExportOptions, ensure_exported, export_models
+from poolkit.exporter.ensure import ensure_exported
+from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.formats import onnx as onnx_format
 from poolkit.exporter.manifest import ExportRecord, load_manifest, update_manifest
 from poolkit.exporter.zoo import resolve_models

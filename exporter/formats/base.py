@@ -71,7 +71,9 @@ class ArtifactFormat:
     sweep_dynamic_shapes: ClassVar[bool] = False  # the sweep exports 2-D layers with height and width open too
     # Precision variants `export --precision` writes for it (exporter/precision.py): torch converts the
     # module for fp16/bf16 unless the format has its own converter; int8 needs a quantizer for the format.
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
+    # The "-autocast" ones: the fp32 module under torch.autocast, for formats that capture it (a check
+    # at export runs the file and fails it where they do not: exporter/autocast.py).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "bf16-autocast", "fp16-autocast")
 
     def method_of(self, options: Any) -> str:
         """The method an export run with these `ExportOptions` uses for this format."""

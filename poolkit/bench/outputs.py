@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from poolkit.runtimes.base import precision_tolerance
 from poolkit.services.comparator import compare
 
 ROTATE = 4  # distinct batches per row
@@ -32,8 +33,11 @@ class CheckTally:
 class OutputCheck:
     """Eager's outputs for each rotating batch, and the comparison of what the runtime produced."""
 
-    def __init__(self, expected: list[list[np.ndarray]]) -> None:
+    def __init__(self, expected: list[list[np.ndarray]], precision: str = "fp32") -> None:
         self.expected = expected
+        # A row computed in bf16 / fp16 (OpenVINO's default on a bf16 CPU) is checked at its own rounding, as
+        # verify does: fp32's 1e-4 would fail every honest bf16 output and say nothing about staleness.
+        self.atol, self.rtol = precision_tolerance(precision, CHECK_ATOL, CHECK_RTOL)
 
     def due(self, call_index: int) -> bool:
         return call_index % CHECK_EVERY == 0
@@ -49,7 +53,7 @@ class OutputCheck:
         if len(actual) != len(expected):
             return f"{where} gave {len(actual)} outputs, eager {len(expected)}"
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-            result = compare(e, np.asarray(a), CHECK_ATOL, CHECK_RTOL)
+            result = compare(e, np.asarray(a), self.atol, self.rtol)
             if not result.passed:
                 what = "shape" if result.shape_mismatch else f"max abs difference {result.max_abs:.3g}"
                 return f"{where}: output {i} differs from eager ({what})"

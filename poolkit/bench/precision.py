@@ -20,6 +20,7 @@ from poolkit.bench.loop import timed_loop
 from poolkit.bench.stats import Stats, summarize
 from poolkit.common.errors import PoolkitError, one_line
 from poolkit.exporter.manifest import ExportRecord
+from poolkit.exporter.precision import AUTOCAST
 from poolkit.runtimes.base import Runtime, run_batch
 from poolkit.runtimes.registry import cuda_problem, open_runtime, reader_of
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
@@ -88,11 +89,19 @@ def bench_precisions(
     images = load_images("cifar10")
     rows: list[PrecisionTiming] = []
     for model in models:
+        groups: dict[str, list[tuple[str, ExportRecord | None]]] = {}
         for fmt in dict.fromkeys(v.format for v in model.variants):
             base = model.records.get(fmt)
             records = [r for r in (base, *[v for v in model.variants if v.format == fmt]) if r is not None]
+            groups[fmt] = [(r.precision, r) for r in records]
+        autocast = sorted({v.precision for v in model.variants if v.precision in AUTOCAST})
+        if autocast:  # the eager path: the module itself under autocast, against itself in fp32
+            groups["eager"] = [("fp32", None), *((p, None) for p in autocast)]
+        for fmt, entries in groups.items():
             for device in devices:
-                rows.extend(_bench_group(model, records, device, images, batch_size, iters, rounds, warmup, threads))
+                rows.extend(
+                    _bench_group(model, fmt, entries, device, images, batch_size, iters, rounds, warmup, threads)
+                )
     return PrecisionBench(rows, threads, rounds, iters)
 
 
@@ -106,7 +115,8 @@ def _batch(model: ModelArtifacts, images: Any, batch_size: int) -> np.ndarray:
 
 def _bench_group(
     model: ModelArtifacts,
-    records: list[ExportRecord],
+    fmt: str,
+    entries: list[tuple[str, ExportRecord | None]],
     device: str,
     images: Any,
     batch_size: int,
@@ -122,9 +132,9 @@ def _bench_group(
     reference = _as64(run_batch(model.open("eager", "cpu"), x)[0])
     rows, opened = [], []
     with contextlib.ExitStack() as stack:
-        for record in records:
-            runtime = reader_of(record.format)
-            row = PrecisionTiming(model.name, record.format, record.precision, runtime, device, len(x))
+        for precision, record in entries:
+            runtime = reader_of(fmt) if record is not None else "eager"
+            row = PrecisionTiming(model.name, fmt, precision, runtime, device, len(x))
             rows.append(row)
             rt = _open(model, record, runtime, device, threads, row, stack)
             if rt is None:
@@ -155,17 +165,24 @@ def _time_round(rt: Runtime, x: np.ndarray, n: int) -> list[float]:
 
 
 def _open(
-    model: ModelArtifacts, record: ExportRecord, runtime: str, device: str, threads: int | None,
+    model: ModelArtifacts, record: ExportRecord | None, runtime: str, device: str, threads: int | None,
     row: PrecisionTiming, stack: Any,
 ) -> Runtime | None:  # fmt: skip
+    """The runtime on the record's file; no record: eager on the module, under autocast for those rows."""
     if device == "cuda":
         problem = cuda_problem([runtime])
         if problem:
             row.status, row.reason = "unavailable", problem
             return None
     try:
-        path = model.variant_path(record) if record.precision != "fp32" else model.source(runtime)
-        return stack.enter_context(open_runtime(runtime, path, device, threads))
+        if record is None:
+            from poolkit.exporter.layers import autocast_variant  # imports torch: only when eager rows run
+
+            module = model.eager_module()
+            source: Any = autocast_variant(module, AUTOCAST[row.precision]) if row.precision in AUTOCAST else module
+        else:
+            source = model.variant_path(record) if record.precision != "fp32" else model.source(runtime)
+        return stack.enter_context(open_runtime(runtime, source, device, threads))
     except PoolkitError as exc:
         row.status, row.reason = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001

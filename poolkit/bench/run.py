@@ -35,10 +35,10 @@ from poolkit.bench.timer import Timer, full_feed
 from poolkit.bench.worker import Timers
 from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import usable_cores
-from poolkit.exporter.export import ensure_exported
+from poolkit.exporter.ensure import ensure_exported
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import run_batch
-from poolkit.runtimes.registry import RUNTIMES, cuda_problem, open_runtime, require_cuda, runtime_class
+from poolkit.runtimes.registry import RUNTIMES, cuda_problem, formats_read, open_runtime, require_cuda, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import load_cifar10
 from poolkit.services.environment import environment, load_warning, machine_state
@@ -262,7 +262,7 @@ def run_bench_command(
     old = load_report(baseline) if baseline else None  # a bad --baseline file fails before any timing
     check_settings(settings)
     refs = resolve_models(names)
-    exported = ensure_exported(refs, models_dir)
+    exported = ensure_exported(refs, models_dir, formats_read(settings.runtimes))
     images = load_cifar10()
     if on_total:
         on_total(len(refs) * len(settings.batch_sizes) * len(settings.devices) * len(settings.runtimes))

@@ -19,7 +19,7 @@ from poolkit.bench.run import run_bench
 from poolkit.bench.stats import summarize
 from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import usable_cores
-from poolkit.exporter.export import ensure_exported
+from poolkit.exporter.ensure import ensure_exported
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import Reference
 from poolkit.runtimes.registry import DEFAULT_RUNTIMES, open_runtime, runtime_class

@@ -195,7 +195,7 @@ class LocalTimer:
         load = self.clock() - t0
         self.source, self.batch = source, batches[0]
         self.feeds = [full_feed(artifacts, b) for b in batches]
-        self.check = OutputCheck(expected) if expected else None
+        self.check = OutputCheck(expected, getattr(rt, "precision", "fp32")) if expected else None
         # Fixed memory is refilled in place: give it a copy, never the caller's arrays (a CPU tensor shares them).
         fixed = [_copied(self.feeds[0])] if rt.fixed_memory else self.feeds
         self.prepared = [rt.prepare(f) for f in fixed]

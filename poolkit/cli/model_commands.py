@@ -89,7 +89,8 @@ def export(
     precision: Annotated[
         list[str] | None,
         typer.Option(
-            help="Precision variants written beside each fp32 artifact: fp32, fp16, bf16, int8 (comma-separated)."
+            help="Precision variants written beside each fp32 artifact: fp32, fp16, bf16, int8, bf16-autocast,"
+            " fp16-autocast (comma-separated). -autocast: the fp32 model under torch.autocast (torchscript, pt2, aoti)."
             " fp16 ONNX: onnxconverter-common, float32 I/O kept; bf16 and TorchScript: torch converts the"
             " module; int8 ONNX: ONNX Runtime quantize_static (QDQ, per-channel) calibrated on CIFAR10."
         ),

@@ -166,6 +166,8 @@ def print_report(data: Any, table: Any, path: Path, json_out: bool) -> None:
 
 
 def print_verify(report: VerifyReport, path: Path, json_out: bool) -> None:
+    if report.exported:
+        note(f"exported {', '.join(report.exported)} first (formats the asked runtimes read were missing)")
     print_report(report, None if json_out else verify_table(report), path, json_out)
 
 

@@ -37,7 +37,10 @@ def sweep(
     ] = None,
     exporters: Annotated[
         list[str] | None,
-        typer.Option(help="Export paths: torchscript-script, torchscript-trace, onnx-dynamo, onnx-legacy."),
+        typer.Option(
+            help="Export paths: torchscript-script, torchscript-trace, onnx-dynamo, onnx-legacy (the default);"
+            " pt2-export and pt2-aoti (torch.export, AOTInductor: named only, a compile per cell)."
+        ),
     ] = None,
     opsets: Annotated[
         list[str] | None,

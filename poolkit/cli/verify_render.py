@@ -34,7 +34,7 @@ def verify_table(report: VerifyReport) -> Group:
     table.add_column("fp64 noise", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     verdicts = {
-        "passed (within fp32 rounding)": "[green]passed[/green] (rounding)",
+        **{f"passed (within {p} rounding)": "[green]passed[/green] (rounding)" for p in ("fp32", "bf16", "fp16")},
         "passed": "[green]passed[/green]",
         "failed": "[bold red]FAILED[/bold red]",
         "unavailable": "[yellow]unavailable[/yellow]",
@@ -59,10 +59,10 @@ def verify_table(report: VerifyReport) -> Group:
     for r in report.rows:
         if r.status == "failed":
             _failure_notes(notes, r)
-        elif r.verdict == "passed (within fp32 rounding)" and r.rounding is not None:
+        elif r.verdict.startswith("passed (within") and r.rounding is not None:
             mismatched = sum(c.mismatched for c in r.outputs)
             notes.append("≈ ", style="bold green").append(f"{r.model} {r.format} {r.runtime} {r.device}", style="bold")
-            notes.append(f": passed (within fp32 rounding): {mismatched:,} element(s) off eager beyond atol/rtol; ")
+            notes.append(f": {r.verdict}: {mismatched:,} element(s) off eager beyond atol/rtol; ")
             notes.append(r.rounding.summary + "\n")
     parts: list = [table]
     if report.data_fits:

@@ -43,5 +43,8 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
         if any(k in ln for k in ("Error", "error:", "not supported", "Unsupported", "must", "expected")):
             first = ln
             break
+    # OpenVINO stacks "Exception from src/...cpp:224:" locations over its reason, which is the last line.
+    if lines and lines[0].startswith("Exception from src/"):
+        first = lines[-1]
     line = f"{type(exc).__name__}: {first}"
     return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -18,9 +18,10 @@ import numpy as np
 
 from poolkit.common.capture import captured_output
 from poolkit.common.errors import DataError, PoolkitError, one_line
-from poolkit.exporter.export import ensure_exported
+from poolkit.exporter.ensure import ensure_exported
 from poolkit.exporter.zoo import resolve_models
 from poolkit.runtimes.base import run_batch
+from poolkit.runtimes.registry import formats_read
 from poolkit.services.artifacts import open_artifacts
 from poolkit.services.cifar10 import ImageSet, load_images
 from poolkit.services.image_fit import fit_images
@@ -97,7 +98,7 @@ def show_models(
     """
     refs = resolve_models(names)
     images = load_images(data, data_root, download)
-    exported = ensure_exported(refs, models_dir)
+    exported = ensure_exported(refs, models_dir, formats_read(options.runtimes))
     results = []
     for model in open_artifacts(models_dir, [r.name for r in refs], trust=names):
         reference = model.reference

@@ -74,7 +74,7 @@ class VerifyRow:
     def verdict(self) -> str:
         """The status as the table says it: a pass decided against fp64 eager says so."""
         if self.status == "passed" and self.rounding is not None and self.rounding.within:
-            return "passed (within fp32 rounding)"
+            return f"passed (within {self.rounding.reference} rounding)"  # bf16 / fp16 rows: their own
         return self.status
 
     @property
@@ -104,6 +104,7 @@ class VerifyReport:
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     data_fits: dict[str, str] = field(default_factory=dict)  # model -> how the images were fitted to its input
     precisions: list[PrecisionRow] = field(default_factory=list)  # fp16/bf16/int8 variants, each on its own rounding
+    exported: list[str] = field(default_factory=list)  # models whose missing formats this run exported first
 
     @property
     def passed(self) -> bool:

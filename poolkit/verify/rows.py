@@ -37,6 +37,7 @@ class OpenRow:
     started: float = field(default_factory=time.perf_counter)
     stopped: bool = False
     fp64: Fp64Reference | None = None  # shared by the model's rows; None: no fp64 decision (several inputs)
+    own: Fp64Reference | None = None  # a bf16 / fp16 row: eager under autocast in that precision, for E
     rounding: RoundingDecision = field(default_factory=RoundingDecision)
 
 
@@ -85,7 +86,7 @@ def fold_row(
         item.first_failure = (set_name, first, x, expected, actual)
     shapes_ok = not any(acc.result.shape_mismatch for acc in accumulators)
     if item.fp64 is not None and shapes_ok and sum(acc.result.mismatched for acc in accumulators) > before:
-        judge_batch(item.rounding, item.fp64, set_name, first, x, expected, actual, options.atol, options.rtol)
+        judge_batch(item.rounding, item.fp64, set_name, first, x, expected, actual, *tolerance, own=item.own)
     row.seconds = round(time.perf_counter() - item.started, 3)
 
 
@@ -123,7 +124,7 @@ def conclude_row(item: OpenRow, model: ModelArtifacts, options: VerifyOptions) -
     if bad is not None and (bad.nan_actual or bad.nan_expected):
         row.reason += f" (NaN: {bad.nan_actual} in the artifact's output, {bad.nan_expected} in eager's)"
     if row.rounding is not None and kind != "shape":
-        row.reason += f"; beyond fp32 rounding: {row.rounding.summary}"
+        row.reason += f"; beyond {row.rounding.reference} rounding: {row.rounding.summary}"
     if item.first_failure is not None:
         set_name, first, x, expected, actual = item.first_failure
         row.failing_batch, row.replay = save_failure(row, model, first, x, expected, actual, options, set_name)

@@ -21,8 +21,9 @@ from typing import Any
 
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_json_atomic
+from poolkit.exporter.ensure import ensure_exported, refs_named
 from poolkit.runtimes.base import Runtime, run_batch
-from poolkit.runtimes.registry import cuda_problem, require_cuda, runtime_class
+from poolkit.runtimes.registry import cuda_problem, formats_read, require_cuda, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import ImageSet, load_images
 from poolkit.services.environment import environment
@@ -49,12 +50,18 @@ def run_verify(
     on_batch: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> tuple[VerifyReport, Path]:
-    """What `poolkit verify` does: check CUDA first when only CUDA was asked for, load the data,
-    verify, and write the JSON report (atomically). Returns the report and where it was written."""
+    """What `poolkit verify` does: check CUDA first when only CUDA was asked for, load the data, export
+    what the named models lack, verify, and write the JSON report (atomically). Returns the report and where it was written."""
     if options.devices == ("cuda",):
         require_cuda([r for r, _ in row_plan(options.runtimes, options.devices)])
     images = load_images(data, data_root, download)
+    exported = []
+    if names:  # the models named: the formats their runtimes read exported where missing (`-r aoti`)
+        exported = ensure_exported(
+            refs_named(names, Path(models_dir)), Path(models_dir), formats_read(options.runtimes)
+        )
     report = verify(models_dir, images, options, names, environment(), on_batch, on_rows)
+    report.exported = exported
     return report, write_json_atomic(report_path or Path(options.results_dir) / "verify.json", report)
 
 
@@ -212,8 +219,12 @@ def _run_sets(
     )
     noise = NoiseFloor(module, options.rtol) if single_input else None
     fp64 = Fp64Reference(module) if single_input else None  # computes only where a strict check fails
+    own: dict[str, Fp64Reference] = {}  # eager under autocast per reduced precision a row computes in
     for item in live:
         item.fp64 = fp64
+        precision = getattr(item.runtime, "precision", "fp32")
+        if fp64 is not None and precision in ("bf16", "fp16"):
+            item.own = own.setdefault(precision, Fp64Reference(module, precision))
     refused: dict[tuple[str, tuple[int, ...]], str] = {}
     with runtime_for_reference(model) as reference:
         for input_set in sets:

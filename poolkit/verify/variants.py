@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 ROUNDING_FACTOR = 4.0  # how much worse than its precision's own reference an artifact may round
 SHIP_TOP1 = 0.99  # top-1 agreement with fp32 a classifier needs before a precision is worth shipping
 PRECISION_IMAGES = 512  # images each variant runs on (the first of the set verify uses)
-TORCH_DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
+TORCH_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "bf16-autocast": "bfloat16", "fp16-autocast": "float16"}
+AS_FP32 = 8.0  # a variant whose own reference rounds this many times more than fp32 ...
+FP32_LIKE = 2.0  # ... while the file rounds no more than this times fp32: it ran in float32
 
 
 @dataclass
@@ -204,6 +206,11 @@ def _verify_variant(ctx: _Context, record: ExportRecord, device: str) -> Precisi
     row.top1 = _top1(actual, ctx.fp32)
     problems = _int8_checks(ctx, record, path, row) if record.precision == "int8" else []
     floor = _floor(record, ctx.exact)
+    if record.precision != "int8" and budget.rms > AS_FP32 * ctx.fp32_rms and got.rms <= FP32_LIKE * ctx.fp32_rms:
+        problems.append(
+            f"rms error {got.rms:.3g} is fp32's ({ctx.fp32_rms:.3g}), where {row.reference} gives {budget.rms:.3g}:"
+            f" the file ran in float32, not {record.precision}"
+        )
     if got.rms > ROUNDING_FACTOR * max(budget.rms, floor):
         problems.append(
             f"rms error {got.rms:.3g} against fp64 is {got.rms / max(budget.rms, floor):.1f}x what {row.reference}"
@@ -232,12 +239,15 @@ def _own_rounding(ctx: _Context, record: ExportRecord, path: Any) -> tuple[list[
         return [_as_array(simulated_qdq(path, b)[0]) for b in ctx.batches], "its QDQ scales (simulated in float)"
     import torch
 
-    from poolkit.exporter.layers import precision_variant
+    from poolkit.exporter.layers import autocast_variant, precision_variant
 
     dtype = TORCH_DTYPE[record.precision]
-    twin = precision_variant(ctx.model.eager_module(), dtype, record.outputs)
+    if record.precision.endswith("-autocast"):
+        twin, what = autocast_variant(ctx.model.eager_module(), dtype), f"eager under {dtype} autocast"
+    else:
+        twin, what = precision_variant(ctx.model.eager_module(), dtype, record.outputs), f"eager in {dtype}"
     with torch.inference_mode():
-        return [_first(twin(torch.from_numpy(b))) for b in ctx.batches], f"eager in {dtype}"
+        return [_first(twin(torch.from_numpy(b))) for b in ctx.batches], what
 
 
 def _floor(record: ExportRecord, exact: list[np.ndarray]) -> float:
