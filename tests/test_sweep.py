@@ -100,3 +100,29 @@ def test_sweep_cli_writes_json_and_markdown_and_resumes(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "bad --layer 'pooling'" in bad.stderr
     bad = runner.invoke(app, ["sweep", "--input-size", "32xbig", "--out", str(stem)])
     assert bad.exit_code == 2 and "bad --input-size '32xbig': expected sizes like 32x32" in bad.stderr
+
+
+def test_the_sweep_table_never_crops_a_count() -> None:
+    """Failure kinds no cell has are left out; where the table is still too wide, one line per group
+    (a cropped table showed 100 as "1…")."""
+    from rich.console import Console
+
+    from poolkit.cli.render import sweep_table
+    from poolkit.sweep.result import FAILURES
+
+    def cell(spec: str) -> Cell:
+        return Cell("boundary", spec, 8, 8, "torchscript-script", None, "torchscript-cpu")
+
+    results = [CellResult(cell(f"relu{i}"), "ok") for i in range(100)]
+    results.append(CellResult(cell("elu"), "export-failed", "no", blame="exporter"))
+
+    def shown(width: int, rs: list[CellResult]) -> str:
+        console = Console(width=width, record=True)
+        console.print(sweep_table(rs, width))
+        return console.export_text()
+
+    wide = shown(200, results)
+    assert "│ boundary │   101 │ 100 │       0 │      1 │" in wide and "value" not in wide  # no all-zero kinds
+    every = results + [CellResult(cell(k), k, "x", blame="unclear") for k in FAILURES]
+    narrow = shown(60, every)
+    assert "…" not in narrow and "boundary: 108 cells, 100 ok, 0 invalid, 2 export," in narrow.replace("\n", " ")

@@ -254,7 +254,7 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
     if json_out:
         print_json({"summary": summary(run.results), "json": str(run.json_path), "markdown": str(run.markdown_path)})
         return
-    console.print(sweep_table(run.results))
+    console.print(sweep_table(run.results, console.width))
     console.print(f"[dim]written: {escape(f'{run.json_path}, {run.markdown_path}')}[/dim]")
 
 

@@ -118,22 +118,35 @@ def _si(value: int | None, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def sweep_table(results: list[CellResult]) -> Group:
+def sweep_table(results: list[CellResult], width: int | None = None) -> Group:
+    """Outcomes per layer group. Failure kinds no cell has are left out (the summary line names the
+    ones there are); where even that table is wider than `width`, one line per group instead: a
+    cropped table turned 100 into "1…"."""
     # Lazy: sweep.blame pulls in onnx and onnxruntime, which only the sweep table needs.
     from poolkit.sweep.blame import BLAMES
     from poolkit.sweep.report import blame_summary, summary, summary_line
     from poolkit.sweep.result import FAILURES
 
     short = {"declared-shape-mismatch": "declared", "export-failed": "export", "runtime-failed": "runtime"}
+    groups = list(dict.fromkeys(r.cell.group for r in results))
+    sums = {g: summary([r for r in results if r.cell.group == g]) for g in groups}
+    kinds = [k for k in FAILURES if any(sums[g][k] for g in groups)]
+    blame_head = "blame " + "/".join(b[:3] for b in BLAMES)
+    heads = ["layer", "cells", "ok", "invalid", *(short.get(k, k.removesuffix("-mismatch")) for k in kinds), blame_head]
+    rows = []
+    for g in groups:
+        blames = "/".join(str(n) for n in blame_summary([r for r in results if r.cell.group == g]).values())
+        rows.append([g, str(sums[g]["cells"]), str(sums[g]["ok"]), str(sums[g]["invalid"]),
+                     *(str(sums[g][k]) for k in kinds), blames])  # fmt: skip
+    least = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(heads)) + 1 if rows else 0
+    if width is not None and least > width:
+        lines = [", ".join(f"{v} {h}" for h, v in zip(heads[1:], row[1:], strict=True)) for row in rows]
+        return Group(*(Text(f"{row[0]}: {line}") for row, line in zip(rows, lines, strict=True)),
+                     Text(summary_line(results)))  # fmt: skip
     table = Table(title="poolkit sweep — outcomes per layer group (failures, then their blame)")
-    table.add_column("layer", no_wrap=True)
-    for col in ("cells", "ok", "invalid", *(short.get(o, o.removesuffix("-mismatch")) for o in FAILURES)):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("blame " + "/".join(b[:3] for b in BLAMES), justify="right", no_wrap=True)
-    for group in dict.fromkeys(r.cell.group for r in results):
-        mine = [r for r in results if r.cell.group == group]
-        s = summary(mine)
-        counts = [f"[red]{s[k]}[/red]" if s[k] else "0" for k in FAILURES]
-        blames = "/".join(str(n) for n in blame_summary(mine).values())
-        table.add_row(group, str(s["cells"]), str(s["ok"]), str(s["invalid"]), *counts, blames)
+    for i, head in enumerate(heads):
+        table.add_column(head, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        failures = [f"[red]{c}[/red]" if c != "0" else c for c in row[4:-1]]
+        table.add_row(*row[:4], *failures, row[-1])
     return Group(table, Text(summary_line(results)))
