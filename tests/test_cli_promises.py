@@ -49,7 +49,9 @@ def test_export_writes_every_format_given(tmp_path: Path) -> None:
 def test_show_draws_a_2_channel_input_by_its_first_channel(tmp_path: Path) -> None:
     # Before the fix: "unexpected AssertionError ... a poolkit bug" (TensorBoard draws 1 or 3 channels only).
     models = tmp_path / "m"
-    assert runner.invoke(app, ["export", "-m", "conv(2,3,k=3)", "-f", "torchscript", "--out", str(models)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["export", "-m", "conv(2,3,k=3)", "-f", "torchscript", "--out", str(models)]).exit_code == 0
+    )
     result = runner.invoke(app, ["show", "-m", "conv(2,3,k=3)", "--data", "synthetic", "--batches", "1",
                                  "--models", str(models), "--logdir", str(tmp_path / "tb"), "--png",
                                  str(tmp_path / "png"), "--json"])  # fmt: skip
