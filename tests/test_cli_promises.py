@@ -4,6 +4,7 @@ a broken artifact never 'unavailable', show never an internal error on a 2-chann
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,39 @@ def test_show_draws_a_2_channel_input_by_its_first_channel(tmp_path: Path) -> No
     (shown,) = json.loads(result.stdout)["results"]
     assert shown["display"].endswith("; input: channel 0 of 2 shown as grayscale"), shown["display"]
     assert Path(shown["png"]).stat().st_size > 10_000
+
+
+def test_bench_at_20_columns_cuts_no_name_and_no_number() -> None:
+    from rich.console import Console
+
+    from poolkit.cli.bench_render import bench_table
+    from tests.test_bench_method import synthetic_report
+
+    report = synthetic_report()
+    console = Console(width=20, record=True, color_system=None)
+    console.print(bench_table(report, 20))  # before the fix: 'mod…', 'max…', 'eag…', '1…'
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 20
+    joined = " ".join(text.split())  # the console wraps between words (a name longer than 20 folds whole)
+    rows = joined.split("• ")[1 : 1 + len(report.measurements)]
+    for row, m in zip(rows, report.measurements, strict=True):
+        assert row.replace("spec_conv2d_32x3x3_m axpool", "spec_conv2d_32x3x3_maxpool").startswith(
+            f"{m.model} {m.runtime} {m.device}"
+        ), row
+    for number in ("p50 0.257", "p50 12.3", "p50 1234.6"):
+        assert number in joined
+
+
+def test_a_baseline_of_1e_300_ms_samples_prints_short_figures() -> None:
+    from rich.console import Console
+
+    from poolkit.bench.report import changes_since
+    from poolkit.cli.bench_render import changes_table
+    from tests.helpers import measurement
+
+    (change,) = changes_since([measurement([1e-300] * 20)], [measurement([0.05 + i / 1e4 for i in range(20)])])
+    console = Console(width=200, record=True, color_system=None)
+    console.print(changes_table([change], "old.json"))
+    text = console.export_text()  # before the fix: a 300-digit percentage
+    assert "+5.09e+300%" in text and "1e-300" in text and "regression" in text
+    assert max(len(digits) for digits in re.findall(r"\d+", text)) < 5
