@@ -96,3 +96,21 @@ def test_a_baseline_of_1e_300_ms_samples_prints_short_figures() -> None:
     text = console.export_text()  # before the fix: a 300-digit percentage
     assert "+5.09e+300%" in text and "1e-300" in text and "regression" in text
     assert max(len(digits) for digits in re.findall(r"\d+", text)) < 5
+
+
+def test_bench_marks_a_broken_artifact_failed_never_unavailable(models: Path) -> None:
+    # Already right on today's code (a failed row, exit 1 from the CLI): kept so it stays so.
+    import numpy as np
+
+    from poolkit.bench.measurement import BenchSettings
+    from poolkit.bench.run import run_bench
+    from tests.test_hostile_files import rehash
+
+    (models / "relu.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 50)
+    rehash(models)  # its hash matches: ONNX Runtime itself refuses it
+    (models / "relu.torchscript.pt").write_bytes(b"changed")  # its hash does not match
+    settings = BenchSettings(runtimes=("torchscript", "onnxruntime"), warmup=0, iters=3, in_process=True)
+    report = run_bench(models, ["relu"], settings, np.zeros((2, 3, 32, 32), dtype=np.float32))
+    rows = {m.runtime: m for m in report.measurements}
+    assert rows["onnxruntime"].status == "failed" and "onnxruntime cannot load" in str(rows["onnxruntime"].reason)
+    assert rows["torchscript"].status == "failed" and "sha256 mismatch" in str(rows["torchscript"].reason)
