@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,12 +50,22 @@ def http_server() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.parametrize("where", ["silent_listener", "http_server"])
-def test_a_scheduler_address_that_is_no_dask_scheduler_is_one_line_within_the_bound(
-    where: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_silent_listener_is_refused_within_the_bound(silent_listener: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster, "CONNECT_S", 1.5)  # 10 s in use; before the fix: forever
-    address = request.getfixturevalue(where)
+    started = time.monotonic()
+    with pytest.raises(cluster.PoolkitError) as info:
+        cluster.check_cluster(silent_listener, None)
+    assert time.monotonic() - started < 5 and info.value.exit_code == 2
+    assert str(info.value) == (
+        f"cannot reach the Dask scheduler at {silent_listener}: no Dask handshake within 1.5 s (is it a Dask scheduler?)"
+    )
+
+
+def test_an_http_server_as_scheduler_is_one_line_within_the_bound(
+    http_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "CONNECT_S", 1.5)
+    address = http_server
     out = tmp_path / "sweep"
     result = runner.invoke(app, ["sweep", "--layer", "activation", "--scheduler", address, "--out", str(out)])
     lines = result.stderr.strip().splitlines()
