@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import SpecError, one_line
-from poolkit.common.limits import check_batch, check_sample
+from poolkit.common.limits import MAX_PARAMETERS, check_batch, check_sample
 from poolkit.exporter.spec import UNPOOL_OF, LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -85,9 +85,6 @@ def build_model(
 def model_dtype(spec: ModelSpec, dtype: str | None) -> str:
     """The dtype a spec model is built in: --dtype, else the spec's own."""
     return dtype or spec.dtype
-
-
-MAX_PARAMETERS = 1 << 27  # 512 MiB of float32 weights: far beyond any tutorial model
 
 
 def check_parameters(spec: ModelSpec) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DataError, SpecError, one_line
 from poolkit.common.files import sha256_file
+from poolkit.common.limits import check_parameters, check_sample
 from poolkit.exporter.state_dict import load_weights
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ def construct(ref: UserModelRef, module: Any | None = None) -> nn.Module:
         ) from None
     if not isinstance(model, nn.Module):
         raise SpecError(f"'{ref.object_name}()' in {where} gives {_kind(model)}, not an nn.Module")
+    check_parameters(sum(p.numel() for p in model.parameters()), f"{ref.object_name}() in {where}")
     return model.eval()  # BatchNorm uses its running statistics, Dropout does nothing
 
 
@@ -235,7 +237,10 @@ def example_shapes(ref: UserModelRef, module: Any) -> list[tuple[int, ...]] | No
     bad = [str(t.dtype) for t in inputs if t.dtype != torch.float32]
     if bad:
         raise SpecError(f"{EXAMPLE_INPUT} for {ref.object_name} has {bad[0]} inputs: poolkit feeds float32 only")
-    return [tuple(t.shape[1:]) for t in inputs]
+    shapes = [tuple(t.shape[1:]) for t in inputs]
+    for shape in shapes:
+        check_sample(shape, f"{EXAMPLE_INPUT} of {ref.object_name}")
+    return shapes
 
 
 def example_batch(shapes: list[tuple[int, ...]], batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -99,3 +99,33 @@ def test_only_threads_the_command_started_count_as_lingering() -> None:
         pool.shutdown()
         earlier.join()
         mine.join()
+
+
+HUGE = (
+    "import torch\n"
+    "class Net(torch.nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.w = torch.nn.Parameter(torch.empty({params}, device='meta'))  # counted, never allocated\n"
+    "    def forward(self, x):\n"
+    "        return x * 2\n"
+    "    @staticmethod\n"
+    "    def example_input():\n"
+    "        return torch.empty(1, {sample}, device='meta')\n"
+)
+
+
+def test_a_users_model_over_the_parameter_or_sample_limit_is_refused(tmp_path: Path) -> None:
+    cases = {
+        (134_217_729, "3, 4, 4"): "error: Net() in net.py has 134,217,729 parameters; the limit is 134,217,728",
+        (10, "1, 5000, 5000"): "error: bad example_input of Net '1x5000x5000': 25,000,000 values a sample;"
+        " the limit is 16,777,216",
+    }
+    for (params, sample), expected in cases.items():
+        (tmp_path / "net.py").write_text(HUGE.format(params=params, sample=sample))
+        out = tmp_path / "m"
+        for args in (["zoo"], ["export", "-f", "torchscript", "--out", str(out)]):  # before the fix: both ran
+            result = runner.invoke(app, [*args, "-m", f"{tmp_path / 'net.py'}:Net"])
+            assert result.exit_code == 2, (args, result.output[-400:])
+            assert result.stderr.strip().splitlines() == [expected], result.stderr[-400:]
+        assert not out.exists() or not [p.name for p in out.iterdir() if not p.name.startswith(".")]

@@ -147,6 +147,9 @@ def run_bench(
                         if row is not None:
                             rows.append(row)
                     _measure_group(rows, settings)
+    except BaseException:
+        timers.abandon()  # Ctrl-C or an error: the workers are killed, not waited for
+        raise
     finally:
         timers.shutdown()
     add_speedups(measurements)

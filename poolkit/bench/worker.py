@@ -145,7 +145,7 @@ class Timers:
 
     def __init__(self, settings: BenchSettings, clock: Clock = time.perf_counter) -> None:
         self.settings, self.clock = settings, clock
-        self._timers: dict[tuple[str, str, int | None], Timer] = {}
+        self._timers: dict[tuple[str, str, int | None], WorkerTimer] = {}
 
     @property
     def process(self) -> str:
@@ -167,4 +167,10 @@ class Timers:
     def shutdown(self) -> None:
         for timer in self._timers.values():
             timer.shutdown()
+        self._timers.clear()
+
+    def abandon(self) -> None:
+        """Ctrl-C or an error: end every worker at once, never waiting for one still inside a call."""
+        for timer in self._timers.values():
+            timer.worker.abandon()
         self._timers.clear()

@@ -4,7 +4,8 @@ Every PoolkitError becomes one line on stderr and its exit code (2 usage or data
 so do a file the system refuses (OSError: a read-only folder, `--out` naming a file), input too
 deeply nested to parse (RecursionError), and Click's usage errors (one line, exit 2, not a box).
 An unexpected exception is a bug: still one line, naming its type and how to see the traceback
-(`POOLKIT_DEBUG=1`), exit 1. Ctrl-C is one line and exit 130. Library warnings (torch
+(`POOLKIT_DEBUG=1`), exit 1. Ctrl-C is one line and exit 130 (SIGTERM: 143), within
+`interrupts.GRACE_S` even while a runtime call does not return (`interrupts.watch`). Library warnings (torch
 UserWarnings, numpy RuntimeWarnings) are not shown: what matters is reported in the results.
 Heavy imports happen inside the command bodies, so `poolkit --help` stays instant.
 """
@@ -25,7 +26,9 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer 0.29 vendors click
 from typer.core import TyperGroup
 
+from poolkit.cli.interrupts import GRACE_S, watch
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError, one_line
+from poolkit.common.signals import deferred
 
 DEBUG_ENV = "POOLKIT_DEBUG"  # set to 1 to let unexpected exceptions (bugs) show their traceback
 EXIT_INTERRUPTED = 130
@@ -47,9 +50,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def catch_sigterm() -> None:
-    """Without a handler, SIGTERM kills Python on the spot: no `finally`, staged files left behind."""
+    """Without a handler, SIGTERM kills Python on the spot: no `finally`, staged files left behind.
+    Both handlers wait for the end of a `signals_held` block (a commit) that they arrive in."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, deferred(_on_sigterm))
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays ignored
+            signal.signal(signal.SIGINT, deferred(signal.default_int_handler))
+
+
+def watchdog_line(signum: int) -> tuple[str | None, int]:
+    """What the interrupt watchdog prints when a runtime call kept the main thread from stopping."""
+    if signum == signal.SIGTERM:
+        _TERMINATED.append(True)
+    message, code = one_line_error(KeyboardInterrupt())
+    if _REPORTED:
+        return None, code
+    _REPORTED.append(True)
+    return f"{message}; stopped at once: a call did not return within {GRACE_S:g} s", code
 
 
 def _debug() -> bool:
@@ -101,6 +118,7 @@ class OneLineGroup(TyperGroup):
         saved_logging = logging.root.manager.disable
         threads_before = set(threading.enumerate())
         catch_sigterm()
+        stop_watching = watch(watchdog_line)
         try:
             with warnings.catch_warnings():
                 if not _debug():
@@ -127,6 +145,7 @@ class OneLineGroup(TyperGroup):
             error(message)
         finally:
             logging.disable(saved_logging)
+            stop_watching()
         code = code if isinstance(code, int) else EXIT_OK
         if code == EXIT_INTERRUPTED and not _REPORTED:  # Typer swallowed an interrupt while parsing: say it
             message, code = one_line_error(KeyboardInterrupt())

@@ -74,15 +74,29 @@ def _fit_columns(rows: list[dict[str, str]], width: int | None) -> tuple[list[st
     whatever is shown is shown whole: never a model name squeezed away or a number cut mid-digit.
     """
     used = [c for c in BENCH_ORDER if any(r.get(c) not in (None, "", "—") for r in rows)]
-    need = {c: max([len(c)] + [Text.from_markup(r.get(c, "")).cell_len for r in rows]) + 3 for c in used}
     shown = list(used)
     if width is not None:
         for column in reversed(BENCH_PRIORITY):
-            if sum(need[c] for c in shown) + 1 <= width or column in ("model", "runtime", "p50"):
+            if _table_width(rows, shown) <= width or column in ("model", "runtime", "p50"):
                 continue
             if column in shown:
                 shown.remove(column)
     return shown, [c for c in used if c not in shown]
+
+
+def _table_width(rows: list[dict[str, str]], columns: list[str]) -> int:
+    """Cells of no_wrap columns: each column's widest cell (or header), padding and a border."""
+    return 1 + sum(max([len(c)] + [Text.from_markup(r.get(c, "")).cell_len for r in rows]) + 3 for c in columns)
+
+
+def _row_lines(cells: list[dict[str, str]], shown: list[str]) -> Text:
+    """Rows as lines, for a terminal narrower than even the model, runtime and p50 columns (COLUMNS=20):
+    the console wraps them between words, so no name or number is ever cut (a table would cut them)."""
+    lines = Text()
+    for row in cells:
+        parts = [row["model"], row["runtime"], *(f"{c} {row[c]}" for c in shown if c not in LEFT and row.get(c))]
+        lines.append_text(Text.from_markup("• " + "  ".join(parts) + "\n"))
+    return lines
 
 
 def bench_table(report: BenchReport, width: int | None = None) -> Group:
@@ -104,9 +118,10 @@ def bench_table(report: BenchReport, width: int | None = None) -> Group:
     spin_text = "" if spinning is None else f", ORT spinning {'on' if spinning else 'off'}"
     cells = [_bench_cells(m, several_sizes, several_counts) for m in rows]
     shown, left_out = _fit_columns(cells, width)
-    table = Table(
-        title=f"poolkit bench — {where}, {thread_text}{batch_text}, {process}{spin_text}; ms per batch, model only"
-    )
+    title = f"poolkit bench — {where}, {thread_text}{batch_text}, {process}{spin_text}; ms per batch, model only"
+    if width is not None and _table_width(cells, shown) > width:
+        return Group(Text(title, style="italic"), _row_lines(cells, shown), bench_notes(report, left_out))
+    table = Table(title=title)
     for col in shown:
         table.add_column(col, justify="left" if col in LEFT else "right", no_wrap=True)
     last_model = None
@@ -159,6 +174,11 @@ def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
     return notes
 
 
+def _change(pct: float) -> str:
+    """+12.3%; a change beyond ±10,000 % (a baseline of 1e-300 ms samples) in 3 digits, never 300."""
+    return f"{pct:+.1f}%" if abs(pct) < 1e4 else f"{pct:+.3g}%"
+
+
 def changes_table(changes: list[Change], old_path: str) -> Table:
     table = Table(title=f"change against {old_path} (p50, ms; Mann-Whitney U on the raw samples, 5 % level)")
     columns = ("model", "runtime", "device", "batch", "old", "new", "change", "shift [95% CI]", "p", "verdict")
@@ -176,7 +196,7 @@ def changes_table(changes: list[Change], old_path: str) -> Table:
             str(c.batch_size),
             _ms(c.old_p50_ms),
             _ms(c.new_p50_ms),
-            f"{c.change_pct:+.1f}%",
+            _change(c.change_pct),
             shift,
             f"{c.p_value:.2g}" if c.p_value is not None else "—",
             f"[{styles[c.verdict]}]{c.verdict}[/{styles[c.verdict]}]",

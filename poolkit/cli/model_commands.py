@@ -10,18 +10,19 @@ import typer
 from poolkit.cli.app import app, handles_errors
 from poolkit.cli.options import (
     DtypeOpt,
-    Format,
     JitMethod,
     JsonOpt,
     ModelOpt,
     OnnxExporter,
     given_values,
     parse_dtype,
+    parse_formats,
     parse_shapes,
     writable_folder,
 )
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.limits import MAX_BATCH
+from poolkit.exporter.formats.registry import FORMATS
 from poolkit.exporter.options import MAX_SEED
 
 if TYPE_CHECKING:
@@ -58,7 +59,14 @@ def zoo(
 @app.command()
 @handles_errors
 def export(
-    format: Annotated[Format, typer.Option("--format", "-f", help="Which artifacts to write.")] = Format.all,  # type: ignore[attr-defined]
+    format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Which artifacts to write: {', '.join(FORMATS)} or all (the default). Repeat or separate with commas.",
+        ),
+    ] = None,
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for the artifacts and manifest.json.")] = Path("models"),
     opset: Annotated[int | None, typer.Option(help="ONNX opset; default: the exporter's own.", min=7)] = None,
@@ -107,7 +115,6 @@ def export(
     """
     from poolkit.cli.output import print_export, print_export_progress
     from poolkit.exporter.export import export_models
-    from poolkit.exporter.formats.registry import ALL_FORMATS
     from poolkit.exporter.options import ExportOptions
     from poolkit.exporter.precision import parse_precisions
     from poolkit.exporter.zoo import resolve_models
@@ -115,7 +122,7 @@ def export(
     precisions = parse_precisions(given_values(precision, "--precision"))
     shapes = parse_shapes(input_shape)
     options = ExportOptions(
-        formats=ALL_FORMATS if format.value == "all" else (format.value,),
+        formats=parse_formats(format),
         opset=opset,
         exporter=exporter.value,
         method=method.value,

@@ -20,7 +20,7 @@ import typer
 from poolkit.common.errors import PoolkitError
 from poolkit.common.limits import MAX_BATCH, check_sample
 from poolkit.exporter.formats.onnx import EXPORTERS
-from poolkit.exporter.formats.registry import FORMATS
+from poolkit.exporter.formats.registry import ALL_FORMATS, FORMATS
 from poolkit.exporter.formats.torchscript import METHODS
 from poolkit.runtimes.base import DEVICES
 from poolkit.runtimes.registry import RUNTIMES, canonical_runtime
@@ -28,7 +28,6 @@ from poolkit.services.cifar10 import DATA_KINDS
 
 # Enums for Typer, derived from the constants: adding a device or format updates every command.
 Device = StrEnum("Device", {name: name for name in (*DEVICES, "all")})  # type: ignore[misc]
-Format = StrEnum("Format", {name: name for name in (*FORMATS, "all")})  # type: ignore[misc]
 OnnxExporter = StrEnum("OnnxExporter", {name: name for name in EXPORTERS})  # type: ignore[misc]
 
 
@@ -106,6 +105,14 @@ def split_values(values: list[str] | str | None) -> list[str]:
         return []
     items = [values] if isinstance(values, str) else values
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def parse_formats(values: list[str] | None) -> tuple[str, ...]:
+    """`export --format`: formats by name, repeated or comma-separated; `all` (the default) is every
+    format `--format all` writes, and may be combined with others (`-f all,aoti`)."""
+    chosen = choose(values, (*FORMATS, "all"), "--format") if values is not None else ("all",)
+    named = [name for name in chosen if name != "all"]
+    return tuple(dict.fromkeys([*ALL_FORMATS, *named] if "all" in chosen else named))
 
 
 def choose(values: list[str] | str | None, known: tuple[str, ...], option: str) -> tuple[str, ...]:

@@ -105,6 +105,8 @@ def _sci(value: float | None) -> str:
 def _ms(value: float | None) -> str:
     if value is None:
         return "—"
+    if abs(value) >= 1e6 or (value and abs(value) < 1e-3):  # a crafted file's 1e300 or 1e-300: 3 digits, not 300
+        return f"{value:.3g}"
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 

@@ -14,6 +14,7 @@ from poolkit.common.errors import PoolkitError
 MAX_BATCH = 65_536  # images in one batch
 MAX_SAMPLE_ELEMENTS = 1 << 24  # values in one sample (64 MiB of float32)
 MAX_BATCH_ELEMENTS = 1 << 28  # values in one batch (1 GiB of float32)
+MAX_PARAMETERS = 1 << 27  # 512 MiB of float32 weights: far beyond any tutorial model
 MAX_THREADS = 1024  # torch.set_num_threads(100000) crashes the process
 MAX_JOBS = 64  # worker processes; each imports torch (hundreds of MB)
 MAX_ITERS = 1_000_000  # timed or warm-up runs of one measurement
@@ -28,6 +29,11 @@ def check_sample(shape: tuple[int, ...], option: str = "--input-shape") -> None:
         raise PoolkitError(
             f"bad {option} '{shown}': {math.prod(shape):,} values a sample; the limit is {MAX_SAMPLE_ELEMENTS:,}"
         )
+
+
+def check_parameters(count: int, what: str) -> None:
+    if count > MAX_PARAMETERS:
+        raise PoolkitError(f"{what} has {count:,} parameters; the limit is {MAX_PARAMETERS:,}")
 
 
 def check_batch(batch: int, shape: tuple[int, ...] | None = None, option: str = "--batch-size") -> None:

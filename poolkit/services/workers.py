@@ -12,6 +12,8 @@ One SIGINT policy for every child: SIGINT is handled explicitly (a process start
 background by a shell inherits it ignored, and must still stop on Ctrl-C), and a child stopped by
 it exits quietly with 130, no traceback of its own; the parent reports the interrupt once. A
 child that dies otherwise is `WorkerDied` with its exit code, which the caller turns into one line.
+No child outlives its parent: on Linux the kernel kills it when the parent dies (`die_with_parent`),
+so a poolkit stopped by Ctrl-C, SIGTERM or `kill -9` leaves no worker running.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar, Protocol
+
+from poolkit.common.signals import die_with_parent
 
 EXIT_INTERRUPTED = 130
 INTERRUPT_CODES = (EXIT_INTERRUPTED, -signal.SIGINT)  # a child stopped by Ctrl-C: by its handler, or by the signal
@@ -97,6 +101,10 @@ class Worker(ABC):
     def stop(self) -> None:
         """Let the service close and the worker end; safe to call twice."""
 
+    def abandon(self) -> None:
+        """End the worker now, whatever it is doing (the caller was interrupted)."""
+        self.stop()
+
 
 class InProcessWorker(Worker):
     """The service called in this process: the same protocol, no copies, nothing to die."""
@@ -132,7 +140,7 @@ class SubprocessWorker(Worker):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "poolkit.services.workers", str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "poolkit.services.workers", str(to_child_r), str(from_child_w), str(os.getpid())],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -142,19 +150,24 @@ class SubprocessWorker(Worker):
         os.close(from_child_w)
         self.outbox = Connection(to_child_w, readable=False)
         self.conn = Connection(from_child_r, writable=False)
+        self.busy = False  # a message is out whose reply was not read (the child is inside a call)
         self.send(spec)
+        self.busy = False  # building the service replies nothing
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def send(self, message: Any) -> None:
+        self.busy = message is not None
         with contextlib.suppress(OSError):  # the child is gone: recv reads EOF and says how it ended
             self.outbox.send(message)
 
     def recv(self) -> Any:
         try:
-            return self.conn.recv()
+            reply = self.conn.recv()
+            self.busy = False
+            return reply
         except (EOFError, OSError):
             raise WorkerDied(self.name, self.exit_code()) from None
 
@@ -183,8 +196,15 @@ class SubprocessWorker(Worker):
         self.proc.wait()
         self.close()
 
+    def abandon(self) -> None:
+        self.kill()
+
     def stop(self) -> None:
-        """Ask the child to finish (its service closes); kill it if it does not within 5 s."""
+        """Ask the child to finish (its service closes); kill it if it does not within 5 s, or at once
+        when it is still inside a call (the parent stopped waiting for it: Ctrl-C, an error)."""
+        if self.busy:
+            self.kill()
+            return
         self.send(None)
         self.exit_code(5.0)
         self.close()
@@ -218,6 +238,7 @@ def run_apart(name: str, fn: Callable[..., Any], *args: Any) -> Any:
 def child_main(argv: list[str]) -> int:
     """The child's loop: build the service from the first message, then answer until None or EOF."""
     install_sigint_policy()
+    die_with_parent(int(argv[3]))
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
     try:

@@ -63,6 +63,14 @@ def image_panels(output: np.ndarray, channels: str = "gray") -> list[Panel]:
     return panels
 
 
+def shown_input(x: np.ndarray) -> tuple[np.ndarray, str]:
+    """The input as TensorBoard and the PNG can draw it: 1 or 3 channels as they are, any other count
+    (a 2-channel model's input) by its first channel as grayscale, and a note saying so."""
+    if x.ndim != 4 or x.shape[1] in (1, 3):
+        return x, ""
+    return x[:, :1], f"input: channel 0 of {x.shape[1]} shown as grayscale"
+
+
 def describe_panels(panels: list[Panel]) -> str:
     total, n = panels[0].total, len(panels)
     each = f"the first {n} of {total} channels, each" if total > n else f"each of {n} channels"

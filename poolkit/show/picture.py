@@ -12,7 +12,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from poolkit.common.files import write_atomic
-from poolkit.show.panels import class_probabilities, describe_panels, grid, image_panels, is_image_output
+from poolkit.show.panels import (
+    class_probabilities,
+    describe_panels,
+    grid,
+    image_panels,
+    is_image_output,
+    shown_input,
+)
 
 PNG_SIZE_INCHES = (12.0, 5.5)
 PNG_DPI = 100  # so every picture is 1200 x 550 pixels
@@ -93,8 +100,9 @@ def write_picture(
         cols = -(-len(shown) // rows)
         spec = fig.add_gridspec(rows, cols + 1)
         ax = fig.add_subplot(spec[:, 0])
-        ax.imshow(grid(x, nrow=4))
-        ax.set_title(f"input {'x'.join(map(str, x.shape))}", fontsize=9)
+        drawn, input_note = shown_input(x)
+        ax.imshow(grid(drawn, nrow=4))
+        ax.set_title(f"input {'x'.join(map(str, x.shape))}" + (" (channel 0)" if input_note else ""), fontsize=9)
         ax.axis("off")
         for k, panel in enumerate(shown):
             ax = fig.add_subplot(spec[k // cols, 1 + k % cols])

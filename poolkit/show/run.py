@@ -25,7 +25,7 @@ from poolkit.runtimes.registry import formats_read
 from poolkit.services.artifacts import open_artifacts
 from poolkit.services.cifar10 import ImageSet, load_images
 from poolkit.services.image_fit import fit_images
-from poolkit.show.panels import class_probabilities, describe_panels, image_panels, is_image_output
+from poolkit.show.panels import class_probabilities, describe_panels, image_panels, is_image_output, shown_input
 from poolkit.show.picture import bar_figure, write_picture
 
 
@@ -155,7 +155,8 @@ def show_model(
             out, non_finite = output_for(runtime, x)
             if first_batch is None:
                 first_batch = (x, out, labels)
-            writer.add_images("input", x, step)
+            drawn, input_note = shown_input(x)
+            writer.add_images("input", drawn, step)
             writer.add_histogram("output_values", out, step)
             if is_image_output(out.shape):
                 panels = image_panels(out, channels)
@@ -170,6 +171,8 @@ def show_model(
                 tags = ["input", "class_probabilities"]
             if non_finite:
                 display += f"; {non_finite:,} NaN/Inf values shown as 0"
+            if input_note:
+                display += f"; {input_note}"
             if on_batch:
                 on_batch()
         writer.add_text("display", f"`{spec_text}` — {display}", 0)

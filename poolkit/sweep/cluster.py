@@ -10,13 +10,21 @@ Start a cluster (every machine needs the same poolkit, torch, onnx and onnxrunti
 
     dask scheduler --host 127.0.0.1 --port 8786
     dask worker tcp://127.0.0.1:8786 --nthreads 1 --nworkers 2
+
+A lost cluster is one line, never a wait forever: an address that accepts but is no Dask scheduler
+(an HTTP server, a silent listener) is refused after `CONNECT_S`; a scheduler that goes away
+mid-sweep, or a cluster left without workers for `NO_WORKERS_S`, stops the sweep (exit 1) with the
+cells in flight unjournaled, so a resume runs them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from poolkit.common.errors import PoolkitError, one_line
@@ -26,6 +34,9 @@ from poolkit.sweep.result import INTERRUPTED, CellResult
 from poolkit.sweep.worker import run_with_deadline, start_worker
 
 _local = threading.local()
+CONNECT_S = 10.0  # the whole handshake: a listener that accepts and never answers is not waited on
+NO_WORKERS_S = 30.0  # a cluster without workers this long is lost (Dask would wait for one forever)
+POLL_S = 2.0  # how often the sweep looks at the cluster while it waits for results
 
 
 def run_isolated(cell: Cell, timeout_s: float, cell_fn: Callable[[Cell], CellResult]) -> CellResult:
@@ -45,14 +56,40 @@ def worker_versions() -> dict[str, str]:
 
 
 def connect(address: str) -> Any:
+    """A Client of the scheduler at `address`, within CONNECT_S whatever answers there (or nothing does)."""
     try:
         from distributed import Client
     except ImportError:
         raise PoolkitError("--scheduler needs dask.distributed: pip install 'poolkit[distributed]'") from None
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def attempt() -> None:  # in a daemon thread: Dask's handshake has no deadline of its own
+        try:
+            made.append(Client(address, timeout=f"{CONNECT_S * 0.7:g}s"))  # its own reason first, if any
+        except Exception as exc:  # noqa: BLE001 - reported below, in one line
+            failed.append(exc)
+
+    thread = threading.Thread(target=attempt, name="poolkit-dask-connect", daemon=True)
+    with quiet_dask():
+        thread.start()
+        thread.join(CONNECT_S)
+    if made:
+        return made[0]
+    why = one_line(failed[0]) if failed else f"no Dask handshake within {CONNECT_S:g} s (is it a Dask scheduler?)"
+    raise PoolkitError(f"cannot reach the Dask scheduler at {address}: {why}")
+
+
+@contextlib.contextmanager
+def quiet_dask() -> Iterator[None]:
+    """distributed logs its own tracebacks at ERROR when a connection breaks: poolkit says it in one line."""
+    logger = logging.getLogger("distributed")
+    saved = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     try:
-        return Client(address, timeout="5s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise PoolkitError(f"cannot reach the Dask scheduler at {address}: {one_line(exc)}") from None
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 def check_cluster(address: str, versions: dict[str, str] | None) -> None:
@@ -87,8 +124,6 @@ def run_on_dask(
     versions: dict[str, str] | None,
 ) -> None:
     """Submit every cell to the cluster at `address`; call `on_result` as each one finishes."""
-    from distributed import as_completed
-
     client = connect(address)
     try:
         _check(client, address, versions)
@@ -98,13 +133,74 @@ def run_on_dask(
             for cell in cells
         }
         try:
-            for future in as_completed(list(futures)):
-                try:
-                    result = future.result()
-                except Exception as exc:  # noqa: BLE001 - the Dask worker itself died, or the task was lost
-                    result = CellResult(futures[future], "crashed", f"dask task failed: {one_line(exc)[:200]}")
-                on_result(result)
+            with quiet_dask():
+                collect(client, futures, address, on_result)
         finally:
-            client.cancel(list(futures))
+            with contextlib.suppress(Exception), quiet_dask():  # the scheduler may be gone
+                client.cancel(list(futures))
     finally:
-        client.close()
+        with contextlib.suppress(Exception), quiet_dask():
+            client.close()
+
+
+def collect(
+    client: Any,
+    futures: dict[Any, Cell],
+    address: str,
+    on_result: Callable[[CellResult], None],
+    wait: Callable[..., Any] | None = None,
+) -> None:
+    """Each result as it comes; a lost scheduler or a cluster without workers is one PoolkitError (exit 1),
+    and the cells still in flight get no result (they stay unjournaled). `wait`: distributed's (tests fake it)."""
+    if wait is None:
+        from distributed import wait as dask_wait
+
+        wait = dask_wait
+
+    pending, no_workers_since = set(futures), None
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - FuturesCancelledError when the scheduler went away
+            raise _lost(address, exc) from None
+        for future in done:
+            on_result(_result(future, futures[future], address))
+        if done:
+            continue
+        if client.status not in ("running", "connecting"):
+            raise PoolkitError(f"lost the Dask scheduler at {address} ({client.status})", exit_code=1)
+        workers = _workers(client, address)
+        no_workers_since = None if workers else (no_workers_since or time.monotonic())
+        if no_workers_since is not None and time.monotonic() - no_workers_since > NO_WORKERS_S:
+            raise PoolkitError(f"the Dask cluster at {address} has had no workers for {NO_WORKERS_S:g} s", exit_code=1)
+
+
+def _workers(client: Any, address: str) -> int:
+    try:
+        return len(client.scheduler_info().get("workers", {}))
+    except Exception as exc:  # noqa: BLE001 - the scheduler went away while we asked
+        raise _lost(address, exc) from None
+
+
+def _result(future: Any, cell: Cell, address: str) -> CellResult:
+    """The cell's result; a task lost with its scheduler is the cluster's failure, never the cell's."""
+    try:
+        result: CellResult = future.result()
+        return result
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - asyncio's CancelledError is no Exception
+        # A broken connection (CommClosedError is an OSError) or a future cancelled with its scheduler is
+        # the cluster's failure, never the cell's; any other error is the task's own.
+        if isinstance(exc, OSError | TimeoutError) or "Cancelled" in type(exc).__name__:
+            raise _lost(address, exc) from None
+        return CellResult(cell, "crashed", f"dask task failed: {one_line(exc)[:200]}")
+
+
+def _lost(address: str, exc: BaseException) -> PoolkitError:
+    why = " ".join(one_line(exc).split())[:200]
+    return PoolkitError(f"lost the Dask scheduler at {address}: {why}", exit_code=1)
