@@ -164,7 +164,15 @@ class Timers:
             timer = self._timers[key] = start_timer(runtime, device, settings, self.clock)
         return timer
 
+    def start_all(self, keys: list[tuple[str, str, int | None]]) -> None:
+        """Start the timers of every (runtime, device, threads) the run will ask for, at once."""
+        for runtime, device, threads in keys:
+            self.get(runtime, device, threads)
+
     def shutdown(self) -> None:
+        """Every worker is asked to end first, then each is waited for: they wind down together."""
+        for timer in self._timers.values():
+            timer.worker.request_stop()
         for timer in self._timers.values():
             timer.shutdown()
         self._timers.clear()

@@ -14,7 +14,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
 from poolkit.common.errors import DataError
 from poolkit.services.cifar10 import ImageSet, synthetic_images
@@ -55,6 +54,8 @@ def fit_array(images: np.ndarray, sample_shape: tuple[int, ...]) -> tuple[np.nda
     """NCHW float images resized to `sample_shape`'s height and width and, for one channel, made
     grayscale; with the steps taken, in words. The caller has checked that `sample_shape` is an image
     of 1 or 3 channels (bench's data uses this too, so every command feeds the same fitted images)."""
+    from torchvision.transforms import v2  # lazily: torchvision takes seconds to import; most inputs need no fitting
+
     channels, height, width = sample_shape
     stored = tuple(images.shape[1:])
     x = torch.from_numpy(np.ascontiguousarray(images))

@@ -105,6 +105,11 @@ class Worker(ABC):
         """End the worker now, whatever it is doing (the caller was interrupted)."""
         self.stop()
 
+    def request_stop(self) -> None:
+        """Ask the worker to end without waiting for it (`stop` then waits): several wind down at once.
+        An in-process worker has nothing to ask."""
+        return None
+
 
 class InProcessWorker(Worker):
     """The service called in this process: the same protocol, no copies, nothing to die."""
@@ -151,6 +156,7 @@ class SubprocessWorker(Worker):
         self.outbox = Connection(to_child_w, readable=False)
         self.conn = Connection(from_child_r, writable=False)
         self.busy = False  # a message is out whose reply was not read (the child is inside a call)
+        self.stopping = False  # asked to end (`request_stop`): `stop` only waits
         self.send(spec)
         self.busy = False  # building the service replies nothing
 
@@ -205,9 +211,14 @@ class SubprocessWorker(Worker):
         if self.busy:
             self.kill()
             return
-        self.send(None)
+        self.request_stop()
         self.exit_code(5.0)
         self.close()
+
+    def request_stop(self) -> None:
+        if not self.busy and not self.stopping:
+            self.send(None)
+            self.busy, self.stopping = False, True
 
     def close(self) -> None:
         for conn in (self.outbox, self.conn):
