@@ -62,7 +62,7 @@ def options_like(ref: ModelRef, records: list[ExportRecord], formats: tuple[str,
     PoolkitError naming the command to run where they cannot be reproduced."""
     fp32 = [r for r in records if r.precision == "fp32"] or records
     # TorchScript takes any batch whatever it was exported with: its record says nothing of --static-batch.
-    sized = [r for r in fp32 if not format_named(r.format).any_batch] if _known(fp32) else fp32
+    sized = [r for r in fp32 if not format_named(r.format).any_batch] or fp32
     template = next((r for r in sized if r.ok), None) or next((r for r in fp32 if r.ok), None) or fp32[0]
     spec_dtype = ref.spec.dtype if ref.spec is not None else "float32"
     options = ExportOptions(
@@ -85,10 +85,6 @@ def options_like(ref: ModelRef, records: list[ExportRecord], formats: tuple[str,
             f" files were exported ({why}): run '{export_command(ref, options, out_dir)}'"
         )
     return options
-
-
-def _known(records: list[ExportRecord]) -> bool:
-    return any(not format_named(r.format).any_batch for r in records)
 
 
 def export_command(ref: ModelRef, options: ExportOptions, out_dir: Path) -> str:

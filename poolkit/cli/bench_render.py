@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from poolkit.cli.render import _ms, _si, failure_lines, unavailable_lines
+from poolkit.cli.render import _ms, _si, failure_lines, table_width, unavailable_lines
 
 if TYPE_CHECKING:
     from poolkit.bench.measurement import BenchReport
@@ -85,8 +85,7 @@ def _fit_columns(rows: list[dict[str, str]], width: int | None) -> tuple[list[st
 
 
 def _table_width(rows: list[dict[str, str]], columns: list[str]) -> int:
-    """Cells of no_wrap columns: each column's widest cell (or header), padding and a border."""
-    return 1 + sum(max([len(c)] + [Text.from_markup(r.get(c, "")).cell_len for r in rows]) + 3 for c in columns)
+    return table_width(columns, [[r.get(c, "") for c in columns] for r in rows])
 
 
 def _row_lines(cells: list[dict[str, str]], shown: list[str]) -> Text:

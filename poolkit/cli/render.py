@@ -120,6 +120,12 @@ def _si(value: int | None, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def table_width(headers: list[str], rows: list[list[str]]) -> int:
+    """The width a table of no_wrap columns needs: each column's widest cell or header (markup not
+    counted), its padding and border, and the closing border. Wider than the terminal, rich crops it."""
+    return 1 + sum(max([len(h)] + [Text.from_markup(r[i]).cell_len for r in rows]) + 3 for i, h in enumerate(headers))
+
+
 def sweep_table(results: list[CellResult], width: int | None = None) -> Group:
     """Outcomes per layer group. Failure kinds no cell has are left out (the summary line names the
     ones there are); where even that table is wider than `width`, one line per group instead: a
@@ -130,18 +136,19 @@ def sweep_table(results: list[CellResult], width: int | None = None) -> Group:
     from poolkit.sweep.result import FAILURES
 
     short = {"declared-shape-mismatch": "declared", "export-failed": "export", "runtime-failed": "runtime"}
-    groups = list(dict.fromkeys(r.cell.group for r in results))
-    sums = {g: summary([r for r in results if r.cell.group == g]) for g in groups}
-    kinds = [k for k in FAILURES if any(sums[g][k] for g in groups)]
+    by_group: dict[str, list[CellResult]] = {}
+    for r in results:
+        by_group.setdefault(r.cell.group, []).append(r)
+    sums = {g: summary(mine) for g, mine in by_group.items()}
+    kinds = [k for k in FAILURES if any(s[k] for s in sums.values())]
     blame_head = "blame " + "/".join(b[:3] for b in BLAMES)
     heads = ["layer", "cells", "ok", "invalid", *(short.get(k, k.removesuffix("-mismatch")) for k in kinds), blame_head]
     rows = []
-    for g in groups:
-        blames = "/".join(str(n) for n in blame_summary([r for r in results if r.cell.group == g]).values())
+    for g, mine in by_group.items():
+        blames = "/".join(str(n) for n in blame_summary(mine).values())
         rows.append([g, str(sums[g]["cells"]), str(sums[g]["ok"]), str(sums[g]["invalid"]),
                      *(str(sums[g][k]) for k in kinds), blames])  # fmt: skip
-    least = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(heads)) + 1 if rows else 0
-    if width is not None and least > width:
+    if rows and width is not None and table_width(heads, rows) > width:
         lines = [", ".join(f"{v} {h}" for h, v in zip(heads[1:], row[1:], strict=True)) for row in rows]
         return Group(*(Text(f"{row[0]}: {line}") for row, line in zip(rows, lines, strict=True)),
                      Text(summary_line(results)))  # fmt: skip

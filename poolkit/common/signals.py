@@ -50,11 +50,6 @@ def signals_held() -> Iterator[None]:
                 signal.raise_signal(signum)  # the handler runs now, outside the block
 
 
-def held() -> bool:
-    """Whether the main thread is inside a signals_held block."""
-    return _depth[0] > 0
-
-
 def deferred(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
     """`handler`, postponed to the end of the signals_held block it arrives in (if any)."""
 

@@ -217,8 +217,8 @@ class SubprocessWorker(Worker):
 
     def request_stop(self) -> None:
         if not self.busy and not self.stopping:
-            self.send(None)
-            self.busy, self.stopping = False, True
+            self.send(None)  # None leaves `busy` False: no reply is owed
+            self.stopping = True
 
     def close(self) -> None:
         for conn in (self.outbox, self.conn):

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from poolkit.common.errors import one_line
+from poolkit.exporter.layers import autocast_variant
+from poolkit.exporter.precision import DTYPE_OF
 
 ROUNDING_MARGIN = 2.0
 
@@ -111,11 +113,9 @@ class Fp64Reference:
 
 
 def _twin(module: nn.Module, precision: str) -> nn.Module:
-    from poolkit.exporter.layers import autocast_variant
-
     if precision == "fp64":
         return copy.deepcopy(module).double().eval()
-    return autocast_variant(module, {"bf16": "bfloat16", "fp16": "float16"}[precision])
+    return autocast_variant(module, DTYPE_OF[precision])
 
 
 def strict_mismatch(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> np.ndarray:
