@@ -181,6 +181,20 @@ def _executor_worker() -> object:
     return concurrent.futures.thread._worker
 
 
+def main() -> None:
+    """The `poolkit` console script: the app, then an exit that no late signal turns into a kill.
+
+    Python's finalisation puts SIGINT and SIGTERM back to their default action; one arriving then
+    (the command done, its files written, its exit code decided) killed the process with -15 and no
+    line. Ignored from here on, it leaves the exit code the command decided. (Not in `app` itself:
+    a caller running it in-process, as tests do, keeps its own Ctrl-C.)"""
+    try:
+        app()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def usage_line(exc: ClickException) -> str:
     """Click's message on one line, with where to look for the right usage."""
     message = " ".join(exc.format_message().split())
