@@ -1,33 +1,65 @@
-"""Shared fixtures: the zoo exported once per session; CUDA-marked tests skip with the reason."""
+"""Shared fixtures: the zoo exported once per session; CUDA-marked tests skip with the reason.
+
+Isolation: the suite's runs go to a temporary results root ($POOLKIT_RESULTS, set before any test),
+and a test that writes into the checkout's own results/, models/ or logs/ fails, naming what it
+wrote (a CLI test leaving --models or an output folder at its default, relative to the checkout).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from poolkit.common.runs import RESULTS_ENV
 from poolkit.exporter.export import ExportOptions, export_models
 from poolkit.exporter.zoo import resolve_models
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+GUARDED = ("results", "models", "logs")  # the checkout's folders the commands write by default
 
 
 @pytest.fixture(scope="session", autouse=True)
-def checkout_results_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The committed results/ as they were before the session, put back after it: a CLI test that
-    leaves `--results`/`--out` at their defaults writes there, and those files were committed by
-    mistake more than once."""
-    results = CHECKOUT / "results"
-    if not results.is_dir():
-        yield
-        return
-    saved = tmp_path_factory.mktemp("results_before") / "results"
-    shutil.copytree(results, saved, symlinks=True)
+def results_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every run a test makes goes to a temporary results root, never the checkout's results/."""
+    root = tmp_path_factory.mktemp("results_root")
+    before = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop(RESULTS_ENV, None)
+    else:
+        os.environ[RESULTS_ENV] = before
+
+
+def snapshot(folders: tuple[str, ...] = GUARDED, base: Path = CHECKOUT) -> dict[str, tuple[int, int]]:
+    """Every file under the checkout's guarded folders: its size and modification time."""
+    found = {}
+    for name in folders:
+        for dirpath, _, files in os.walk(base / name):
+            for f in files:
+                path = Path(dirpath) / f
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                found[str(path.relative_to(base))] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def checkout_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that wrote into the checkout's results/, models/ or logs/ (files added, changed or removed)."""
+    before = snapshot()
     yield
-    shutil.rmtree(results, ignore_errors=True)
-    shutil.copytree(saved, results, symlinks=True)
+    after = snapshot()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        pytest.fail(f"{request.node.nodeid} wrote into the checkout: {shown} (use tmp_path)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ from poolkit.report.fmt import g, matrix
 from poolkit.report.views import SensitivityLine
 
 ROOT = Path(__file__).resolve().parents[1]
-# The demo's committed verify, examples, bench and sweep results, copied when this module is collected
-# (before any test runs): CLI tests elsewhere in the suite that use the default --results folder
-# rewrite the checkout's results/, and the report tests must read what was committed.
-COMMITTED = Path(tempfile.mkdtemp(prefix="poolkit-committed-")) / "results"
-shutil.copytree(ROOT / "results", COMMITTED)
+# The tests' own results files (cut from docs/results/, see its README): never the checkout's results/.
+FIXTURES = ROOT / "tests" / "fixtures" / "report"
 DEMO_MODELS = ("conv", "relu")
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def artifact(name: str, fmt: str, **extra: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def artifact(name: str, fmt: str, **extra: Any) -> dict[str, Any]:
 
 
 def demo_results(tmp: Path, drop: tuple[str, ...] = (), full: bool = False) -> tuple[Path, Path]:
-    """A results folder like `make demo`'s: the committed JSON, two show PNGs, a manifest, one failure.
+    """A results folder like `make demo`'s: the fixtures' JSON, two show PNGs, a manifest, one failure.
 
     Not `full`: the sweep cut to its first 60 cells and 20 failures, bench to two models and show's
     PNGs to small ones, so a test renders in a fraction of a second.
@@ -50,10 +50,10 @@ def demo_results(tmp: Path, drop: tuple[str, ...] = (), full: bool = False) -> t
     (results / "show").mkdir(parents=True)
     models.mkdir()
     for name in ("verify.json", "verify_examples.json", "bench.json", "conformance.json"):
-        shutil.copy(COMMITTED / name, results / name)
+        shutil.copy(FIXTURES / name, results / name)
     for model in DEMO_MODELS:
         target = results / "show" / f"{model}-eager.png"
-        shutil.copy(COMMITTED / "show" / f"{model}-eager.png", target) if full else Image.new("RGB", (60, 30)).save(
+        shutil.copy(FIXTURES / "show" / f"{model}-eager.png", target) if full else Image.new("RGB", (60, 30)).save(
             target
         )
     if not full:
@@ -110,11 +110,24 @@ def test_every_section_is_filled_from_the_demo_results(tmp_path: Path) -> None:
     assert done.path == tmp_path / "out" / "report.html" and done.bytes == done.path.stat().st_size
 
 
-def test_the_full_sweep_and_bench_stay_small(demo: tuple[Path, str]) -> None:
-    _, html = demo
-    assert len(html.encode()) < 1_500_000  # 3,800 sweep cells, 48 x 700 bench samples, 2 show grids at 800 px
+def test_the_full_sweep_and_bench_stay_small(tmp_path: Path) -> None:
+    """A sweep of 3,800 cells, 48 bench rows of 700 samples and 2 show grids: a page of at most 1.5 MB."""
+    results, models = demo_results(tmp_path, full=True)
+    sweep = fixture("conformance.json")
+    cells = sweep["cells"]
+    sweep["cells"] = [{**c, "cell": {**c["cell"], "spec": f"{c['cell']['spec']}#{i // len(cells)}"}}
+                      for i, c in enumerate(cells * 5)][:3800]  # fmt: skip
+    (results / "conformance.json").write_text(json.dumps(sweep))
+    bench = fixture("bench.json")
+    rows = bench["measurements"]
+    bench["measurements"] = [{**m, "model": f"{m['model']}{i // len(rows)}", "samples_ms": (m["samples_ms"] * 4)[:700]}
+                             for i, m in enumerate(rows * 3)][:48]  # fmt: skip
+    (results / "bench.json").write_text(json.dumps(bench))
+    html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
+    assert html.count('data-outcome="') >= 3800 and html.count('<svg class="boxplot"') == 16
+    assert len(html.encode()) < 1_500_000
     shown = [len(u) for u in re.findall(r'<img src="(data:[^"]+)" alt="input', html)]
-    assert len(shown) == 2 and all(40_000 < n < 400_000 for n in shown), shown  # scaled from ~450 KB each
+    assert len(shown) == 2 and all(40_000 < n < 400_000 for n in shown), shown  # scaled from 900 px, ~290 KB each
 
 
 def test_nothing_is_fetched_from_anywhere(demo: tuple[Path, str]) -> None:
@@ -136,10 +149,12 @@ def test_sections_show_the_values_of_their_files(demo: tuple[Path, str]) -> None
     assert "271,268 elements out of tolerance on raw" in html and "conv1 (layer 1: conv(3,6,k=3))" in html
     assert "poolkit verify --replay x.npz --models models" in html
     assert "<code>[2, 3] / [5, 1]</code>" in html  # the seed's 5x5 through MaxPool2d(3, ceil_mode=True)
-    assert html.count('<svg class="boxplot"') == 16  # one box plot per benchmarked model
+    benched = {m["model"] for m in fixture("bench.json")["measurements"]}
+    assert html.count('<svg class="boxplot"') == len(benched) == 6  # one box plot per benchmarked model
     assert "each runtime in its own worker process" in html and "700 timed runs per row" in html
     assert "conv · eager" in html and "relu · eager" in html  # show captions
-    assert 'id="cf-matrix"' in html and "Failures (241)" in html  # every failing cell of the committed sweep
+    failed = [c for c in fixture("conformance.json")["cells"] if c["outcome"] not in ("ok", "invalid")]
+    assert 'id="cf-matrix"' in html and f"Failures ({len(failed)})" in html and len(failed) == 79  # every one
 
 
 def test_a_missing_file_is_a_note_not_an_error(tmp_path: Path) -> None:
@@ -282,7 +297,7 @@ def test_conformance_columns_and_bundle_links(demo: tuple[Path, str]) -> None:
     _, html = demo
     headers = re.findall(r'<th scope="col" data-col="\d+"[^>]*>([^<]+)</th>', html)
     assert headers[:3] == ["ts-script ts-cpu", "ts-trace ts-cpu", "dynamo-17→17/18 ort-cpu"]
-    assert 'href="conformance-bundles/conv-322a56f0e52424dc/"' in html  # relative to the page
+    assert 'href="conformance-bundles/maxpool-16242d544ef72b8b/"' in html  # relative to the page
     assert "(not on disk: re-run poolkit sweep)" in html  # bundles are not committed
 
 
@@ -374,11 +389,11 @@ def test_fields_other_work_adds_get_a_column_only_when_present(tmp_path: Path) -
     verify["rows"][0]["precision"] = "bf16"
     (results / "verify.json").write_text(json.dumps(verify))
     html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
-    assert '<td class="num bad">699 / 700</td>' in html and '<td class="num">322</td>' in html
+    assert '<td class="num bad">✘ 1 of 700 differ</td>' in html and '<td class="num">322</td>' in html
     assert html.count('<th scope="col">precision</th>') == 1 and "<td>bf16</td>" in html
 
 
 def test_bundle_links_are_relative_to_where_the_page_is_written(tmp_path: Path) -> None:
     results, models = demo_results(tmp_path)
     html = build_report(results, tmp_path / "pages" / "r.html", models).path.read_text(encoding="utf-8")
-    assert 'href="../results/conformance-bundles/conv-322a56f0e52424dc/"' in html
+    assert 'href="../results/conformance-bundles/maxpool-16242d544ef72b8b/"' in html

@@ -1,7 +1,9 @@
 """The report in a real browser: headless Chromium (the system's, driven by Playwright) with every
 network request blocked. The page loads with no console error and no request leaving it, every
 section is there with the demo's models, the conformance filter hides rows, a phone-sized window
-never scrolls sideways, and without JavaScript everything but the filters is readable.
+never scrolls sideways (and its pictures stay legible), the summary's figures are the JSON's, tables
+sort, only the page's own script runs (its CSP allows it by hash, never 'unsafe-inline'), and without
+JavaScript everything but the filters is readable.
 
 Needs Playwright (the `dev` extra) and a Chromium (`make test` installs Debian's `chromium` when run
 as root). Without them these tests skip and say why; with POOLKIT_REQUIRE_BROWSER=1 (CI) they fail.
@@ -10,6 +12,8 @@ A screenshot of each page is kept under build/report-browser/ and its path print
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,7 +23,7 @@ from typing import Any
 import pytest
 
 from poolkit.report.build import SECTIONS, build_report
-from tests.test_report import DEMO_MODELS, ROOT, demo_results
+from tests.test_report import DEMO_MODELS, ROOT, demo_results, fixture
 
 pytestmark = pytest.mark.slow  # a browser start takes seconds
 REQUIRE_ENV = "POOLKIT_REQUIRE_BROWSER"
@@ -145,16 +149,21 @@ def test_the_conformance_filter_hides_rows(browser: Any, demo_page: Path) -> Non
     try:
         rows = "#cf-matrix tbody tr"
         total = visit.page.locator(rows).count()
-        assert total == 475 and visit.page.locator(f"{rows}:visible").count() == total
+        cells = fixture("conformance.json")["cells"]
+        layers = {
+            (c["cell"]["group"], c["cell"]["spec"], c["cell"].get("height"), c["cell"].get("width")) for c in cells
+        }
+        assert total == len(layers) == 106 and visit.page.locator(f"{rows}:visible").count() == total
         visit.page.select_option("select[name=outcome]", "declared-shape-mismatch")
         shown = visit.page.locator(f"{rows}:visible")
         assert 0 < shown.count() < total
         assert all("declared-shape-mismatch" in t for t in shown.all_inner_texts())
         assert visit.page.locator("#cf-count").inner_text() == f"{shown.count()} of {total} rows shown"
         failures = visit.page.locator("#cf-failures tbody tr:visible").all_inner_texts()
-        assert len(failures) == 38 and all("declared-shape-mismatch" in t for t in failures)  # the sweep's count
-        visit.page.select_option("select[name=group]", "boundary")
-        assert all(t.startswith("boundary") for t in visit.page.locator(f"{rows}:visible").all_inner_texts())
+        declared = sum(c["outcome"] == "declared-shape-mismatch" for c in cells)
+        assert len(failures) == declared == 2 and all("declared-shape-mismatch" in t for t in failures)
+        visit.page.select_option("select[name=group]", "adaptive")
+        assert all(t.startswith("adaptive") for t in visit.page.locator(f"{rows}:visible").all_inner_texts())
         visit.page.select_option("select[name=outcome]", "")
         visit.page.select_option("select[name=group]", "")
         visit.page.select_option("select[name=export]", "torchscript-trace")
@@ -172,7 +181,98 @@ def test_a_phone_never_scrolls_the_page_sideways(browser: Any, demo_page: Path) 
     try:
         widths = visit.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert widths[0] <= widths[1], widths  # wide tables scroll inside their wrappers
+        shown = visit.page.evaluate(
+            "[...document.querySelectorAll('figure.show img')].map(i => i.getBoundingClientRect().width)"
+        )
+        assert len(shown) == 2 and all(w >= 500 for w in shown), (
+            shown
+        )  # legible grids (their figure scrolls), not thumbnails
         visit.screenshot("report-phone")
+    finally:
+        visit.close()
+
+
+def expected_summary(results: Path, models: Path) -> dict[str, Any]:
+    """The summary's figures computed here from the JSON files, independently of poolkit's code."""
+    manifest = json.loads((models / "manifest.json").read_text())["artifacts"]
+    verify = json.loads((results / "verify.json").read_text())["rows"]
+    cells = json.loads((results / "conformance.json").read_text())["cells"]
+    bench = json.loads((results / "bench.json").read_text())["measurements"]
+    fastest: dict[str, str] = {}
+    best: dict[str, float] = {}
+    for m in bench:
+        p50 = m["latency_ms"]["p50"] if m["status"] == "ok" else math.inf
+        if p50 < best.get(m["model"], math.inf):
+            best[m["model"]], fastest[m["model"]] = p50, m["runtime"]
+    eager = {m["model"]: m["latency_ms"]["p50"] for m in bench if m["runtime"] == "eager" and m["status"] == "ok"}
+    return {
+        "artifacts-ok": sum(a["status"] == "ok" for a in manifest),
+        "artifacts-failed": sum(a["status"] != "ok" for a in manifest),
+        "verify-passed": sum(r.get("status") == "passed" for r in verify),
+        "verify-failed": sum(r.get("status") == "failed" for r in verify),
+        "verify-rows": len(verify),
+        "cells": len(cells),
+        "cells-ok": sum(c["outcome"] == "ok" for c in cells),
+        "cells-failed": sum(c["outcome"] not in ("ok", "invalid") for c in cells),
+        "fastest": fastest,
+        "speedup": {k: f"{eager[k] / best[k]:.2f}" for k in best if k in eager},
+    }
+
+
+def test_the_summary_answers_with_the_figures_of_the_files(browser: Any, tmp_path: Path) -> None:
+    results, models = demo_results(tmp_path, full=True)
+    want = expected_summary(results, models)
+    visit = Visit(browser, build_report(results, results / "report.html", models).path)
+    try:
+        top = visit.page.evaluate("document.querySelector('main section').id")
+        shown = visit.page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#summary [data-summary]:not(td)')]"
+            ".filter(e => !e.closest('table')).map(e => [e.dataset.summary, e.textContent.trim()]))"
+        )
+        fastest = visit.page.evaluate(
+            "[...document.querySelectorAll('#summary-fastest tbody tr')].map(tr => [tr.dataset.model,"
+            " tr.querySelector('[data-summary=fastest-runtime]').textContent.trim(),"
+            " (tr.querySelector('[data-summary=fastest-speedup]') || {}).textContent])"
+        )
+    finally:
+        visit.close()
+    assert top == "summary"  # the answers come first
+    for key in ("artifacts-ok", "artifacts-failed", "verify-passed", "verify-failed", "verify-rows", "cells",
+                "cells-ok", "cells-failed"):  # fmt: skip
+        assert shown[key].replace(",", "") == str(want[key]), key
+    assert {m: r for m, r, _ in fastest} == want["fastest"] and len(fastest) == 6
+    assert {m: s for m, _, s in fastest if s} == want["speedup"]
+    assert shown["verify-worst"] == "conv onnx on onnxruntime/cpu"  # the one failed row
+
+
+def test_a_table_sorts_by_the_column_clicked(browser: Any, demo_page: Path) -> None:
+    visit = Visit(browser, demo_page)
+    try:
+        column = "[...document.querySelectorAll('#bench-rows tbody tr')].map(tr => tr.cells[4].dataset.sort || tr.cells[4].textContent)"
+        visit.page.locator("#bench-rows thead th", has_text="p50").click()
+        up = [float(t.split()[0].replace(",", "")) for t in visit.page.evaluate(column)]
+        visit.page.locator("#bench-rows thead th", has_text="p50").click()
+        down = [float(t.split()[0].replace(",", "")) for t in visit.page.evaluate(column)]
+        assert up == sorted(up) and down == sorted(up, reverse=True) and len(up) == 18
+        assert visit.page.locator("#bench-rows thead th[aria-sort=descending]").inner_text().startswith("p50")
+    finally:
+        visit.close()
+
+
+def test_only_the_pages_own_script_runs(browser: Any, demo_page: Path, tmp_path: Path) -> None:
+    """The policy allows the page's script by its hash: an inline script added to the page never runs."""
+    html = demo_page.read_text(encoding="utf-8")
+    policy = html.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    assert "unsafe-inline" not in policy and "script-src 'sha256-" in policy and "style-src 'sha256-" in policy
+    injected = tmp_path / "injected.html"
+    injected.write_text(
+        html.replace("</main>", "<script>document.title = 'injected'</script></main>"), encoding="utf-8"
+    )
+    visit = Visit(browser, injected)
+    try:
+        assert visit.page.title() == "poolkit report"  # refused by the policy
+        assert visit.page.locator("#cf-filters").is_visible()  # while the page's own script ran
+        assert any("Content Security Policy" in e for e in visit.errors), visit.errors
     finally:
         visit.close()
 
@@ -182,7 +282,7 @@ def test_without_javascript_all_but_the_filters_is_there(browser: Any, demo_page
     try:
         assert page_problems(visit.page) == []
         assert visit.page.locator("#cf-filters").is_hidden()
-        assert visit.page.locator("#cf-matrix tbody tr:visible").count() == 475
+        assert visit.page.locator("#cf-matrix tbody tr:visible").count() == 106
     finally:
         visit.close()
 

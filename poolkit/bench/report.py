@@ -62,7 +62,7 @@ def write_reports(report: BenchReport, out_dir: Path, stem: str = "bench") -> di
     return paths
 
 
-def load_report(path: Path) -> list[Measurement]:
+def load_report(path: Path, what: str = "--baseline") -> list[Measurement]:
     """Measurements of a saved bench JSON (for --baseline), rebuilt from their raw samples.
 
     Only what the comparison reads is kept (the row's key, status and samples), and each of those is
@@ -72,21 +72,21 @@ def load_report(path: Path) -> list[Measurement]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise DataError(f"--baseline {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{what} {path}: not a poolkit bench JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
-        raise DataError(f"--baseline {path}: not a poolkit bench JSON (no 'measurements' list)")
+        raise DataError(f"{what} {path}: not a poolkit bench JSON (no 'measurements' list)")
     schema = data.get("schema")
     if type(schema) is not int or not MIN_COMPARE_SCHEMA <= schema <= BENCH_SCHEMA:
         raise DataError(
-            f"--baseline {path}: bench JSON schema {schema!r}; this poolkit reads schemas "
+            f"{what} {path}: bench JSON schema {schema!r}; this poolkit reads schemas "
             f"{MIN_COMPARE_SCHEMA} to {BENCH_SCHEMA} (files that keep raw samples)"
         )
-    return [_baseline_row(path, i, row) for i, row in enumerate(data["measurements"])]
+    return [_baseline_row(path, i, row, what) for i, row in enumerate(data["measurements"])]
 
 
-def _baseline_row(path: Path, index: int, row: Any) -> Measurement:
+def _baseline_row(path: Path, index: int, row: Any, what: str = "--baseline") -> Measurement:
     def bad(why: str) -> DataError:
-        return DataError(f"--baseline {path}: measurement {index} {why}")
+        return DataError(f"{what} {path}: measurement {index} {why}")
 
     if not isinstance(row, dict):
         raise bad("is not an object")
@@ -169,4 +169,10 @@ def changes_since(old: list[Measurement], new: list[Measurement]) -> list[Change
     return changes
 
 
-__all__ = ["write_reports", "load_report", "changes_since", "Change", "to_plain"]
+def compare_files(old: Path, new: Path) -> list[Change]:
+    """Two saved bench JSON files compared row by row on their raw samples, nothing timed: how
+    `poolkit report --runs A B` sets runs (of one machine or two) side by side."""
+    return changes_since(load_report(old, "bench run"), load_report(new, "bench run"))
+
+
+__all__ = ["write_reports", "load_report", "changes_since", "compare_files", "Change", "to_plain"]

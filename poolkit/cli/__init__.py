@@ -8,6 +8,7 @@ in `poolkit.commands`, the tables in `render.py`, what goes to the terminal in `
 # ruff: noqa: I001 - the import order is the order of the commands in --help
 from poolkit.cli.app import app, main
 from poolkit.cli import model_commands, show_verify_commands, bench_command, sweep_command  # noqa: F401 - they register
-from poolkit.cli import report_command  # noqa: F401,E402 - registers `poolkit report`, listed last
+from poolkit.cli import report_command  # noqa: F401,E402 - registers `poolkit report`
+from poolkit.cli import runs_command  # noqa: F401,E402 - registers `poolkit runs list|prune`, listed last
 
 __all__ = ["app", "main"]

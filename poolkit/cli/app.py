@@ -27,6 +27,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from typer.core import TyperGroup
 
 from poolkit.cli.interrupts import GRACE_S, watch
+from poolkit.cli.run_scope import close_run
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PoolkitError, one_line
 from poolkit.common.signals import deferred
 
@@ -63,6 +64,7 @@ def watchdog_line(signum: int) -> tuple[str | None, int]:
     if signum == signal.SIGTERM:
         _TERMINATED.append(True)
     message, code = one_line_error(KeyboardInterrupt())
+    close_run(code, message)  # the run's record says how it ended, even when stopped at once
     if _REPORTED:
         return None, code
     _REPORTED.append(True)
@@ -195,6 +197,15 @@ def main() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+def _closed(code: int, message: str | None = None) -> None:
+    """Close the command's run (if it opened one) and say where it is, on stderr."""
+    run = close_run(code, message)
+    if run is not None:
+        from poolkit.cli.output import run_line
+
+        run_line(run)
+
+
 def usage_line(exc: ClickException) -> str:
     """Click's message on one line, with where to look for the right usage."""
     message = " ".join(exc.format_message().split())
@@ -207,13 +218,30 @@ def usage_line(exc: ClickException) -> str:
 app = typer.Typer(
     name="poolkit",
     cls=OneLineGroup,
-    help="Build the Tudui conv/pool/activation modules, export them to TorchScript and ONNX, "
-    "verify them against eager PyTorch on CIFAR10, and benchmark them. "
-    "TorchScript files are code: poolkit loads one only when its sha256 matches the manifest poolkit wrote.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: Typer's own, for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import poolkit
+
+        print(f"poolkit {poolkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="Print poolkit's version and exit."
+    ),
+) -> None:
+    """Build the Tudui conv/pool/activation modules, export them (TorchScript, ONNX, torch.export .pt2,
+    AOTInductor), verify them against eager PyTorch on CIFAR10, benchmark, show and sweep them.
+    TorchScript files are code: poolkit loads one only when its sha256 matches the manifest poolkit wrote."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -228,19 +256,26 @@ def handles_errors(fn: F) -> F:
         try:
             with stdout_for_json_only(bool(kwargs.get("json_out"))):
                 code = fn(*args, **kwargs)
-        except (typer.Exit, ClickException):
+        except typer.Exit as exc:
+            _closed(exc.exit_code)
+            raise
+        except ClickException as exc:
+            _closed(exc.exit_code, exc.format_message())
             raise
         except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: sys.exit() in a user's model
             # Imported lazily, as in OneLineGroup.main, and here, not before the try: an interrupt
             # during that first import of rich would escape to Typer, which turns it into a silent exit 130.
             from poolkit.cli.output import error
 
-            if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
-                raise
             message, exit_code = one_line_error(exc)
+            if _debug() and not isinstance(exc, (PoolkitError, KeyboardInterrupt)):
+                close_run(exit_code, message)
+                raise
             error(message)
             _REPORTED.append(True)
+            _closed(exit_code, message)
             raise typer.Exit(exit_code) from None
+        _closed(code or EXIT_OK)
         raise typer.Exit(code or EXIT_OK)
 
     return wrapper  # type: ignore[return-value]

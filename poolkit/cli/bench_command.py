@@ -17,8 +17,8 @@ from poolkit.cli.options import (
     devices_for,
     parse_ints,
     parse_runtimes,
-    writable_folder,
 )
+from poolkit.cli.run_scope import results_folder
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK, PoolkitError
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
 
@@ -71,7 +71,9 @@ def bench(
     models: Annotated[Path, typer.Option(help="Folder with manifest.json; missing models are exported there.")] = Path(
         "models"
     ),
-    out: Annotated[Path, typer.Option(help="Folder for bench.json, bench.csv, bench.png.")] = Path("results"),
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for bench.json, .csv, .png (default: a new run in results/runs/).")
+    ] = None,
     baseline: Annotated[
         Path | None,
         typer.Option(
@@ -120,21 +122,21 @@ def bench(
         ci_target=adaptive_target(min_time, max_time, ci_target),
         max_time_s=max_time,
     )
-    writable_folder(out, "--out")
     if precision:  # the variants of each artifact, against their own fp32 artifact
         return bench_precisions(models, model, settings, counts, out, json_out)
-    if self_check:
+    if self_check:  # prints its verdict, writes nothing
         check = run_self_check(models, model, settings.threads, settings.batch_sizes[0])
         print_self_check(check, json_out)
         return EXIT_OK if check["all_passed"] else EXIT_FAILED
+    folder = results_folder("bench", out, "--out")
     with progress_callbacks("bench") as (on_total, on_step):
-        run = run_bench_command(models, model, settings, out, baseline, on_step, on_total)
+        run = run_bench_command(models, model, settings, folder, baseline, on_step, on_total)
     print_bench(run, baseline, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
 
 
 def bench_precisions(
-    models: Path, model: list[str] | None, settings: Any, counts: tuple[int, ...], out: Path, json_out: bool
+    models: Path, model: list[str] | None, settings: Any, counts: tuple[int, ...], out: Path | None, json_out: bool
 ) -> int:
     """`bench --precision`: each variant timed beside its fp32 artifact on one thread count."""
     from poolkit.bench.precision import run_precision_bench
@@ -142,8 +144,9 @@ def bench_precisions(
 
     if len(counts) > 1:
         raise PoolkitError("--precision times one thread count: give --threads one number")
+    folder = results_folder("bench-precision", out, "--out")
     bench_run, written = run_precision_bench(
-        models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, out
+        models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, folder
     )
     print_precision_bench(bench_run, written, json_out)
     return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK

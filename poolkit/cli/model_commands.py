@@ -20,7 +20,9 @@ from poolkit.cli.options import (
     parse_shapes,
     writable_folder,
 )
+from poolkit.cli.run_scope import open_run
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
+from poolkit.common.files import write_json_atomic
 from poolkit.common.limits import MAX_BATCH
 from poolkit.exporter.formats.registry import FORMATS
 from poolkit.exporter.options import MAX_SEED
@@ -139,7 +141,12 @@ def export(
         calibration=calibration_images() if "int8" in precisions else None,
     )
     writable_folder(out, "--out")
-    run = export_models(resolve_models(model), out, options, on_record=None if json_out else print_export_progress)
+    refs = resolve_models(model)
+    record = open_run("export")  # what this export did (exported, cached, failed), beside the models' manifest
+    run = export_models(refs, out, options, on_record=None if json_out else print_export_progress)
+    write_json_atomic(
+        record.folder / "export.json", {"models_dir": str(out), "records": run.records, "notes": run.notes}
+    )
     print_export(run, out, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
 

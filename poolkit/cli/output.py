@@ -6,19 +6,16 @@ and the functions here render them (tables come from `render.py`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from poolkit.cli.bench_render import bench_table, changes_table
+from poolkit.cli.progress import progress_callbacks  # noqa: F401 - the commands' progress, re-exported
 from poolkit.cli.render import export_table, sweep_table, zoo_table
 from poolkit.cli.terminal import SafeConsole, json_stream
 from poolkit.cli.verify_render import examples_table, verify_table
@@ -28,6 +25,7 @@ from poolkit.exporter.formats.torchscript import JIT_DEPRECATION_NOTE
 
 if TYPE_CHECKING:
     from poolkit.bench.run import BenchRun
+    from poolkit.common.runs import Run
     from poolkit.exporter.export import ExportRun
     from poolkit.exporter.manifest import ExportRecord
     from poolkit.services.comparator import Comparison
@@ -82,55 +80,11 @@ def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {printable(message)}", soft_wrap=True)
 
 
-@contextlib.contextmanager
-def progress_callbacks(
-    label: str, rate: str | None = None
-) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
-    """A progress bar on stderr, gone when done: yields (set_total(n[, done]), advance(description)).
-
-    The bar appears only once work starts, so a preflight error stays one clean line. With `rate`
-    (a unit, like "cells"), it also shows items per second and an ETA, from the items done in this run (resumed ones,
-    counted by `set_total`, do not inflate the rate).
-    """
-    columns: tuple[Any, ...] = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    if rate:
-        columns += (TextColumn("{task.fields[rate]}"),)
-    progress = Progress(*columns, console=err_console, transient=True)
-    task = progress.add_task(label, total=None, rate="")
-    started: list[bool] = []
-    clock = {"start": time.monotonic(), "done": 0, "left": 0}
-
-    def start() -> None:
-        if not started:
-            progress.start()
-            started.append(True)
-
-    def set_total(total: int, completed: int = 0) -> None:
-        start()
-        clock.update(start=time.monotonic(), done=0, left=total - completed)
-        progress.update(task, total=total, completed=completed)
-
-    def advance(description: str) -> None:
-        start()
-        clock["done"] += 1
-        fields: dict[str, Any] = {}
-        if rate:
-            per_s = clock["done"] / max(time.monotonic() - clock["start"], 1e-9)
-            left = max(clock["left"] - clock["done"], 0)
-            eta = left / per_s if per_s else 0.0
-            fields["rate"] = f"{per_s:.2f} {rate}/s, ETA {int(eta // 60)}:{int(eta % 60):02d}"
-        progress.update(task, advance=1, description=escape(description), **fields)
-
-    try:
-        yield set_total, advance
-    finally:
-        if started:
-            progress.stop()
+def run_line(run: Run) -> None:
+    """Where a command's run is, on stderr (stdout stays the command's own output, JSON included)."""
+    status = run.record.get("status")
+    tail = "" if status == "ok" else f" ({status}, exit {run.record.get('exit_code')})"
+    err_console.print(f"[dim]run: {printable(str(run.folder))}{printable(tail)}[/dim]", soft_wrap=True)
 
 
 def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:

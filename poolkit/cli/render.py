@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -159,3 +159,25 @@ def sweep_table(results: list[CellResult], width: int | None = None) -> Group:
         failures = [f"[red]{c}[/red]" if c != "0" else c for c in row[4:-1]]
         table.add_row(*row[:4], *failures, row[-1])
     return Group(table, Text(summary_line(results)))
+
+
+def runs_table(runs: list[dict[str, Any]], root: str, latest: set[str]) -> Table:
+    """`poolkit runs list`: one row per run, oldest first; the latest run of each command starred."""
+    table = Table(title=Text(f"poolkit runs in {root}/runs  (* latest of its command)"))
+    table.add_column("run", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
+    table.add_column("machine", overflow="fold")
+    table.add_column("files", justify="right", no_wrap=True)
+    tone = {"ok": "green", "failed": "red", "error": "red", "interrupted": "yellow", "killed": "yellow"}
+    for r in runs:
+        star = "*" if r["id"] in latest else " "
+        seconds = r["seconds"]
+        table.add_row(
+            Text(f"{star} {r['id']}"),
+            Text(str(r["status"]), style=tone.get(str(r["status"]), "")),
+            f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "—",
+            Text(str(r["machine"])),
+            str(r["files"]),
+        )
+    return table

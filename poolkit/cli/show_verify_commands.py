@@ -28,8 +28,8 @@ from poolkit.cli.options import (
     parse_batches,
     parse_runtimes,
     writable_file,
-    writable_folder,
 )
+from poolkit.cli.run_scope import current_run, results_folder
 from poolkit.common.errors import EXIT_FAILED, EXIT_OK
 from poolkit.common.files import write_json_atomic
 from poolkit.common.limits import MAX_BATCH
@@ -53,8 +53,10 @@ def verify(
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance (fp32 default 1e-5).")] = 1e-5,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance (fp32 default 1e-5).")] = 1e-5,
     device: Annotated[Device, typer.Option(help="Where the artifacts run; the reference is eager on the CPU.")] = CPU,
-    report: Annotated[Path | None, typer.Option(help="JSON report path (default results/verify.json).")] = None,
-    results: Annotated[Path, typer.Option(help="Folder for reports and failing batches.")] = Path("results"),
+    report: Annotated[Path | None, typer.Option(help="JSON report path (default: verify.json in --results).")] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="Folder for reports and failing batches (default: a new run in results/runs/).")
+    ] = None,
     replay: Annotated[
         Path | None,
         typer.Option(help="Re-run a failing batch saved by an earlier verify, on the artifact in --models."),
@@ -75,9 +77,9 @@ def verify(
 ) -> int:
     """Check every exported artifact against eager PyTorch on CIFAR10; exit 1 on any mismatch.
 
-    Default runtimes: torchscript and onnxruntime (each reads its own artifact); with --device cuda,
-    eager on the GPU is checked against eager on the CPU too. TorchScript files are code: only files
-    whose sha256 matches the manifest poolkit wrote are loaded. Inputs: raw and normalised CIFAR10,
+    Default: every artifact each model has, on the runtime that reads it (torchscript; onnxruntime for
+    ONNX; export for .pt2; aoti); with --device cuda, eager on the GPU is checked against eager on the
+    CPU too. TorchScript files are code: only files whose sha256 matches the manifest poolkit wrote are loaded. Inputs: raw and normalised CIFAR10,
     a seeded edge batch, and for artifacts that take any size an odd size and the seeds' examples.
     """
     from poolkit.cli.output import print_replay, print_verify, progress_callbacks
@@ -90,15 +92,16 @@ def verify(
         meta, outputs = replay_batch(replay, models, model, finite(atol, "--atol"), finite(rtol, "--rtol"))
         print_replay(meta, outputs, json_out)
         return EXIT_OK if all(outputs) else EXIT_FAILED
-    writable_folder(results, "--results")
     writable_file(report, "--report")
     runtimes = parse_runtimes(runtime, DEFAULT_VERIFY_RUNTIMES)
     if examples:
-        return _verify_examples(models, model, runtimes, devices_for(device), results, json_out)
+        folder = results_folder("verify-examples", results, "--results")
+        return _verify_examples(models, model, runtimes, devices_for(device), folder, json_out)
     options = VerifyOptions(
-        finite(atol, "--atol"), finite(rtol, "--rtol"), batch_size, parse_batches(batches), devices_for(device), results, runtimes,
-        parse_input_sets(inputs), "off" if no_sensitivity else sensitivity,
+        finite(atol, "--atol"), finite(rtol, "--rtol"), batch_size, parse_batches(batches), devices_for(device),
+        Path(), runtimes, parse_input_sets(inputs), "off" if no_sensitivity else sensitivity,
     )  # fmt: skip
+    options.results_dir = results_folder("verify", results, "--results")  # a new run, once the options are good
     with progress_callbacks("verify") as (on_rows, on_batch):
         verdict, path = run_verify(models, model, options, data.value, data_root, download, report, on_batch, on_rows)
     print_verify(verdict, path, json_out)
@@ -129,10 +132,13 @@ def show(
     runtime: RuntimeOpt = None,
     device: Annotated[Device, typer.Option(help="Where the outputs are computed.")] = CPU,
     batches: Annotated[str, typer.Option(help="Batches of 64 to log per model, or 'all'.")] = "2",
-    logdir: Annotated[Path, typer.Option(help="TensorBoard log folder (one run per model and runtime).")] = Path(
-        "logs"
-    ),
-    png: Annotated[Path, typer.Option(help="Folder for one PNG per model.")] = Path("results/show"),
+    logdir: Annotated[
+        Path | None,
+        typer.Option(help="TensorBoard log folder, one run per model and runtime (default: the run's tensorboard/)."),
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Folder for one PNG per model (default: a new run in results/runs/, show/).")
+    ] = None,
     channels: Annotated[
         Channels,
         typer.Option(help="Outputs with other than 1 or 3 channels: each channel gray, or the first 3 as RGB."),
@@ -146,13 +152,17 @@ def show(
     json_out: JsonOpt = False,
 ) -> int:
     """Log input and output images of each model to TensorBoard and draw them as PNG pictures (default runtime: eager)."""
-    from poolkit.cli.output import print_show
+    from poolkit.cli.output import print_show, progress_callbacks
     from poolkit.show.run import ShowOptions, show_models
 
-    writable_folder(logdir, "--logdir")
-    writable_folder(png, "--png")
-    options = ShowOptions(
-        parse_runtimes(runtime, ("eager",)), devices_for(device), parse_batches(batches), logdir, png, channels.value
-    )
-    print_show(show_models(models, model, options, data.value, data_root, download), logdir, json_out)
+    options = ShowOptions(parse_runtimes(runtime, ("eager",)), devices_for(device), parse_batches(batches))
+    options.channels = channels.value
+    options.png_dir = results_folder("show", png, "--png", "show")  # what is not named goes into a new run
+    options.logdir = results_folder("show", logdir, "--logdir", "tensorboard")
+    with progress_callbacks("show") as (on_total, on_model):
+        shown = show_models(models, model, options, data.value, data_root, download, on_total, on_model)
+    run = current_run()
+    if run is not None:  # what the report captions the pictures with
+        write_json_atomic(run.folder / "show.json", {"data": shown.images.source, "results": shown.results})
+    print_show(shown, options.logdir, json_out)
     return EXIT_OK

@@ -19,7 +19,9 @@ from poolkit.cli.options import (
     parse_runtimes,
     parse_scheduler,
     parse_shape,
+    writable_folder,
 )
+from poolkit.cli.run_scope import open_run
 from poolkit.common.errors import EXIT_OK, PoolkitError
 from poolkit.common.limits import MAX_JOBS, MAX_SECONDS
 
@@ -63,9 +65,13 @@ def sweep(
         float,
         typer.Option(min=1.0, max=MAX_SECONDS, help="Seconds a cell may take before it is recorded as timeout."),
     ] = 120.0,
-    out: Annotated[Path, typer.Option(help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal.")] = Path(
-        "results/conformance"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Path stem: writes STEM.json, STEM.md and the STEM.jsonl journal (default: a new run in"
+            " results/runs/, resuming the last sweep run if it was interrupted)."
+        ),
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="Ignore the journal (and old bundles) and run every cell again.")] = False,
     scheduler: Annotated[
         str | None,
@@ -114,10 +120,31 @@ def sweep(
         dtypes=tuple(dict.fromkeys(parse_dtype(v, "--dtypes") or "float32" for v in given_values(dtypes, "--dtypes")))
         or ("float32",),
     )
+    stem = sweep_stem(out, fresh)
     with progress_callbacks("sweep", rate="cells") as (on_total, on_step):
-        run = run_sweep_command(settings, out, fresh, on_total, lambda r: on_step(f"{r.cell.group} {r.outcome}"))
+        run = run_sweep_command(settings, stem, fresh, on_total, lambda r: on_step(f"{r.cell.group} {r.outcome}"))
     print_sweep(run, json_out)
     return EXIT_OK
+
+
+def sweep_stem(out: Path | None, fresh: bool) -> Path:
+    """Where the sweep writes: the STEM given (resumed in place, as before), else `conformance` in a
+    new run, started from the journal of the last sweep run when that one was interrupted."""
+    from poolkit.cli.output import note
+    from poolkit.common.runs import interrupted_run, results_root
+    from poolkit.sweep.journal import carry_over
+
+    if out is not None:
+        writable_folder(Path(out).parent, "--out")
+        return Path(out)
+    run = open_run("sweep")
+    stem = run.folder / "conformance"
+    previous = None if fresh else interrupted_run(results_root(), "sweep", besides=run.id)
+    if previous is not None and carry_over(previous.folder / "conformance", stem):
+        note(
+            f"resuming the interrupted sweep run {previous.id} (its results copied into this run; --fresh starts over)"
+        )
+    return stem
 
 
 def sweep_targets(

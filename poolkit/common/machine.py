@@ -7,11 +7,24 @@ One place so the sweep's worker check, the export manifest and bench's environme
 from __future__ import annotations
 
 import os
+import platform
 
 
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask), not the machine's total."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (else what platform knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def library_versions() -> dict[str, str]:

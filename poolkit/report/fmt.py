@@ -97,5 +97,32 @@ def seq(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def matched(value: Any, checked: Any) -> bool | None:
+    """Bench's outputs-checked-while-timed verdict: `outputs_matched` is a boolean (all matched) in the
+    files bench writes, or a count of those that matched; None when the row checked nothing."""
+    n = num(checked)
+    if not n:
+        return None
+    if isinstance(value, bool):
+        return value
+    m = num(value)
+    return None if m is None else m >= n
+
+
+def matched_text(value: Any, checked: Any) -> str:
+    """`✔ all 108 matched`, `✘ 3 of 108 differ`, or a dash: never a boolean read as a count."""
+    verdict, n = matched(value, checked), num(checked)
+    if verdict is None or n is None:
+        return DASH
+    if verdict:
+        return f"✔ all {g(n)} matched"
+    m = num(value)
+    return (
+        f"✘ {g(n - m)} of {g(n)} differ"
+        if m is not None and not isinstance(value, bool)
+        else f"✘ not all {g(n)} matched"
+    )
+
+
 FILTERS = {"seq": seq, "g": g, "ms": ms, "size": size, "shape": shape, "words": words, "mark": mark, "tone": tone,
-           "prefix": prefix, "matrix": matrix}  # fmt: skip
+           "prefix": prefix, "matrix": matrix, "matched": matched, "matched_text": matched_text}  # fmt: skip

@@ -41,10 +41,13 @@ class Picture:
 
 def find_inside(root: Path, name: str) -> Path | None:
     """`name` as written in a results file: relative to the working folder, or to the results folder
-    (or its parent, where poolkit writes `results/...`); None when it leaves the results folder."""
+    (or its parent, where poolkit writes `results/...`), or any tail of it inside the results folder
+    (a run moved, or read from another folder: `results/runs/ID/verify_failures/x.png` is found as
+    `verify_failures/x.png` in the run's folder); None when it leaves the results folder."""
     root = Path(root).resolve()
     raw = Path(name)
-    for candidate in (raw, root / raw, root.parent / raw):
+    tails = [Path(*raw.parts[i:]) for i in range(1, len(raw.parts))] if not raw.is_absolute() else []
+    for candidate in (raw, root / raw, root.parent / raw, *(root / t for t in tails)):
         resolved = candidate.resolve()
         if resolved.is_relative_to(root) and resolved.is_file():
             return resolved
@@ -93,15 +96,16 @@ class Pictures:
     is not shown, in its place. Scaling pictures and rendering the page then overlap.
     """
 
-    def __init__(self, root: Path, names: Sequence[str]) -> None:
-        self._root = Path(root)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(names), usable_cores())))
-        self._futures: dict[str, Future[Picture]] = {n: self._pool.submit(picture, self._root, n) for n in names}
-        self._alts: list[tuple[str, str]] = []
+    def __init__(self, wanted: Sequence[tuple[Path, str]]) -> None:
+        """`wanted`: (folder, name) per picture, each embedded only from inside its own folder (a run's)."""
+        keys = list(dict.fromkeys((Path(root), name) for root, name in wanted))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(keys), usable_cores())))
+        self._futures: dict[tuple[Path, str], Future[Picture]] = {k: self._pool.submit(picture, *k) for k in keys}
+        self._alts: list[tuple[tuple[Path, str], str]] = []
 
-    def tag(self, name: str, alt: str) -> Markup:
+    def tag(self, root: Path, name: str, alt: str) -> Markup:
         """The token the template writes where the picture goes."""
-        self._alts.append((name, alt))
+        self._alts.append(((Path(root), name), alt))
         return Markup(f"<!--poolkit-picture:{len(self._alts) - 1}-->")
 
     def close(self) -> None:
@@ -111,14 +115,14 @@ class Pictures:
     def fill(self, html: str) -> tuple[str, list[str]]:
         """The page with every picture in place, and the notes about those not shown."""
         try:
-            done = {name: future.result() for name, future in self._futures.items()}
+            done = {key: future.result() for key, future in self._futures.items()}
         finally:
             self._pool.shutdown(cancel_futures=True)
         notes = [p.problem for p in done.values() if p.problem]
 
         def one(match: re.Match[str]) -> str:
-            name, alt = self._alts[int(match.group(1))]
-            pic = done[name]
+            key, alt = self._alts[int(match.group(1))]
+            pic = done[key]
             if pic.uri is None:
                 return f'<p class="neutral">{escape(pic.problem)}</p>'
             return f'<img src="{pic.uri}" alt="{escape(alt)}">'

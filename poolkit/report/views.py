@@ -153,15 +153,16 @@ class Figures:
 def figures(found: Results) -> Figures:
     failed = [r for r in found.rows("verify") if r.get("status") == "failed"]
     heat = [text(r.get("heatmap")) for r in failed]
-    pics = Pictures(found.results_dir, [h for h in heat if h] + [str(p) for p in found.show_pngs])
+    verify_dir, show_dir = found.folder("verify"), found.folder("show")
+    pics = Pictures([(verify_dir, h) for h in heat if h] + [(show_dir, str(p)) for p in found.show_pngs])
     failures = []
     for r, h in zip(failed, heat, strict=True):
         alt = f"error heatmap of {r.get('model')} {r.get('format')} on {r.get('runtime')}/{r.get('device')}"
-        failures.append(Failure(r, pics.tag(h, alt) if h else None))
+        failures.append(Failure(r, pics.tag(verify_dir, h, alt) if h else None))
     show = []
     for p in found.show_pngs:
         caption = _caption(p)
-        show.append((caption, pics.tag(str(p), f"input and output grids: {caption}")))
+        show.append((caption, pics.tag(show_dir, str(p), f"input and output grids: {caption}")))
     return Figures(failures, show, pics)
 
 

@@ -22,12 +22,13 @@ from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.build import rebuild_model
 from poolkit.exporter.external_data import external_problem
+from poolkit.exporter.formats.registry import FORMATS
 from poolkit.exporter.layers import with_dtype
 from poolkit.exporter.manifest import ExportRecord, load_manifest
 from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
 from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import Runtime
-from poolkit.runtimes.registry import open_runtime, runtime_class
+from poolkit.runtimes.registry import open_runtime, reader_of, runtime_class
 from poolkit.services.extra_inputs import ExtraInputs
 
 FORMAT_PREFERENCE = ("onnx", "torchscript")  # the record eager is rebuilt from when a model has both
@@ -61,6 +62,12 @@ class ModelArtifacts:
             if record is not None and record.ok:
                 return record
         return next((r for r in self.records.values() if r.ok), None)
+
+    def readers(self) -> tuple[str, ...]:
+        """The runtimes that check this model when none is named: the default reader of every format
+        it has a record of (`pt2` on `export`, `onnx` on `onnxruntime`...), failed exports included
+        (their rows say why), in the formats' registry order."""
+        return tuple(reader_of(fmt) for fmt in FORMATS if fmt in self.records)
 
     def record_for(self, runtime: str) -> ExportRecord | None:
         reads = runtime_class(runtime).reads

@@ -17,18 +17,7 @@ from typing import Any
 import onnxruntime as ort
 import torch
 
-from poolkit.common.machine import library_versions, usable_cores
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from poolkit.common.machine import cpu_model, library_versions, usable_cores
 
 
 def _read(path: str) -> str | None:

@@ -90,6 +90,8 @@ def show_models(
     data: str = "cifar10",
     data_root: Path | None = None,
     download: bool = False,
+    on_total: Callable[[int], None] | None = None,
+    on_done: Callable[[str], None] | None = None,
 ) -> ShowRun:
     """What `poolkit show` does: export what the manifest lacks, then one run per model, runtime and device.
 
@@ -100,7 +102,10 @@ def show_models(
     images = load_images(data, data_root, download)
     exported = ensure_exported(refs, models_dir, formats_read(options.runtimes))
     results = []
-    for model in open_artifacts(models_dir, [r.name for r in refs], trust=names):
+    models = open_artifacts(models_dir, [r.name for r in refs], trust=names)
+    if on_total:
+        on_total(len(models) * len(options.runtimes) * len(options.devices))
+    for model in models:
         reference = model.reference
         shape = reference.sample_shape if reference else ()
         model_images = images
@@ -124,6 +129,8 @@ def show_models(
                             channels=options.channels,
                         )
                     )  # fmt: skip
+                if on_done:
+                    on_done(f"{model.name} {runtime_name} {device}")
     return ShowRun(images, results, exported)
 
 

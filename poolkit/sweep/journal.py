@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from poolkit.common.errors import PoolkitError
@@ -65,3 +66,29 @@ def measured(result: CellResult) -> bool:
         return False
     stopped = tuple(f"worker died (exit code {code})" for code in INTERRUPT_CODES)
     return not (result.outcome == "crashed" and (result.reason or "") in stopped)
+
+
+def carry_over(old_stem: Path, new_stem: Path) -> bool:
+    """Start the journal at `new_stem` from the one at `old_stem` (an interrupted sweep, resumed in a
+    run of its own): the old run is left as it was, the new one holds every result and bundle.
+
+    The bundles are hard-linked where the file system allows it (copied elsewhere) and the journal's
+    bundle paths moved to them, so the new run does not depend on the old one staying. Returns
+    whether there was a journal to carry over."""
+    old_journal = Path(f"{old_stem}.jsonl")
+    if not old_journal.is_file():
+        return False
+    old_bundles, new_bundles = Path(f"{old_stem}-bundles").resolve(), Path(f"{new_stem}-bundles").resolve()
+    if old_bundles.is_dir():
+        shutil.copytree(old_bundles, new_bundles, copy_function=_link_or_copy, dirs_exist_ok=True)
+    text = old_journal.read_bytes().decode("utf-8", "replace")
+    escaped = json.dumps(str(old_bundles))[1:-1]  # as the journal's JSON writes the path
+    Path(f"{new_stem}.jsonl").write_text(text.replace(escaped, json.dumps(str(new_bundles))[1:-1]), encoding="utf-8")
+    return True
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

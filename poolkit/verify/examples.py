@@ -20,7 +20,7 @@ import numpy as np
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import run_batch
-from poolkit.runtimes.registry import cuda_problem, require_cuda, runtime_class
+from poolkit.runtimes.registry import DEFAULT_RUNTIMES, cuda_problem, require_cuda, runtime_class
 from poolkit.services.artifacts import open_artifacts
 from poolkit.verify.inputs import FIVE_BY_FIVE, FOUR_BY_FOUR, TWO_BY_TWO
 
@@ -87,13 +87,14 @@ def run_examples(
 ) -> ExamplesReport:
     """Every worked example through every matching model's artifacts; a DataError when none matches."""
     if devices == ("cuda",):  # only CUDA was asked for: refuse, as verify does, rather than report it unavailable
-        require_cuda(list(runtimes))
+        require_cuda(list(runtimes or DEFAULT_RUNTIMES))
     report = ExamplesReport(str(models_dir))
-    plan = [("eager", "cpu"), *[(r, d) for r in runtimes for d in devices if (r, d) != ("eager", "cpu")]]
     for model in open_artifacts(Path(models_dir), names):
         reference = model.reference
         if reference is None:
             continue
+        asked = runtimes or model.readers()  # none named: the runtimes that read the artifacts it has
+        plan = [("eager", "cpu"), *[(r, d) for r in asked for d in devices if (r, d) != ("eager", "cpu")]]
         for example in (e for e in WORKED_EXAMPLES if e.canonical_spec == reference.spec):
             for runtime, device in plan:
                 report.rows.append(_run_one(model, example, runtime, device, np))

@@ -19,7 +19,9 @@ from poolkit.verify.sensitivity import MODES, SensitivityResult
 from poolkit.verify.tolerance import Guidance
 from poolkit.verify.variants import PrecisionRow
 
-DEFAULT_VERIFY_RUNTIMES = ("torchscript", "onnxruntime")
+# No runtime named: each model is checked on the runtimes that read the artifacts it has
+# (`ModelArtifacts.readers`): a model exported only to ONNX is checked on ONNX Runtime alone.
+DEFAULT_VERIFY_RUNTIMES: tuple[str, ...] = ()
 
 
 @dataclass

@@ -23,7 +23,7 @@ from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import write_json_atomic
 from poolkit.exporter.ensure import ensure_exported, refs_named
 from poolkit.runtimes.base import Runtime, run_batch
-from poolkit.runtimes.registry import cuda_problem, formats_read, require_cuda, runtime_class
+from poolkit.runtimes.registry import DEFAULT_RUNTIMES, cuda_problem, formats_read, require_cuda, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.cifar10 import ImageSet, load_images
 from poolkit.services.environment import environment
@@ -53,10 +53,10 @@ def run_verify(
     """What `poolkit verify` does: check CUDA first when only CUDA was asked for, load the data, export
     what the named models lack, verify, and write the JSON report (atomically). Returns the report and where it was written."""
     if options.devices == ("cuda",):
-        require_cuda([r for r, _ in row_plan(options.runtimes, options.devices)])
+        require_cuda([r for r, _ in row_plan(options.runtimes or DEFAULT_RUNTIMES, options.devices)])
     images = load_images(data, data_root, download)
     exported = []
-    if names:  # the models named: the formats their runtimes read exported where missing (`-r aoti`)
+    if names:  # the models named: exported if missing, and the formats named runtimes read (`-r aoti`)
         exported = ensure_exported(
             refs_named(names, Path(models_dir)), Path(models_dir), formats_read(options.runtimes)
         )
@@ -115,8 +115,8 @@ def verify(
 ) -> VerifyReport:
     """Verify every selected model on every requested runtime and device, on every input set."""
     models = open_artifacts(Path(models_dir), names)
-    plan = row_plan(options.runtimes, options.devices)
-    cuda_reasons = {r: cuda_problem([r]) for r, d in plan if d == "cuda"}
+    plans = {m.name: row_plan(options.runtimes or m.readers(), options.devices) for m in models}
+    cuda_reasons = {r: cuda_problem([r]) for plan in plans.values() for r, d in plan if d == "cuda"}
     cache = InputSetCache(images, options.inputs, options.batch_size * options.batches if options.batches else None)
     if on_rows:
         on_rows(sum(_count_batches(m, cache, options) for m in models))
@@ -131,7 +131,7 @@ def verify(
         rows=[],
     )
     for model in models:
-        rows, found = verify_model(model, cache, options, plan, cuda_reasons, on_batch)
+        rows, found = verify_model(model, cache, options, plans[model.name], cuda_reasons, on_batch)
         report.rows.extend(rows)
         report.sensitivity.extend(found)
         ref = model.reference

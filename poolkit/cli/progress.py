@@ -1,0 +1,108 @@
+"""Progress on stderr while a command works: a bar on a terminal, plain lines in a log.
+
+A bar drawn to a file or a pipe (`make demo > log`, CI) shows nothing at all, so there a long step
+prints a line per model instead (and one at least every PLAIN_EVERY_S), never silence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from poolkit.cli.terminal import SafeConsole
+
+PLAIN_EVERY_S = 30.0  # a line at least this often on a long model, when the progress is plain lines
+
+
+@contextlib.contextmanager
+def progress_callbacks(
+    label: str, rate: str | None = None
+) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+    """Progress on stderr: yields (set_total(n[, done]), advance(description)).
+
+    On a terminal, a bar, gone when done; it appears only once work starts, so a preflight error
+    stays one clean line. With `rate` (a unit, like "cells"), it also shows items per second and an
+    ETA, from the items done in this run (resumed ones, counted by `set_total`, do not inflate the rate).
+    Not on a terminal (a log, CI, `make demo > log`), a bar draws nothing: plain lines instead, one
+    when a new model (the description's first word) starts and one at least every PLAIN_EVERY_S.
+    """
+    if not _err().is_terminal:
+        with _plain_progress(label, rate) as callbacks:
+            yield callbacks
+        return
+    columns: tuple[Any, ...] = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    if rate:
+        columns += (TextColumn("{task.fields[rate]}"),)
+    progress = Progress(*columns, console=_err(), transient=True)
+    task = progress.add_task(label, total=None, rate="")
+    started: list[bool] = []
+    clock = {"start": time.monotonic(), "done": 0, "left": 0}
+
+    def start() -> None:
+        if not started:
+            progress.start()
+            started.append(True)
+
+    def set_total(total: int, completed: int = 0) -> None:
+        start()
+        clock.update(start=time.monotonic(), done=0, left=total - completed)
+        progress.update(task, total=total, completed=completed)
+
+    def advance(description: str) -> None:
+        start()
+        clock["done"] += 1
+        fields: dict[str, Any] = {}
+        if rate:
+            fields["rate"] = _rate(clock["done"], clock["start"], clock["left"], rate)
+        progress.update(task, advance=1, description=escape(description), **fields)
+
+    try:
+        yield set_total, advance
+    finally:
+        if started:
+            progress.stop()
+
+
+def _rate(done: float, start: float, left: float, unit: str) -> str:
+    per_s = done / max(time.monotonic() - start, 1e-9)
+    eta = max(left - done, 0) / per_s if per_s else 0.0
+    return f"{per_s:.2f} {unit}/s, ETA {int(eta // 60)}:{int(eta % 60):02d}"
+
+
+@contextlib.contextmanager
+def _plain_progress(label: str, rate: str | None) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+    state: dict[str, Any] = {"total": None, "done": 0, "base": 0, "left": 0, "start": time.monotonic(),
+                             "last": 0.0, "model": None}  # fmt: skip
+
+    def set_total(total: int, completed: int = 0) -> None:
+        state.update(total=total, base=completed, done=0, left=total - completed, start=time.monotonic())
+
+    def advance(description: str) -> None:
+        state["done"] += 1
+        model = description.split(" ", 1)[0]
+        now = time.monotonic()
+        if model == state["model"] and now - state["last"] < PLAIN_EVERY_S:
+            return
+        state.update(model=model, last=now)
+        count = state["base"] + state["done"]
+        of = f"{count:,}/{state['total']:,}" if state["total"] else f"{count:,}"
+        extra = f", {_rate(state['done'], state['start'], state['left'], rate)}" if rate else ""
+        _err().print(f"{label}: {escape(description)} ({of}{extra})", soft_wrap=True, highlight=False)
+
+    yield set_total, advance
+
+
+def _err() -> SafeConsole:
+    from poolkit.cli.output import err_console  # the one stderr console every command prints to
+
+    return err_console
