@@ -32,6 +32,10 @@ demo: $(STAMP)
 	$(BIN)/poolkit show -m maxpool_ceil -m maxpool_floor -m relu -m sigmoid -m conv -m tudui --batches 1
 	$(BIN)/poolkit bench --device cpu
 	$(BIN)/poolkit report
+	@echo
+	@echo "Each command above saved a run in results/runs/ ('$(BIN)/poolkit runs list'); the page is results/report.html."
+	@echo "poolkit is installed in $(VENV): run '. $(VENV)/bin/activate' and then 'poolkit --help',"
+	@echo "or call '$(BIN)/poolkit' directly. Tab completion: 'poolkit --install-completion'."
 
 # The report's browser test needs Chromium: installed from the OS packages when we are root and it is
 # missing (quick when present); otherwise the test skips and says why (CI sets POOLKIT_REQUIRE_BROWSER=1).

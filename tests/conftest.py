@@ -1,8 +1,8 @@
 """Shared fixtures: the zoo exported once per session; CUDA-marked tests skip with the reason.
 
-Isolation: the suite's runs go to a temporary results root ($POOLKIT_RESULTS, set before any test),
-and a test that writes into the checkout's own results/, models/ or logs/ fails, naming what it
-wrote (a CLI test leaving --models or an output folder at its default, relative to the checkout).
+Isolation: the suite's runs go to a temporary results root ($POOLKIT_RESULTS, set before any test)
+and it works in a temporary folder (relative defaults like `--models models` land there); a test
+that still writes into the checkout's own results/, models/ or logs/ fails, naming what it wrote.
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ GUARDED = ("results", "models", "logs")  # the checkout's folders the commands w
 
 @pytest.fixture(scope="session", autouse=True)
 def results_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Every run a test makes goes to a temporary results root, never the checkout's results/."""
+    """Every run a test makes goes to a temporary results root, never the checkout's results/; and
+    the suite works in a temporary folder, so an option left at its default (`--models models`,
+    `--logdir logs`) names a folder there, never the checkout's."""
     root = tmp_path_factory.mktemp("results_root")
-    before = os.environ.get(RESULTS_ENV)
+    work = tmp_path_factory.mktemp("cwd")
+    before, cwd = os.environ.get(RESULTS_ENV), os.getcwd()
     os.environ[RESULTS_ENV] = str(root)
+    os.chdir(work)
     yield root
+    os.chdir(cwd)
     if before is None:
         os.environ.pop(RESULTS_ENV, None)
     else:

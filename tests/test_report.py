@@ -397,3 +397,83 @@ def test_bundle_links_are_relative_to_where_the_page_is_written(tmp_path: Path) 
     results, models = demo_results(tmp_path)
     html = build_report(results, tmp_path / "pages" / "r.html", models).path.read_text(encoding="utf-8")
     assert 'href="../results/conformance-bundles/maxpool-16242d544ef72b8b/"' in html
+
+
+def _bench_run(root: Path, bench: dict[str, Any]) -> Path:
+    from poolkit.common.runs import finish_run, start_run
+
+    run = start_run("bench", root, ["poolkit", "bench"])
+    (run.folder / "bench.json").write_text(json.dumps(bench))
+    finish_run(run, 0)
+    return run.folder
+
+
+def test_two_saved_bench_runs_are_compared_row_by_row_without_timing(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import poolkit.bench.run
+
+    def no_timing(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("report timed something")
+
+    monkeypatch.setattr(poolkit.bench.run, "run_bench", no_timing)
+    root, models = tmp_path / "root", tmp_path / "models"
+    models.mkdir()
+    old = fixture("bench.json")
+    new = json.loads(json.dumps(old))
+    for m in new["measurements"]:
+        if m["runtime"] == "onnxruntime":  # 30 % slower, every sample
+            m["samples_ms"] = [x * 1.3 for x in m["samples_ms"]]
+    first, second = _bench_run(root, old), _bench_run(root, new)
+    result = CliRunner().invoke(app, ["report", "--results", str(root), "--models", str(models), "--runs", "bench~1,bench"])
+    assert result.exit_code == 0, result.output
+    ort = [ln for ln in result.stdout.splitlines() if "onnxruntime" in ln]
+    assert len(ort) == 6 and all("regression" in ln for ln in ort)
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert "Changes between runs, from their saved samples" in html and html.count(">regression</td>") == 6
+    assert f"run {second.name} on " in html and f"run {first.name} on " in html  # each named, with its machine
+    as_json = CliRunner().invoke(app, ["report", "--results", str(root), "--models", str(models), "--runs",
+                                       f"{first.name},{second.name}", "--json"])  # fmt: skip
+    (compared,) = json.loads(as_json.stdout)["comparisons"]
+    assert compared["old"].startswith(f"run {first.name}") and len(compared["changes"]) == 18
+    verdicts = {(c["runtime"], c["verdict"]) for c in compared["changes"]}
+    assert verdicts == {("onnxruntime", "regression"), ("eager", "within noise"), ("torchscript", "within noise")}
+
+
+def test_by_default_the_report_shows_the_latest_run_of_each_command(tmp_path: Path) -> None:
+    from poolkit.common.runs import finish_run, start_run
+
+    root, models = tmp_path / "root", tmp_path / "models"
+    models.mkdir()
+    older = _bench_run(root, {"measurements": []})
+    newest = _bench_run(root, fixture("bench.json"))
+    verify = start_run("verify", root)
+    (verify.folder / "verify.json").write_text((FIXTURES / "verify.json").read_text())
+    finish_run(verify, 0)
+    broken = start_run("verify", root)  # newer, but it ended in an error: not the latest
+    (broken.folder / "verify.json").write_text("{half")
+    finish_run(broken, 2, "interrupted")
+    done = build_report(root, root / "report.html", models)
+    html = done.path.read_text(encoding="utf-8")
+    assert done.sections["bench"] == "filled" and done.sections["verify"] == "filled"
+    assert f'<p class="from" data-from="bench">From <span class="origin">run {newest.name} on ' in html
+    assert f"{older.name} " not in html and broken.id not in html
+    assert f"No sweep run in {root / 'runs'}: run &#39;poolkit sweep&#39; to fill this section." in html
+
+
+def test_a_heatmap_is_found_in_its_run_wherever_the_run_is_read_from(tmp_path: Path) -> None:
+    """verify.json names its heatmap as written (results/runs/ID/verify_failures/...): found in the run's folder."""
+    results, models = demo_results(tmp_path)
+    verify = json.loads((results / "verify.json").read_text())
+    verify["rows"][-1]["heatmap"] = "results/runs/20260101T000000Z-verify-h/verify_failures/conv.onnx.onnxruntime.cpu.heatmap.png"
+    (results / "verify.json").write_text(json.dumps(verify))
+    html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
+    assert 'alt="error heatmap of conv onnx on onnxruntime/cpu"' in html
+
+
+def test_the_outputs_matched_cell_reads_a_boolean_as_a_verdict(tmp_path: Path) -> None:
+    from poolkit.report.fmt import matched_text
+
+    assert matched_text(True, 108) == "✔ all 108 matched" and matched_text(False, 108) == "✘ not all 108 matched"
+    assert matched_text(105, 108) == "✘ 3 of 108 differ" and matched_text(None, 0) == "—"
+    results, models = demo_results(tmp_path)
+    html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
+    assert '<td class="num good">✔ all 108 matched</td>' in html and "True / " not in html

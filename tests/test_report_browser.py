@@ -103,7 +103,7 @@ def page_problems(page: Any, models: tuple[str, ...] = DEMO_MODELS) -> list[str]
                  const r = s.getBoundingClientRect();
                  return {state: s.dataset.state, heading: (s.querySelector('h2') || {}).textContent || '',
                          visible: r.width > 0 && r.height > 0,
-                         content: s.querySelectorAll('tbody tr, figure, svg, details').length,
+                         content: s.querySelectorAll('tbody tr, figure, svg, details, dl.answers dd').length,
                          text: s.innerText}; }""",
             sid,
         )
