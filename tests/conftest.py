@@ -29,15 +29,18 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     `--logdir logs`) names a folder there, never the checkout's."""
     root = tmp_path_factory.mktemp("results_root")
     work = tmp_path_factory.mktemp("cwd")
-    before, cwd = os.environ.get(RESULTS_ENV), os.getcwd()
+    saved, cwd = {k: os.environ.get(k) for k in (RESULTS_ENV, "PYTHONPATH")}, os.getcwd()
     os.environ[RESULTS_ENV] = str(root)
+    # worker processes (python -m ...) import `tests.*` helpers: from the checkout, not the working folder
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHECKOUT), saved["PYTHONPATH"]) if p)
     os.chdir(work)
     yield root
     os.chdir(cwd)
-    if before is None:
-        os.environ.pop(RESULTS_ENV, None)
-    else:
-        os.environ[RESULTS_ENV] = before
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def snapshot(folders: tuple[str, ...] = GUARDED, base: Path = CHECKOUT) -> dict[str, tuple[int, int]]:

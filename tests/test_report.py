@@ -423,7 +423,9 @@ def test_two_saved_bench_runs_are_compared_row_by_row_without_timing(tmp_path: P
         if m["runtime"] == "onnxruntime":  # 30 % slower, every sample
             m["samples_ms"] = [x * 1.3 for x in m["samples_ms"]]
     first, second = _bench_run(root, old), _bench_run(root, new)
-    result = CliRunner().invoke(app, ["report", "--results", str(root), "--models", str(models), "--runs", "bench~1,bench"])
+    result = CliRunner().invoke(
+        app, ["report", "--results", str(root), "--models", str(models), "--runs", "bench~1,bench"]
+    )
     assert result.exit_code == 0, result.output
     ort = [ln for ln in result.stdout.splitlines() if "onnxruntime" in ln]
     assert len(ort) == 6 and all("regression" in ln for ln in ort)
@@ -463,7 +465,9 @@ def test_a_heatmap_is_found_in_its_run_wherever_the_run_is_read_from(tmp_path: P
     """verify.json names its heatmap as written (results/runs/ID/verify_failures/...): found in the run's folder."""
     results, models = demo_results(tmp_path)
     verify = json.loads((results / "verify.json").read_text())
-    verify["rows"][-1]["heatmap"] = "results/runs/20260101T000000Z-verify-h/verify_failures/conv.onnx.onnxruntime.cpu.heatmap.png"
+    verify["rows"][-1]["heatmap"] = (
+        "results/runs/20260101T000000Z-verify-h/verify_failures/conv.onnx.onnxruntime.cpu.heatmap.png"
+    )
     (results / "verify.json").write_text(json.dumps(verify))
     html = build_report(results, results / "report.html", models).path.read_text(encoding="utf-8")
     assert 'alt="error heatmap of conv onnx on onnxruntime/cpu"' in html

@@ -30,8 +30,14 @@ def test_a_run_is_a_new_folder_with_its_record_written_at_start_and_end(tmp_path
     run = start_run("bench", tmp_path, ["poolkit", "bench", "-m", "relu"])
     assert run.folder.parent == tmp_path / "runs" and run.id.endswith("-bench-" + run.record["host"].split(".")[0][:30])
     started = record(run.folder)
-    assert started["status"] == "running" and started["exit_code"] is None and started["argv"][1:] == ["bench", "-m", "relu"]
-    assert started["machine"]["name"] == machine_name(started["machine"]["cpu"], started["machine"]["cpu_cores_logical"])
+    assert (
+        started["status"] == "running"
+        and started["exit_code"] is None
+        and started["argv"][1:] == ["bench", "-m", "relu"]
+    )
+    assert started["machine"]["name"] == machine_name(
+        started["machine"]["cpu"], started["machine"]["cpu_cores_logical"]
+    )
     assert started["versions"]["poolkit"] == "0.1.0" and "torch" in started["versions"]
     (run.folder / "bench.json").write_text("{}")
     finish_run(run, 0)

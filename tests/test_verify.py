@@ -30,11 +30,15 @@ def cifar():
 
 def test_every_zoo_artifact_verifies_on_all_shipped_images(zoo_dir: Path, cifar, tmp_path: Path) -> None:
     report = verify(zoo_dir, cifar, VerifyOptions(results_dir=tmp_path, sensitivity="full"))
-    assert report.passed, [(r.model, r.format, r.reason) for r in report.rows if not r.passed]
-    assert len(report.rows) == 2 * len(ZOO)
-    assert {(r.model, r.format) for r in report.rows} == {(n, f) for n in ZOO for f in ("torchscript", "onnx")}
+    # every format `--format all` wrote, on its reader; torch.export specialises a size where a pool's
+    # output is 1, so the max-pool .pt2 files refuse the tutorials' smallest inputs (the sweep's finding)
+    failed = {(r.model, r.format): r.reason for r in report.rows if not r.passed}
+    assert set(failed) == {("maxpool_ceil", "pt2"), ("maxpool_floor", "pt2"), ("maxpool_2x2", "pt2")}, failed
+    assert all("on tutorial" in why and "Guard failed" in why for why in failed.values()), failed
+    assert len(report.rows) == 3 * len(ZOO)
+    assert {(r.model, r.format) for r in report.rows} == {(n, f) for n in ZOO for f in ("torchscript", "onnx", "pt2")}
     fixed_size = {"tudui", "mlp_head"}  # a Linear on flattened pixels: 3x32x32 only
-    for r in report.rows:
+    for r in (r for r in report.rows if r.passed):
         runs = {i.name: i for i in r.inputs}
         assert runs["raw"].images == 1000 and runs["raw"].batches == 16 and r.provider
         assert runs["normalized"].images == 1000 and runs["edge"].images == 16
@@ -129,7 +133,7 @@ def test_flipped_bytes_are_a_hash_mismatch(zoo_dir: Path, cifar, tmp_path: Path)
     rows = {(r.model, r.format): r for r in report.rows}
     assert rows[("relu", "onnx")].status == "failed"
     assert rows[("relu", "onnx")].reason.startswith(f"sha256 mismatch for {target}")
-    assert sum(r.passed for r in report.rows) == 3  # the rest go on
+    assert sum(r.passed for r in report.rows) == 5  # the rest go on (TorchScript, ONNX and .pt2 of each)
 
 
 def test_a_nan_in_the_output_fails(zoo_dir: Path, cifar, tmp_path: Path) -> None:
@@ -183,6 +187,8 @@ def test_cuda_without_a_gpu_is_exit_2_and_all_marks_rows_unavailable(zoo_dir: Pa
         ("torchscript", "cpu"): "passed",
         ("onnxruntime", "cuda"): "unavailable",
         ("torchscript", "cuda"): "unavailable",
+        ("export", "cpu"): "passed",  # the .pt2 file `--format all` wrote
+        ("export", "cuda"): "unavailable",
         ("eager", "cuda"): "unavailable",  # eager on the GPU is checked against eager on the CPU too
     }
     ort_cuda = next(r for r in rows if (r["runtime"], r["device"]) == ("onnxruntime", "cuda"))

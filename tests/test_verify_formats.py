@@ -52,4 +52,6 @@ def test_a_failed_export_is_a_failed_row_never_skipped(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["verify", "--models", str(models), "--results", str(tmp_path / "r"), *QUICK])
     rows = {r["runtime"]: r for r in json.loads(result.stdout)["rows"]}
     assert result.exit_code == 1 and rows["onnxruntime"]["status"] == "passed"
-    assert rows["torchscript"]["status"] == "failed" and "export failed: RuntimeError: no" in rows["torchscript"]["reason"]
+    assert (
+        rows["torchscript"]["status"] == "failed" and "export failed: RuntimeError: no" in rows["torchscript"]["reason"]
+    )

@@ -7,7 +7,6 @@ and the functions here render them (tables come from `render.py`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from rich.markup import escape
 from poolkit.cli.bench_render import bench_table, changes_table
 from poolkit.cli.progress import progress_callbacks  # noqa: F401 - the commands' progress, re-exported
 from poolkit.cli.render import export_table, sweep_table, zoo_table
-from poolkit.cli.terminal import SafeConsole, json_stream
+from poolkit.cli.terminal import console, err_console, json_stream
 from poolkit.cli.verify_render import examples_table, verify_table
 from poolkit.common.files import to_plain
 from poolkit.exporter.export import STATIC_FALLBACK
@@ -36,13 +35,6 @@ if TYPE_CHECKING:
     from poolkit.zoo.info import ZooRow
 
 
-console = SafeConsole(highlight=False)
-err_console = SafeConsole(stderr=True, highlight=False)
-if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
-    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
-    # COLUMNS is the user's choice and stays).
-    console.width = 120
-    err_console.width = 120
 
 
 def print_json(data: Any) -> None:
@@ -83,8 +75,10 @@ def error(message: str) -> None:
 def run_line(run: Run) -> None:
     """Where a command's run is, on stderr (stdout stays the command's own output, JSON included)."""
     status = run.record.get("status")
-    tail = "" if status == "ok" else f" ({status}, exit {run.record.get('exit_code')})"
-    err_console.print(f"[dim]run: {printable(str(run.folder))}{printable(tail)}[/dim]", soft_wrap=True)
+    if status not in ("ok", "failed"):  # an error stays the one `error:` line; the record says the rest
+        return
+    tail = "" if status == "ok" else " (a check failed: exit 1)"
+    err_console.print(f"[dim]run: {printable(str(run.folder))}{tail}[/dim]", soft_wrap=True)
 
 
 def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:

@@ -1,7 +1,9 @@
-"""Progress on stderr while a command works: a bar on a terminal, plain lines in a log.
+"""Progress while a command works: a bar on stderr when stderr is a terminal, plain lines otherwise.
 
 A bar drawn to a file or a pipe (`make demo > log`, CI) shows nothing at all, so there a long step
-prints a line per model instead (and one at least every PLAIN_EVERY_S), never silence.
+prints a line per model on stdout instead (and one at least every PLAIN_EVERY_S), never silence:
+stdout, beside the command's own lines and tables (export's line per artifact), so that stderr
+stays for notes and the one `error:` line. Under `--json` stdout is the JSON alone: no lines.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from poolkit.cli.terminal import SafeConsole
+from poolkit.cli.terminal import console, err_console, json_active
 
 PLAIN_EVERY_S = 30.0  # a line at least this often on a long model, when the progress is plain lines
 
@@ -28,10 +30,11 @@ def progress_callbacks(
     On a terminal, a bar, gone when done; it appears only once work starts, so a preflight error
     stays one clean line. With `rate` (a unit, like "cells"), it also shows items per second and an
     ETA, from the items done in this run (resumed ones, counted by `set_total`, do not inflate the rate).
-    Not on a terminal (a log, CI, `make demo > log`), a bar draws nothing: plain lines instead, one
-    when a new model (the description's first word) starts and one at least every PLAIN_EVERY_S.
+    Not on a terminal (a log, CI, `make demo > log`), a bar draws nothing: plain lines on stdout
+    instead, one when a new model (the description's first word) starts and one at least every
+    PLAIN_EVERY_S (none under `--json`).
     """
-    if not _err().is_terminal:
+    if not err_console.is_terminal:
         with _plain_progress(label, rate) as callbacks:
             yield callbacks
         return
@@ -43,7 +46,7 @@ def progress_callbacks(
     )
     if rate:
         columns += (TextColumn("{task.fields[rate]}"),)
-    progress = Progress(*columns, console=_err(), transient=True)
+    progress = Progress(*columns, console=err_console, transient=True)
     task = progress.add_task(label, total=None, rate="")
     started: list[bool] = []
     clock = {"start": time.monotonic(), "done": 0, "left": 0}
@@ -91,18 +94,13 @@ def _plain_progress(label: str, rate: str | None) -> Iterator[tuple[Callable[...
         state["done"] += 1
         model = description.split(" ", 1)[0]
         now = time.monotonic()
-        if model == state["model"] and now - state["last"] < PLAIN_EVERY_S:
+        if json_active() or (model == state["model"] and now - state["last"] < PLAIN_EVERY_S):
             return
         state.update(model=model, last=now)
         count = state["base"] + state["done"]
         of = f"{count:,}/{state['total']:,}" if state["total"] else f"{count:,}"
         extra = f", {_rate(state['done'], state['start'], state['left'], rate)}" if rate else ""
-        _err().print(f"{label}: {escape(description)} ({of}{extra})", soft_wrap=True, highlight=False)
+        console.print(f"{label}: {escape(description)} ({of}{extra})", soft_wrap=True, highlight=False)
 
     yield set_total, advance
 
-
-def _err() -> SafeConsole:
-    from poolkit.cli.output import err_console  # the one stderr console every command prints to
-
-    return err_console

@@ -28,6 +28,14 @@ class SafeConsole(Console):
         )
 
 
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
+if not console.is_terminal and not console.size.width > 80 and "COLUMNS" not in os.environ:
+    # Piped into a log (make demo, CI): rich would assume 80 columns and shred the tables (an explicit
+    # COLUMNS is the user's choice and stays).
+    console.width = 120
+    err_console.width = 120
+
 _JSON_STREAM: list[Any] = []  # the real stdout, while a --json command runs with stdout sent to stderr
 
 
@@ -59,6 +67,11 @@ def stdout_for_json_only(active: bool) -> Iterator[None]:
             stream.flush()
             os.dup2(saved, 1)
             os.close(saved)
+
+
+def json_active() -> bool:
+    """A `--json` command is running: its stdout is for the JSON alone."""
+    return bool(_JSON_STREAM)
 
 
 def json_stream() -> Any:

@@ -158,6 +158,8 @@ def prune_runs(root: Path, keep: int, command: str | None = None, dry_run: bool 
         raise PoolkitError(f"bad --keep {keep}: keep at least 1 run of each command")
     root = Path(root)
     removed: list[Run] = []
+    if not (root / RUNS).is_dir():  # nothing to prune: no folder is made for the lock
+        return removed
     with locked(root):
         latest = {r.id for r in latest_runs(root).values()}
         by_command: dict[str, list[Run]] = {}
