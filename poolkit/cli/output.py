@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from poolkit.zoo.info import ZooRow
 
 
-
-
 def print_json(data: Any) -> None:
     """Machine output on stdout, nothing else mixed in."""
     out = json_stream()

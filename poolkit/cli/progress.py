@@ -103,4 +103,3 @@ def _plain_progress(label: str, rate: str | None) -> Iterator[tuple[Callable[...
         console.print(f"{label}: {escape(description)} ({of}{extra})", soft_wrap=True, highlight=False)
 
     yield set_total, advance
-
