@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--inputs", default=None, help="comma-separated input sets (default: all)")
     args = parser.parse_args()
     images = load_cifar10()
-    options = VerifyOptions(results_dir=Path("/tmp/verify_speed"))
+    # the runtimes `models_only` runs, named: like for like whatever formats the folder holds
+    options = VerifyOptions(results_dir=Path("/tmp/verify_speed"), runtimes=("torchscript", "onnxruntime"))
     if args.inputs:
         options.inputs = tuple(args.inputs.split(","))
     best_models, best_verify = float("inf"), float("inf")
