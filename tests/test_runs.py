@@ -219,3 +219,25 @@ def test_version_and_python_dash_m() -> None:
     assert CliRunner().invoke(app, ["--version"]).stdout == "poolkit 0.1.0\n"
     completion = CliRunner().invoke(app, ["--show-completion", "bash"], env={"SHELL": "/bin/bash"})
     assert completion.exit_code == 0 and "_POOLKIT_COMPLETE" in completion.stdout
+
+
+def test_a_sweep_in_a_new_run_resumes_the_last_sweep_run_when_it_was_interrupted(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    monkeypatch.setenv(RESULTS_ENV, str(root))
+    args = ["sweep", "--layer", "activation", "--exporters", "torchscript-trace", "--input-size", "8x8", "--jobs", "1"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    (done,) = list_runs(root, "sweep")
+    assert json.loads((done.folder / "conformance.json").read_text())["summary"]["cells"] == 13
+    fresh = CliRunner().invoke(app, args)  # the last sweep run finished: a new one starts from nothing
+    assert fresh.exit_code == 0 and "resum" not in fresh.stderr
+    last = list_runs(root, "sweep")[-1]
+    last.record.update(status="interrupted", exit_code=130)  # as Ctrl-C would have left it
+    last.write()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"resuming the interrupted sweep run {last.id}" in again.stderr and "resumed: 13 of 13 cells" in again.stderr
+    newest = list_runs(root, "sweep")[-1]
+    assert newest.id != last.id and (newest.folder / "conformance.jsonl").is_file()
+    assert (last.folder / "conformance.json").is_file()  # the interrupted run is left as it was
+    assert latest_runs(root)["sweep"].id == newest.id
