@@ -171,7 +171,7 @@ def test_the_cli_writes_a_run_and_lists_and_prunes_runs(models: Path, tmp_path: 
     assert first.exit_code == 0, first.output
     (run,) = list_runs(root)
     assert (run.folder / "verify.json").is_file() and run.status == "ok" and run.command == "verify"
-    assert f"run: {run.folder}" in first.stderr and "verify: relu (1/" in first.stderr  # plain progress: not a terminal
+    assert f"run: {run.folder}" in first.stderr and "verify: relu (1/" in first.stdout  # plain progress: not a terminal
     bad = CliRunner().invoke(app, ["verify", "--models", str(tmp_path / "empty"), "--data", "synthetic"])
     assert bad.exit_code == 2
     errored = list_runs(root)[-1]
