@@ -68,10 +68,13 @@ def test_pt2_files_open_with_torch_export_load_and_give_the_seeds_numbers(pt2_di
     ceil = records[("maxpool_ceil", "pt2")]
     program = torch.export.load(str(pt2_dir / str(ceil.path)))  # torch alone, no poolkit
     assert program.module()(SEED_5X5)[0, 0].tolist() == SEED_OUT
-    # MaxPool2d(3, ceil_mode=True) refuses explicit Dims for height and width; Dim.AUTO takes them.
+    # MaxPool2d(3, ceil_mode=True) refuses explicit Dims for height and width; Dim.AUTO takes them, from
+    # 0 up (no 0/1 specialisation: a 1x1 input gives a 1x1 output, as in eager)
     assert ceil.dynamic_axes == ["batch", "channels", "height", "width"]  # no parameters: any channel count
     assert ceil.dynamic_dims["batch"] == "Dim [0, inf]"
-    assert ceil.dynamic_dims["height"].startswith("Dim.AUTO [2, inf] (explicit Dim refused: Constraints violated")
+    assert ceil.dynamic_dims["height"].startswith("Dim.AUTO [0, inf] (explicit Dim refused: Constraints violated")
+    one = torch.rand(1, 1, 1, 1)
+    assert program.module()(one).tolist() == torch.nn.MaxPool2d(3, ceil_mode=True)(one).tolist()
     tudui = records[("tudui", "pt2")]
     assert tudui.dynamic_dims == {"batch": "Dim [0, inf]"} and tudui.method == "export"
     x = np.random.default_rng(0).random((5, 3, 32, 32), dtype=np.float32)

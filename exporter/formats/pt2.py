@@ -5,7 +5,12 @@ as explicit `Dim`s; where torch.export refuses those (MaxPool2d(3, ceil_mode=Tru
 `3*((h-1)//3) < h` violate a free `Dim`), again with `Dim.AUTO`, which lets torch.export derive the
 range itself. What each open axis became is returned as `dims` and recorded in the manifest; an
 axis asked to be open that torch.export fixes to one size is an export failure, never a quiet
-static artifact. Loading a .pt2 runs only what `torch.export.load` runs (no pickled code).
+static artifact.
+
+Sizes 0 and 1 are not special-cased (`backed_size_oblivious`, torch.export's documented way to avoid
+0/1 specialisation): without it a pool whose output is 1x1 on the example's path guards
+`h // 3 != 1`, and the program refuses the tutorials' 5x5 input that eager takes. The price torch
+names (broadcasting decided for the general case) is exactly what verify checks against eager. Loading a .pt2 runs only what `torch.export.load` runs (no pickled code).
 """
 
 from __future__ import annotations
@@ -41,7 +46,25 @@ def export_program(
     module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], request: ExportRequest
 ) -> tuple[ExportedProgram, dict[str, str]]:
     """torch.export.export with the request's open axes: explicit Dims, else Dim.AUTO; (program, dims)."""
-    import torch  # lazily (as every torch import here): `poolkit --help` imports the format registry
+    with _general_sizes():
+        return _export_program(module, example, request)
+
+
+def _general_sizes() -> Any:
+    """torch.export without 0/1 specialisation, where this torch has the switch (else as it is)."""
+    import contextlib
+
+    from torch.fx.experimental import _config  # lazily (as every torch import here): `poolkit --help` imports the registry
+
+    if not hasattr(_config, "backed_size_oblivious"):
+        return contextlib.nullcontext()
+    return _config.patch(backed_size_oblivious=True)
+
+
+def _export_program(
+    module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], request: ExportRequest
+) -> tuple[ExportedProgram, dict[str, str]]:
+    import torch
     from torch.export import Dim
 
     args = example if isinstance(example, tuple) else (example,)
