@@ -15,6 +15,7 @@ names (broadcasting decided for the general case) is exactly what verify checks 
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,9 +53,8 @@ def export_program(
 
 def _general_sizes() -> Any:
     """torch.export without 0/1 specialisation, where this torch has the switch (else as it is)."""
-    import contextlib
-
-    from torch.fx.experimental import _config  # lazily (as every torch import here): `poolkit --help` imports the registry
+    # lazily (as every torch import here): `poolkit --help` imports the format registry
+    from torch.fx.experimental import _config
 
     if not hasattr(_config, "backed_size_oblivious"):
         return contextlib.nullcontext()
