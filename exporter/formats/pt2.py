@@ -58,7 +58,7 @@ def _general_sizes() -> Any:
 
     if not hasattr(_config, "backed_size_oblivious"):
         return contextlib.nullcontext()
-    return _config.patch(backed_size_oblivious=True)
+    return _config.patch(backed_size_oblivious=True)  # type: ignore[attr-defined]  # made by torch at import
 
 
 def _export_program(
