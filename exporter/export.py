@@ -20,7 +20,6 @@ from poolkit.common.errors import one_line
 from poolkit.common.files import sha256_file
 from poolkit.exporter import transaction
 from poolkit.exporter.clashes import refuse_clashes
-from poolkit.exporter.external_data import external_hashes
 from poolkit.exporter.formats.base import ArtifactWritten, ExportRequest
 from poolkit.exporter.formats.registry import artifact_filename, format_named
 from poolkit.exporter.manifest import (
@@ -186,8 +185,7 @@ def _export_one(
     record.dynamic_dims, record.compile_seconds = written.dims, written.compile_seconds
     record.path = final.name
     record.sha256 = sha256_file(staged)
-    if fmt == "onnx":  # every byte the artifact loads is hashed, its external data too
-        record.external_data = external_hashes(staged)
+    record.external_data = form.external_hashes(staged)  # every byte the artifact loads is hashed
     record.size_bytes = staged.stat().st_size
     record.export_seconds = round(time.perf_counter() - start, 4)
     return record, staged

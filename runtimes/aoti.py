@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from poolkit.common.errors import DeviceError
 from poolkit.runtimes.base import Reads, require_torch_cuda
@@ -30,8 +30,10 @@ def package_device(path: Path) -> str:
 
 
 class AotiRuntime(TorchModuleRuntime):
+    """No Identity model (a compile per bench run costs seconds): its per-call overhead is torch.export's."""
+
     name = "aoti"
-    reads: ClassVar[Reads] = "aoti"
+    reads: Reads = "aoti"
 
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
         from torch._inductor import aoti_load_package  # lazily: `poolkit --help` imports the registry
@@ -57,7 +59,3 @@ class AotiRuntime(TorchModuleRuntime):
         from torch._inductor import aoti_load_package
 
         return aoti_load_package(str(source))
-
-    @classmethod
-    def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any:
-        return None  # a compile per bench run costs seconds; the per-call overhead is torch.export's

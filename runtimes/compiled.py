@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from poolkit.runtimes.base import Reads
 from poolkit.runtimes.eager import TorchModuleRuntime
@@ -10,7 +10,7 @@ from poolkit.runtimes.eager import TorchModuleRuntime
 
 class CompiledRuntime(TorchModuleRuntime):
     name = "compile"
-    reads: ClassVar[Reads] = "module"
+    reads: Reads = "module"
 
     def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
         import torch
@@ -18,6 +18,7 @@ class CompiledRuntime(TorchModuleRuntime):
         super().__init__(module, device, threads)
         self.module = torch.compile(self.module, dynamic=False)
         self.provider = f"torch.compile-inductor-{device}"
+        self.mode["compiler"] = "inductor, dynamic=False"
 
     @classmethod
     def reference_module(cls, source: Any) -> Any | None:

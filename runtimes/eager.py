@@ -4,34 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from poolkit.common.errors import DeviceError, PoolkitError
-from poolkit.runtimes.base import (
+from poolkit.runtimes.base import Engine, LayerOutputs, Reads, Runtime, require_torch_cuda
+from poolkit.runtimes.capabilities import (
     DeviceEvents,
-    LayerOutputs,
-    Reads,
+    DeviceTimed,
+    GraphReplay,
+    HasLayerOutputs,
+    IdentityModel,
+    Preloads,
     Reference,
-    Runtime,
+    ReferenceLoop,
+    TimedOpen,
     TimingSettings,
     TorchCudaEvents,
-    require_torch_cuda,
 )
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class TorchModuleRuntime(Runtime):
+class TorchModuleRuntime(Runtime, TimedOpen, DeviceTimed, GraphReplay, ReferenceLoop, Preloads):
     """Shared by every torch backend: a module called under inference_mode on one device.
 
     torch's intra-op thread count is process-wide: it is set on open and restored on close, so a
     runtime never changes what runs after it.
     """
 
-    engine = "torch"
+    engine: Engine = "torch"
 
-    def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
+    def __init__(self, source: Any, device: str, threads: int | None = None) -> None:
         import torch  # lazily in every torch backend: importing the runtimes must not load torch
 
         if device == "cuda":
@@ -39,6 +43,7 @@ class TorchModuleRuntime(Runtime):
             # Full fp32 on CUDA, as on the CPU: TF32 would change the numbers verify compares.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
+        module = self.load(source, device)  # after the CUDA check: a loader's own error would be a traceback
         self._torch = torch
         self._saved_threads: int | None = torch.get_num_threads()
         if threads:
@@ -49,6 +54,7 @@ class TorchModuleRuntime(Runtime):
         self.module = module.to(device) if hasattr(module, "to") else module
         self.cuda_graphs = False
         self._cuda: Any = None  # torch.cuda, or a fake in the tests
+        self.mode: dict[str, Any] = {"grad": "inference_mode"}
 
     @classmethod
     def cuda_problem(cls) -> str | None:
@@ -64,8 +70,7 @@ class TorchModuleRuntime(Runtime):
         return self._torch.from_numpy(batch).to(self.device)
 
     def infer(self, prepared: Any) -> Any:
-        with self._torch.inference_mode():
-            out = self.module(*prepared) if isinstance(prepared, tuple) else self.module(prepared)
+        out = self._forward(prepared)
         if self.device == "cuda":
             self._torch.cuda.synchronize()
         return out
@@ -80,7 +85,7 @@ class TorchModuleRuntime(Runtime):
             self._torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
 
-    # -- bench's side of the interface --------------------------------------------------------------
+    # -- bench's capabilities --------------------------------------------------------------------------
     @classmethod
     def preload(cls) -> None:
         import torch
@@ -88,9 +93,10 @@ class TorchModuleRuntime(Runtime):
 
     @classmethod
     def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
-        cls.check_timing(device, settings)
         rt = cls(source, device, threads)
         rt.cuda_graphs = settings.cuda_graphs
+        if device == "cuda":
+            rt.mode["cuda_graph"] = rt.cuda_graphs
         return rt
 
     def _forward(self, prepared: Any) -> Any:
@@ -109,7 +115,6 @@ class TorchModuleRuntime(Runtime):
     def _torch_cuda(self) -> Any:
         return self._cuda if self._cuda is not None else self._torch.cuda
 
-    @property
     def fixed_memory(self) -> bool:
         return self.cuda_graphs
 
@@ -128,14 +133,22 @@ class TorchModuleRuntime(Runtime):
             self._torch_cuda().synchronize()
 
     @classmethod
-    def reference_module(cls, source: Any) -> Any | None:
-        """What the reference loop times: the module itself (None: no plain loop means the same thing)."""
+    def load(cls, source: Any, device: str = "cpu") -> Any:
+        """The module this runtime calls, from its source: the module itself, or the file loaded."""
         return source
 
     @classmethod
+    def reference_module(cls, source: Any) -> Any | None:
+        """What the reference loop times: the module as loaded (None: no plain loop means the same thing)."""
+        return cls.load(source)
+
+    @classmethod
     def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference | None:
-        """torch.utils.benchmark's `blocked_autorange` on the module, at `threads`, under inference_mode:
-        for at least `iters`/200 s (1 s for 200 iterations, never under 0.2 s)."""
+        """torch.utils.benchmark's `Timer` on the module, at `threads`, under inference_mode: `warmup` calls,
+        then `iters` calls timed one each (`timeit(1)`). One call a sample, as bench samples: a block of
+        calls (`blocked_autorange`) takes in the time a loaded machine descheduled the process, which
+        made its median up to 2.7x poolkit's on this 2-core VM at load 6 while the fastest calls agreed."""
+        import numpy as np
         import torch
 
         from poolkit.common.capture import captured_output
@@ -151,8 +164,9 @@ class TorchModuleRuntime(Runtime):
             globals={"module": module, "x": torch.from_numpy(batch), "torch": torch},
             num_threads=threads,
         )
-        found = timer.blocked_autorange(min_run_time=max(0.2, iters / 200))
-        return Reference("torch.utils.benchmark", float(found.median * 1e3), len(found.times))
+        timer.timeit(warmup)
+        samples = [timer.timeit(1).median * 1e3 for _ in range(iters)]
+        return Reference("torch.utils.benchmark", float(np.median(samples)), iters, min(samples))
 
 
 def capture_torch_graph(module: Any, static_input: Any, cuda: Any, warmup: int = 3) -> Callable[[], Any]:
@@ -184,12 +198,11 @@ def capture_torch_graph(module: Any, static_input: Any, cuda: Any, warmup: int =
     return replay
 
 
-class EagerRuntime(TorchModuleRuntime):
+class EagerRuntime(TorchModuleRuntime, HasLayerOutputs, IdentityModel):
     """The module itself, as PyTorch runs it."""
 
     name = "eager"
-    reads: ClassVar[Reads] = "module"
-    has_layer_outputs = True
+    reads: Reads = "module"
 
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:

@@ -8,25 +8,33 @@ with the values of NCHW (only their strides differ), so verify and bench compare
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from poolkit.runtimes.base import Reads
-from poolkit.runtimes.eager import EagerRuntime
+from poolkit.runtimes.capabilities import IdentityModel
+from poolkit.runtimes.eager import EagerRuntime, TorchModuleRuntime
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class ChannelsLastRuntime(EagerRuntime):
+class ChannelsLastRuntime(TorchModuleRuntime, IdentityModel):
+    """No layer outputs: layer by layer is the default layout's business (eager's)."""
+
     name = "eager-cl"
-    reads: ClassVar[Reads] = "module"
-    has_layer_outputs = False  # layer by layer is the default layout's business
+    reads: Reads = "module"
 
     def __init__(self, module: Any, device: str, threads: int | None = None) -> None:
         super().__init__(module, device, threads)
         if hasattr(self.module, "to"):
             self.module = self.module.to(memory_format=self._torch.channels_last)
         self.provider = f"torch-{device}-channels_last"
+        self.mode["memory_format"] = "channels_last"
+
+    @classmethod
+    def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Any:
+        return EagerRuntime.identity_source(folder, sample_shape)
 
     def prepare(self, batch: np.ndarray | tuple[np.ndarray, ...]) -> Any:
         prepared = super().prepare(batch)

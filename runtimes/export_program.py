@@ -7,22 +7,19 @@ only files whose sha256 matches a manifest entry poolkit wrote.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from poolkit.runtimes.base import Reads, require_torch_cuda
+from poolkit.runtimes.base import Reads
+from poolkit.runtimes.capabilities import IdentityModel
 from poolkit.runtimes.eager import TorchModuleRuntime
 
 
-class ExportedProgramRuntime(TorchModuleRuntime):
+class ExportedProgramRuntime(TorchModuleRuntime, IdentityModel):
     name = "export"
-    reads: ClassVar[Reads] = "pt2"
+    reads: Reads = "pt2"
 
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
-        import torch  # lazily: the registry is imported by `poolkit --help`
-
-        if device == "cuda":
-            require_torch_cuda()  # before torch.export.load, whose own error would be a traceback
-        super().__init__(torch.export.load(str(path)).module(), device, threads)
+        super().__init__(path, device, threads)
         self.provider = f"torch.export-{device}"
 
     @classmethod
@@ -30,9 +27,9 @@ class ExportedProgramRuntime(TorchModuleRuntime):
         import torch.export  # noqa: F401
 
     @classmethod
-    def reference_module(cls, source: Any) -> Any:
-        """The plain loop a user writes: `torch.export.load(path).module()` called on the batch."""
-        import torch
+    def load(cls, source: Any, device: str = "cpu") -> Any:
+        """`torch.export.load(path).module()`: what a user's plain loop calls too."""
+        import torch  # lazily: the registry is imported by `poolkit --help`
 
         return torch.export.load(str(source)).module()
 

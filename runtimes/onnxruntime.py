@@ -4,55 +4,78 @@ The same IO-binding code runs on both devices (device type "cpu" or "cuda"), so 
 logic is exercised on machines without a GPU. Sessions come from `ort_session.create_session`,
 which refuses ONNX Runtime's quiet fallback to the CPU provider.
 
-What bench needs of ONNX Runtime lives here, behind the `Runtime` interface: spinning and
-profiling (session options), CUDA graphs and a CUDA stream for device events (provider options),
+What bench needs of ONNX Runtime lives here, as the capabilities `OnnxSession` declares: spinning
+and profiling (session options), CUDA graphs and a CUDA stream for device events (provider options),
 outputs allocated once and bound by value, the launch without its synchronisation, refilling a
 bound input in place, a plain `session.run` for end-to-end and the self-check's reference loop.
+`OnnxRuntime` adds layer outputs; TensorRT's provider (`tensorrt.py`) shares the rest.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from poolkit.common.errors import PoolkitError
 from poolkit.common.outputs import check_onnx_output_types
-from poolkit.runtimes.base import (
+from poolkit.runtimes.base import LayerOutputs, Reads, Runtime
+from poolkit.runtimes.capabilities import (
     DeviceEvents,
-    LayerOutputs,
-    Reads,
+    DeviceTimed,
+    GraphReplay,
+    HasLayerOutputs,
+    HostRun,
+    IdentityModel,
+    KernelProfile,
+    Preloads,
+    Profiled,
     Reference,
-    Runtime,
+    ReferenceLoop,
+    Spinning,
+    TimedOpen,
     TimingSettings,
     TorchCudaEvents,
+    plain_loop,
 )
-from poolkit.runtimes.ort_session import PROVIDERS, create_session, cuda_provider_problem, session_options
+from poolkit.runtimes.ort_session import (
+    PROVIDERS,
+    create_session,
+    cuda_provider_problem,
+    kernel_times,
+    session_options,
+    write_identity_model,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["PROVIDERS", "OnnxRuntime", "create_session", "session_options"]  # the session door, for verify and sweep
+__all__ = [
+    "PROVIDERS",
+    "OnnxRuntime",
+    "OnnxSession",
+    "create_session",
+    "session_options",
+]  # the session door, for verify and sweep
 
 
-class OnnxRuntime(Runtime):
+class OnnxSession(
+    Runtime, TimedOpen, DeviceTimed, GraphReplay, HostRun, Spinning, Profiled, IdentityModel, ReferenceLoop, Preloads
+):
     """One ONNX file in one session; `prepare` binds the batch on the device, `infer` runs it."""
 
-    name = "onnxruntime"
-    reads: ClassVar[Reads] = "onnx"
+    reads: Reads = "onnx"
     engine = "onnxruntime"
-    has_layer_outputs = True
-    has_spinning = True
-    has_profiler = True
     provider_name: ClassVar[str | None] = None  # None: the provider of the device (CPU or CUDA)
 
     def __init__(self, path: Path, device: str, threads: int | None = None, *, timing: TimingSettings | None = None):
         """`timing` (bench, through `open_timed`): its spinning, profiling, CUDA graph and a stream of
         our own for device events; outputs pre-allocated. Without it (verify and the rest): spinning
         off, each run allocates its outputs."""
+        import onnxruntime as ort  # lazily: importing the runtimes (the CLI's option parsing) must not load it
+
         options, provider_options = None, {}
         self._events: TorchCudaEvents | None = None
         if timing is not None:
@@ -67,31 +90,31 @@ class OnnxRuntime(Runtime):
                     provider_options["enable_cuda_graph"] = "1"
         self.preallocate_outputs = timing is not None and timing.preallocate_outputs
         self.cuda_graph = timing is not None and timing.cuda_graphs
-        self.spinning = timing is not None and timing.spinning
         session = create_session(
             str(path), device, threads, self.provider_name, options=options, provider_options=provider_options or None
         )
-        self._start(session, device)
-
-    @classmethod
-    def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
-        cls.check_timing(device, settings)
-        return cls(source, device, threads, timing=settings)
-
-    def _start(self, session: Any, device: str) -> None:
-        """What every ONNX Runtime session gives the runtime: provider, threads, input and output names."""
-        import onnxruntime as ort  # lazily: importing the runtimes (the CLI's option parsing) must not load it
-
         self._ort = ort
         self.device = device
         self.session = session
         self.provider = self.session.get_providers()[0]
-        self.threads = self.session.get_session_options().intra_op_num_threads or None
+        said = session.get_session_options()  # read back: what the session really does
+        self.threads = said.intra_op_num_threads or None
+        self.mode = {
+            "spinning": said.get_session_config_entry("session.intra_op.allow_spinning") != "0",
+            "io_binding": True,
+            "outputs": "bound once" if self.preallocate_outputs else "allocated per call",
+        }
+        if device == "cuda":
+            self.mode["cuda_graph"] = self.cuda_graph
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_name = self.input_names[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
         check_onnx_output_types([(o.name, o.type) for o in self.session.get_outputs()])
         self._graph_prepared: Any = None
+
+    @classmethod
+    def open_timed(cls, source: Any, device: str, threads: int | None, settings: TimingSettings) -> Runtime:
+        return cls(source, device, threads, timing=settings)
 
     @classmethod
     def cuda_problem(cls) -> str | None:
@@ -147,6 +170,9 @@ class OnnxRuntime(Runtime):
     def preload(cls) -> None:
         import onnxruntime  # noqa: F401
 
+    def spins(self) -> bool:
+        return bool(self.mode["spinning"])
+
     def timed_call(self, prepared: Any) -> Callable[[], Any]:
         """CPU: `infer`. CUDA: `run_with_iobinding` without its synchronisation, so events bracket the launch."""
         if self.device != "cuda":
@@ -164,7 +190,6 @@ class OnnxRuntime(Runtime):
     def device_events(self) -> DeviceEvents | None:
         return self._events
 
-    @property
     def fixed_memory(self) -> bool:
         return self.cuda_graph  # ORT's graph replays on the addresses it was captured with
 
@@ -182,54 +207,37 @@ class OnnxRuntime(Runtime):
             return self.to_numpy(self.infer(self._graph_prepared))
         return list(self.session.run(self.output_names, dict(zip(self.input_names, arrays, strict=True))))
 
-    def end_profile(self) -> dict[str, float]:
+    def end_profile(self) -> KernelProfile:
         """Stop the profiler (opened with `profile_prefix`) and sum its kernel time per op type (µs)."""
         trace = Path(self.session.end_profiling())
-        return kernel_times(json.loads(trace.read_text(encoding="utf-8")))
+        return KernelProfile("ONNX Runtime profile", kernel_times(json.loads(trace.read_text(encoding="utf-8"))))
 
     @classmethod
     def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference:
         """The loop a user would write, nothing of poolkit: a session with ONNX Runtime's defaults
         (spinning on), `run` with numpy in and out, perf_counter around each call."""
-        import numpy as np  # lazily, as above
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazily, as above
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         session = ort.InferenceSession(str(source), sess_options=opts, providers=[PROVIDERS["cpu"]])
         feed = {session.get_inputs()[0].name: batch}
-        for _ in range(warmup):
-            session.run(None, feed)
-        samples = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            session.run(None, feed)
-            samples.append((time.perf_counter() - t0) * 1e3)
-        return Reference("a plain session.run loop", float(np.median(samples)), iters)
-
-    # -- verify's ---------------------------------------------------------------------------------
-    @classmethod
-    def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
-        return onnx_layer_outputs(Path(source), batch)
+        return plain_loop("a plain session.run loop", lambda: session.run(None, feed), warmup, iters)
 
     @classmethod
     def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Path:
         return write_identity_model(Path(folder) / "identity.onnx", sample_shape)
 
 
-def kernel_times(events: list[dict[str, Any]]) -> dict[str, float]:
-    """Kernel microseconds per op type in an ONNX Runtime profile (its JSON trace).
+class OnnxRuntime(OnnxSession, HasLayerOutputs):
+    """ONNX Runtime on the CPU or CUDA provider, with verify's layer outputs (run on the CPU)."""
 
-    Kernel events are `cat: "Node"` with a name ending in `_kernel_time`; their `args.op_name` is the
-    op type and `dur` is in microseconds.
-    """
-    by_op: dict[str, float] = {}
-    for e in events:
-        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
-            op = str(e.get("args", {}).get("op_name", "?"))
-            by_op[op] = by_op.get(op, 0.0) + float(e.get("dur", 0))
-    return by_op
+    name = "onnxruntime"
+
+    @classmethod
+    def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:
+        return onnx_layer_outputs(Path(source), batch)
 
 
 def _node_layer(node: Any) -> str | None:
@@ -278,21 +286,3 @@ def onnx_layer_outputs(path: Path, batch: np.ndarray) -> LayerOutputs:
     names = [o.name for o in session.get_outputs()]
     values = dict(zip(names, session.run(names, {session.get_inputs()[0].name: batch}), strict=True))
     return [(layer, [values[t] for t in boundaries[layer]]) for layer in order if boundaries.get(layer)]
-
-
-def write_identity_model(path: Path, sample_shape: tuple[int, ...]) -> Path:
-    """An ONNX Identity with a dynamic batch: timing it measures ONNX Runtime's per-call overhead."""
-    import onnx  # lazily, as onnxruntime
-    from onnx import TensorProto, helper
-
-    dims: list[int | str] = ["batch", *sample_shape]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["input"], ["output"])],
-        "identity",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, 9)
-    onnx.save(model, str(path))
-    return path

@@ -7,19 +7,22 @@ row says what the compiled model really used (`precision`, and in `provider`, e.
 - `openvino`: OpenVINO's default for this CPU, whatever it is;
 - `openvino-f32`: precision pinned to f32 (`INFERENCE_PRECISION_HINT=f32`), what ONNX Runtime computes;
 - `openvino-bf16`: bf16 asked for; refused where OpenVINO would silently run f32 instead.
-The thread count is set (`INFERENCE_NUM_THREADS`) and read back the same way. OpenVINO's "GPU" is
-an Intel GPU, not CUDA: CUDA rows are refused by the registry (devices = cpu).
+The thread count is set (`INFERENCE_NUM_THREADS`) and read back the same way. So is its mode: poolkit
+times one synchronous infer request in OpenVINO's LATENCY hint (one stream), which is how a user's
+`compiled(x)` loop runs; benchmark_app's default is the THROUGHPUT hint (several streams and requests
+in flight), a different figure. Every row carries `mode` (hint, streams, requests) to say so.
+OpenVINO's "GPU" is an Intel GPU, not CUDA: CUDA rows are refused by the registry (devices = cpu).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from poolkit.common.errors import PoolkitError
-from poolkit.runtimes.base import Reads, Reference, Runtime
-from poolkit.runtimes.onnxruntime import write_identity_model
+from poolkit.runtimes.base import Reads, Runtime
+from poolkit.runtimes.capabilities import IdentityModel, Preloads, Reference, ReferenceLoop, plain_loop
+from poolkit.runtimes.ort_session import write_identity_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,9 +46,9 @@ def precision_name(element_type: Any) -> str:
     return PRECISIONS.get(short, short)
 
 
-class OpenVinoRuntime(Runtime):
+class OpenVinoRuntime(Runtime, IdentityModel, ReferenceLoop, Preloads):
     name = "openvino"
-    reads: ClassVar[Reads] = "onnx"
+    reads: Reads = "onnx"
     devices = ("cpu",)
     engine = "openvino"
     precision_hint: ClassVar[str | None] = None  # None: OpenVINO's default for the CPU
@@ -53,7 +56,7 @@ class OpenVinoRuntime(Runtime):
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
         ov = import_openvino()
         core = ov.Core()
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}  # said, not left to the version's default
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         if self.precision_hint:
@@ -71,6 +74,12 @@ class OpenVinoRuntime(Runtime):
         self.provider = f"openvino-CPU-{self.precision}"
         self.request = self.compiled.create_infer_request()
         self.n_inputs = len(self.compiled.inputs)
+        self.mode = {
+            "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "infer_requests": 1,
+            "calls": "synchronous",
+        }
 
     @classmethod
     def cuda_problem(cls) -> str | None:
@@ -99,21 +108,12 @@ class OpenVinoRuntime(Runtime):
     def reference_loop(cls, source: Any, threads: int, batch: np.ndarray, warmup: int, iters: int) -> Reference:
         """The loop a user would write, nothing of poolkit: `ov.compile_model` with the same precision
         hint and threads, `compiled(batch)` (a fresh infer request each call), perf_counter around each."""
-        import numpy as np  # lazily, as above
-
         ov = import_openvino()
-        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
         if cls.precision_hint:
             config["INFERENCE_PRECISION_HINT"] = cls.precision_hint
         compiled = ov.compile_model(str(source), "CPU", config)
-        for _ in range(warmup):
-            compiled(batch)
-        samples = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            compiled(batch)
-            samples.append((time.perf_counter() - t0) * 1e3)
-        return Reference("a plain compiled_model(x) loop", float(np.median(samples)), iters)
+        return plain_loop("a plain compiled_model(x) loop", lambda: compiled(batch), warmup, iters)
 
     @classmethod
     def identity_source(cls, folder: Path, sample_shape: tuple[int, ...]) -> Path:

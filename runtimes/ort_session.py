@@ -2,7 +2,8 @@
 
 ONNX Runtime quietly falls back to the CPU provider when CUDA cannot load; `create_session` checks
 `session.get_providers()` and refuses instead. Every poolkit session (verify, bench, show, sweep's
-blame) is made here, so that refusal has one door.
+blame) is made here, so that refusal has one door. Also here: the Identity model the CUDA probe and
+bench's overhead figure run, and reading a session's profile trace.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from pathlib import Path
 from typing import Any
 
 from poolkit.common.capture import captured_output
@@ -105,19 +107,48 @@ def cuda_provider_problem(provider: str | None = None) -> str | None:
     Cached: the answer cannot change within a process, and the CLI preflight, verify and bench all ask.
     """
     import onnx
-    from onnx import TensorProto, helper
 
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, 9)
+    model = identity_model([1])
     onnx.checker.check_model(model)
     try:
         create_session(model.SerializeToString(), "cuda", None, provider)
     except PoolkitError as exc:
         return str(exc)
     return None
+
+
+def kernel_times(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Kernel microseconds per op type in an ONNX Runtime profile (its JSON trace).
+
+    Kernel events are `cat: "Node"` with a name ending in `_kernel_time`; their `args.op_name` is the
+    op type and `dur` is in microseconds.
+    """
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            op = str(e.get("args", {}).get("op_name", "?"))
+            by_op[op] = by_op.get(op, 0.0) + float(e.get("dur", 0))
+    return by_op
+
+
+def identity_model(dims: list[int | str]) -> Any:
+    """An ONNX Identity (input -> output) of float tensors of shape `dims`; a name is a dynamic axis."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])],
+        "identity",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = min(model.ir_version, 9)
+    return model
+
+
+def write_identity_model(path: Path, sample_shape: tuple[int, ...]) -> Path:
+    """An ONNX Identity with a dynamic batch: timing it measures ONNX Runtime's per-call overhead."""
+    import onnx
+
+    onnx.save(identity_model(["batch", *sample_shape]), str(path))
+    return path

@@ -12,7 +12,8 @@ from typing import Any
 from poolkit.common.errors import DeviceError, PoolkitError
 from poolkit.exporter.formats.registry import FORMATS
 from poolkit.runtimes.aoti import AotiRuntime
-from poolkit.runtimes.base import DEVICES, Runtime
+from poolkit.runtimes.base import DEVICES, LayerOutputs, Runtime
+from poolkit.runtimes.capabilities import HasLayerOutputs
 from poolkit.runtimes.compiled import CompiledRuntime
 from poolkit.runtimes.eager import EagerRuntime
 from poolkit.runtimes.eager_cl import ChannelsLastRuntime
@@ -58,7 +59,20 @@ def open_runtime(name: str, source: Any, device: str, threads: int | None = None
         raise PoolkitError(f"unknown device '{device}' ({' or '.join(DEVICES)})")
     if device not in cls.devices:
         raise DeviceError(f"the {cls.name} runtime runs on --device {' or '.join(cls.devices)} only")
-    return cls(source, device, threads)  # type: ignore[call-arg]
+    return cls(source, device, threads)
+
+
+def has_layer_outputs(name: str) -> bool:
+    """Whether runtime `name` can show each layer's output (the `HasLayerOutputs` capability)."""
+    return issubclass(runtime_class(name), HasLayerOutputs)
+
+
+def layer_outputs(name: str, source: Any, batch: Any) -> LayerOutputs:
+    """Each top-level layer's output of `source` as runtime `name` runs it, on the CPU (verify's divergence finder)."""
+    cls = runtime_class(name)
+    if not issubclass(cls, HasLayerOutputs):
+        raise PoolkitError(f"runtime '{cls.name}' cannot report layer outputs")
+    return cls.layer_outputs(source, batch)
 
 
 def cuda_problem(names: list[str] | tuple[str, ...]) -> str | None:

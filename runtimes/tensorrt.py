@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from poolkit.runtimes.onnxruntime import OnnxRuntime
+from poolkit.runtimes.onnxruntime import OnnxSession
 
 
-class TensorRTRuntime(OnnxRuntime):
+class TensorRTRuntime(OnnxSession):
+    """No layer outputs: an ONNX file's layers run on the CPU provider would not be what TensorRT ran."""
+
     name = "tensorrt"
     devices = ("cuda",)
-    has_layer_outputs = False
     provider_name: ClassVar[str | None] = "TensorrtExecutionProvider"

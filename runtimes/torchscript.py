@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from poolkit.runtimes.base import LayerOutputs, Reads, require_torch_cuda
+from poolkit.runtimes.base import LayerOutputs, Reads
+from poolkit.runtimes.capabilities import HasLayerOutputs, IdentityModel
 from poolkit.runtimes.eager import TorchModuleRuntime, module_layer_outputs
 
 if TYPE_CHECKING:
@@ -25,31 +26,23 @@ def load_torchscript(path: Path, device: str = "cpu") -> Any:
         return torch.jit.load(str(path), map_location=device).eval()
 
 
-class TorchScriptRuntime(TorchModuleRuntime):
+class TorchScriptRuntime(TorchModuleRuntime, HasLayerOutputs, IdentityModel):
     name = "torchscript"
-    reads: ClassVar[Reads] = "torchscript"
-    has_layer_outputs = True
+    reads: Reads = "torchscript"
 
     def __init__(self, path: Path, device: str, threads: int | None = None) -> None:
-        import torch
-
-        if device == "cuda":
-            require_torch_cuda()  # before torch.jit.load, whose own error would be a traceback
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # freeze inlines weights as constants: what a deployment runs, and what we should time.
-            module = torch.jit.freeze(load_torchscript(path, device))
-        super().__init__(module, device, threads)
+        super().__init__(path, device, threads)
         self.provider = f"torchscript-frozen-{device}"
+        self.mode["frozen"] = True
 
     @classmethod
-    def reference_module(cls, source: Any) -> Any:
-        """The artifact loaded and frozen, as `__init__` runs it."""
+    def load(cls, source: Any, device: str = "cpu") -> Any:
+        """Loaded and frozen: freezing inlines the weights as constants, what a deployment runs and what we time."""
         import torch
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.jit.freeze(load_torchscript(source))
+            return torch.jit.freeze(load_torchscript(source, device))
 
     @classmethod
     def layer_outputs(cls, source: Any, batch: np.ndarray) -> LayerOutputs:

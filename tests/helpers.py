@@ -31,7 +31,7 @@ def records_by_key(models_dir: Path) -> dict[tuple[str, str], ExportRecord]:
 
 def measurement(samples_ms: list[float], model: str = "relu", runtime: str = "onnxruntime", **fields) -> Measurement:
     """A Measurement with scripted samples: statistics, flags and comparisons are then exact."""
-    return Measurement(model, runtime, "cpu", 64, samples_ms=list(samples_ms), **fields)
+    return Measurement(model, runtime, "cpu", 64, samples_ms=tuple(samples_ms), **fields)
 
 
 def copy_model(zoo_dir: Path, dest: Path, model: str) -> list[ExportRecord]:

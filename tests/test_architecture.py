@@ -17,6 +17,17 @@ from poolkit.cli.app import app
 from poolkit.cli.options import parse_runtimes, split_values
 from poolkit.common.errors import DeviceError, PoolkitError
 from poolkit.runtimes.base import DEVICES, Runtime, run_batch
+from poolkit.runtimes.capabilities import (
+    DeviceTimed,
+    HasLayerOutputs,
+    HostRun,
+    IdentityModel,
+    Preloads,
+    Profiled,
+    ReferenceLoop,
+    Spinning,
+    TimedOpen,
+)
 from poolkit.runtimes.registry import RUNTIMES, canonical_runtime, open_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +65,23 @@ def test_registry_declares_what_every_backend_is() -> None:
         "tensorrt": ("cuda",),
         **{name: ("cpu",) for name in ("openvino", "openvino-f32", "openvino-bf16")},
     }
-    assert {n for n, cls in RUNTIMES.items() if cls.has_layer_outputs} == {"eager", "torchscript", "onnxruntime"}
-    assert all(issubclass(cls, Runtime) and cls.name == name for name, cls in RUNTIMES.items())
+    assert all(Runtime in cls.__mro__ and cls.name == name for name, cls in RUNTIMES.items())
+
+
+def test_each_runtime_declares_its_capabilities() -> None:
+    """What bench and verify may ask of a backend beyond the core, by protocol: a runtime that lacks one
+    takes the plain path (TensorRT and eager-cl do not inherit the layer outputs of the class they share code with)."""
+
+    def having(capability: type) -> set[str]:
+        return {name for name, cls in RUNTIMES.items() if issubclass(cls, capability)}
+
+    torch_runtimes = {"eager", "torchscript", "compile", "eager-cl", "export", "aoti"}
+    openvino = {"openvino", "openvino-f32", "openvino-bf16"}
+    assert having(HasLayerOutputs) == {"eager", "torchscript", "onnxruntime"}
+    assert having(Spinning) == having(Profiled) == having(HostRun) == {"onnxruntime", "tensorrt"}
+    assert having(DeviceTimed) == having(TimedOpen) == {"onnxruntime", "tensorrt", *torch_runtimes}
+    assert having(IdentityModel) == {"eager", "torchscript", "onnxruntime", "tensorrt", "eager-cl", "export", *openvino}
+    assert having(ReferenceLoop) == having(Preloads) == set(RUNTIMES)
 
 
 def test_unknown_runtime_device_and_old_spellings() -> None:
@@ -85,10 +111,11 @@ def test_runtime_is_a_context_manager_that_restores_threads() -> None:
 def test_identity_sources_open_on_their_runtime(tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((3, 3, 4, 4), dtype=np.float32)
     for name in ("eager", "torchscript", "onnxruntime"):
-        source = RUNTIMES[name].identity_source(tmp_path, (3, 4, 4))
+        cls = RUNTIMES[name]
+        assert issubclass(cls, IdentityModel)
+        source = cls.identity_source(tmp_path, (3, 4, 4))
         with open_runtime(name, source, "cpu") as rt:
             np.testing.assert_array_equal(run_batch(rt, x)[0], x)
-    assert RUNTIMES["compile"].identity_source(tmp_path, (3, 4, 4)) is None
 
 
 def test_every_command_speaks_the_same_runtime_and_device_options() -> None:

@@ -103,23 +103,35 @@ def test_a_file_that_runs_in_float32_fails_verify(autocast_dir: Path, tmp_path: 
     assert row.status == "failed" and "the file ran in float32, not bf16-autocast" in (row.reason or ""), row.reason
 
 
-@pytest.mark.slow
 def test_bench_times_eager_and_each_file_against_its_own_fp32(autocast_dir: Path) -> None:
-    from poolkit.bench.precision import bench_precisions
+    """eager runs the module under autocast; TorchScript and pt2 their autocast files: each a row beside its fp32 row,
+    outputs checked at bf16's rounding, its speed-up against its own runtime's fp32."""
+    from poolkit.bench.measurement import BenchSettings
+    from poolkit.bench.run import run_bench
+    from poolkit.services.cifar10 import load_images
 
-    bench = bench_precisions(autocast_dir, ["conv"], iters=4, rounds=2, warmup=1, threads=1)
-    rows = {(r.format, r.precision): r for r in bench.rows}
-    assert set(rows) == {(f, p) for f in ("torchscript", "pt2", "eager") for p in ("fp32", "bf16-autocast")}
-    assert [rows[(f, "bf16-autocast")].runtime for f in ("torchscript", "pt2", "eager")] == [
-        "torchscript",
-        "export",
-        "eager",
+    settings = BenchSettings(
+        runtimes=("eager", "torchscript", "export"),
+        batch_sizes=(4,),
+        warmup=1,
+        iters=14,
+        threads=1,
+        in_process=True,
+        precision=True,
+    )
+    report = run_bench(autocast_dir, ["conv"], settings, load_images("cifar10").images[:16])
+    rows = {(m.runtime, m.precision): m for m in report.measurements}
+    assert list(rows) == [(r, p) for r in ("eager", "torchscript", "export") for p in ("fp32", "bf16-autocast")]
+    assert [rows[(r, "bf16-autocast")].artifact for r in ("eager", "torchscript", "export")] == [
+        "module under bf16-autocast",
+        "conv.bf16-autocast.torchscript.pt",
+        "conv.bf16-autocast.pt2",
     ]
-    for fmt in ("torchscript", "pt2", "eager"):
-        fp32, ac = rows[(fmt, "fp32")], rows[(fmt, "bf16-autocast")]
-        assert fp32.speedup == pytest.approx(1.0) and len(ac.samples_ms) == 4
-        assert ac.median_ms and fp32.median_ms and ac.speedup == pytest.approx(fp32.median_ms / ac.median_ms)
-        assert ac.rel_rms is not None and 1e-4 < ac.rel_rms < 1e-2  # bf16's rounding, against fp32 eager
+    for (runtime, precision), m in rows.items():
+        assert (m.status, m.outputs_matched, m.outputs_checked) == ("ok", True, 2), (runtime, precision, m.reason)
+        fp32 = rows[(runtime, "fp32")]
+        if precision != "fp32":
+            assert m.speedup_vs_fp32 == pytest.approx(fp32.latency_ms.p50 / m.latency_ms.p50)
 
 
 def test_a_bf16_row_is_judged_by_eager_under_bf16_autocast_not_fp32() -> None:

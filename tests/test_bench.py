@@ -67,52 +67,54 @@ def test_bench_rows_carry_statistics_rates_and_speedups(zoo_dir: Path, tmp_path:
     report = run_bench(zoo_dir, ["tudui"], FAST, images, environment={"cpu": "test"})
     assert [m.runtime for m in report.measurements] == ["eager", "torchscript", "onnxruntime"]
     for m in report.measurements:
-        assert m.status == "ok" and m.device == "cpu" and m.threads >= 1
+        assert m.status == "ok" and m.device == "cpu" and m.threads >= 1 and m.precision == "fp32"
         assert m.latency_ms.n == 5 and m.latency_ms.p50 > 0 and m.first_run_ms > 0
         assert m.images_per_s == pytest.approx(64 / (m.latency_ms.p50 / 1e3))
         assert m.gflops_per_s == pytest.approx(m.flops / (m.latency_ms.p50 / 1e3) / 1e9)
         assert m.end_to_end_ms.n == 5
     assert report.measurements[0].speedup_vs_eager == 1.0
     assert all(m.overhead_ms is not None and m.overhead_ms > 0 for m in report.measurements)
+    eager, torchscript, ort = report.measurements
+    assert (eager.artifact, torchscript.artifact, ort.artifact) == ("module", "tudui.torchscript.pt", "tudui.onnx")
+    assert ort.mode == {"spinning": False, "io_binding": True, "outputs": "bound once"}  # in-process: spinning off
+
+
+def test_what_bench_writes_is_what_the_report_and_baseline_read(zoo_dir: Path, tmp_path: Path) -> None:
+    """The JSON written is read back by `poolkit report` and by `--baseline` with the same figures; the CSV too."""
+    from poolkit.report.bench_view import bench_models
+    from poolkit.report.schema import SOURCES, load_source
+
+    images = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)
+    settings = BenchSettings(runtimes=("eager", "onnxruntime"), batch_sizes=(8,), warmup=0, iters=4, in_process=True)
+    report = run_bench(zoo_dir, ["relu"], settings, images, environment={"cpu": "test"})
     paths = write_reports(report, tmp_path)
-    data = json.loads(paths["json"].read_text())
-    assert data["schema"] == 4 and data["environment"] == {"cpu": "test"}
-    assert data["settings"]["threads"] == report.measurements[0].threads >= 1
-    assert set(data["settings"]) == {
-        "devices", "runtimes", "batch_sizes", "warmup", "iters", "min_time_s", "threads", "in_process", "ort_spinning",
-        "cuda_graphs", "ci_target", "max_time_s", "rounds", "thread_counts", "settle",
-    }  # fmt: skip
-    assert data["settings"]["thread_counts"] == [data["settings"]["threads"]]  # one count, recorded as a list too
-    row = data["measurements"][2]
-    for key in ("model", "runtime", "device", "batch_size", "provider", "threads", "first_run_ms", "latency_ms",
-                "end_to_end_ms", "overhead_ms", "flags", "images_per_s", "speedup_vs_eager", "flops", "bytes_moved", "gflops_per_s",
-                "gb_per_s", "samples_ms", "process", "ort_spinning", "load_ms", "notes", "profile", "device_ms",
-                "outputs_checked", "outputs_matched", "bandwidth_share", "compute_share", "peak_rss_mb", "settle_ms"):  # fmt: skip
-        assert key in row, key
-    assert (row["process"], row["ort_spinning"], row["load_ms"] > 0) == ("in-process", False, True)
-    assert data["measurements"][0]["ort_spinning"] is None  # not an ONNX Runtime row
-    assert set(row["latency_ms"]) == {
-        "n",
-        "min",
-        "max",
-        "mean",
-        "std",
-        "p50",
-        "p90",
-        "p99",
-        "ci95_low",
-        "ci95_high",
-        "cv",
-        "p25",
-        "p75",
-        "iqr_rel",
-        "p90_reliable",
-        "p99_reliable",
-    }
-    assert row["provider"] == "CPUExecutionProvider" and len(row["samples_ms"]) == 5
-    header = paths["csv"].read_text().splitlines()[0]
-    assert header.startswith("model,runtime,device,batch_size,status,provider,threads")
+    (view,) = bench_models(load_source(paths["json"], SOURCES["bench"]))
+    assert [(r["name"], r["latency_ms"]["p50"], r["speedup"]) for r in view.rows] == [
+        (m.runtime, m.latency_ms.p50, m.speedup_vs_eager) for m in report.measurements
+    ]
+    assert [b.n for b in view.boxes] == [4, 4] and "spinning False" in view.rows[1]["mode_text"]
+    assert [(m.key, m.samples_ms) for m in load_report(paths["json"])] == [
+        (m.key, m.samples_ms) for m in report.measurements
+    ]
+    rows = paths["csv"].read_text().splitlines()
+    assert len(rows) == 3 and rows[2].startswith("relu,onnxruntime,fp32,cpu,8,ok,CPUExecutionProvider,")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_baseline_from_before_precision_rows_is_read_as_fp32(tmp_path: Path) -> None:
+    """A schema-4 bench.json (no precision, no mode) still serves as --baseline: its rows are fp32 rows."""
+    row = {"model": "relu", "runtime": "eager", "device": "cpu", "batch_size": 64, "status": "ok", "threads": 2}
+    old = {"schema": 4, "measurements": [{**row, "samples_ms": [1.0, 1.1, 1.0]}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (row,) = load_report(tmp_path / "old.json")
+    assert (row.key, row.threads, row.samples_ms) == (("relu", "eager", "cpu", 64, "fp32"), 2, (1.0, 1.1, 1.0))
+    (tmp_path / "older.json").write_text(json.dumps({**old, "schema": 1}))
+    result = runner.invoke(app, ["bench", "-m", "relu", "--baseline", str(tmp_path / "older.json")])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.startswith("error: --baseline")
+        and "bench JSON schema 1; this poolkit reads schemas 2 to 5" in result.stderr
+    )
 
 
 def test_cuda_rows_are_unavailable_never_relabelled(zoo_dir: Path) -> None:
@@ -169,25 +171,27 @@ def test_bench_usage_errors(zoo_dir: Path) -> None:
     assert result.exit_code == 2 and "not a poolkit bench JSON" in result.stderr
 
 
-def test_self_check_prints_both_figures(zoo_dir: Path) -> None:
-    """Every check runs (eager vs torch.utils.benchmark; isolated ORT vs a plain loop in its own process;
-    eager's tail and ORT's p50 and end to end with both side by side); the exit code follows all of them."""
-    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "conv", "--self-check", "--json"])
-    check = json.loads(result.stdout)
-    assert check["poolkit_p50_ms"] > 0 and check["torch_benchmark_median_ms"] > 0
-    ort = check["onnxruntime"]
-    assert (ort["model"], ort["process"], ort["ort_spinning"]) == ("conv", "isolated", True)
-    assert ort["poolkit_samples"] == ort["plain_loop_samples"] == 300
-    assert ort["ratio"] == pytest.approx(ort["poolkit_p50_ms"] / ort["plain_loop_p50_ms"])
-    assert check["all_within_10_percent"] == (check["within_10_percent"] and ort["within_10_percent"])
-    near = check["neighbours"]  # eager alone, then eager beside ONNX Runtime (isolated, spinning on)
-    assert near["runtimes"] == ["eager", "onnxruntime"] and near["plain_loop_p50_ms"] == ort["plain_loop_p50_ms"]
-    assert near["eager_p99_ratio"] == pytest.approx(near["eager_p99_beside_ms"] / near["eager_p99_alone_ms"])
-    assert near["end_to_end_ratio"] == pytest.approx(near["end_to_end_p50_ms"] / near["plain_loop_p50_ms"])
-    passed = check["all_within_10_percent"] and all(
-        near[k] for k in ("eager_tail_within_2_5x", "p50_within_1_25x", "end_to_end_within_1_25x")
-    )
-    assert check["all_passed"] == passed and result.exit_code == (0 if passed else 1)
+# poolkit's eager loop against torch.utils.benchmark's Timer on conv at batch 64, one thread (about 0.9 ms a
+# call, compute-bound): the fastest of 200 calls each, in alternating blocks. Measured on this 2-core VM at
+# load 5-6: 0.98x (tudui 0.99x, maxpool_floor 0.99x), while the ratio of the medians swung between 0.61x and
+# 1.01x with the neighbours' load. Within 0.8x-1.25x: the harness bug this guards against (each output kept
+# alive over the next call) made every call 1.8-3.2x slower, its fastest too.
+AGREEMENT = (0.8, 1.25)
+
+
+def test_self_check_agrees_with_torch_utils_benchmark(zoo_dir: Path) -> None:
+    from poolkit.bench.selfcheck import self_check
+
+    check = self_check(zoo_dir, "conv", threads=1, batch_size=64)
+    assert check["ratio"] == pytest.approx(check["poolkit_p50_ms"] / check["torch_benchmark_median_ms"])
+    assert check["min_ratio"] == pytest.approx(check["poolkit_min_ms"] / check["torch_benchmark_min_ms"])
+    assert AGREEMENT[0] <= check["min_ratio"] <= AGREEMENT[1], check
+
+
+def test_self_check_refuses_precision_rows(zoo_dir: Path) -> None:
+    result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "conv", "--self-check", "--precision"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --self-check times the fp32 model against plain loops: drop --precision"
 
 
 def test_flags_are_derived_structured_values() -> None:
@@ -200,3 +204,45 @@ def test_flags_are_derived_structured_values() -> None:
     m = measurement([0.010, 0.020, 0.010, 0.030], e2e_samples_ms=[0.012] * 4, overhead_ms=0.001)
     assert [(f.kind, f.message) for f in m.flags] == [("unstable", "unstable: IQR 100% of the median (CV 55%)")]
     assert m.images_per_s == pytest.approx(64 / 0.010e-3)
+
+
+def test_progress_advances_with_the_timed_rounds(zoo_dir: Path) -> None:
+    """The bar's total is every row's rounds; each round timed moves it, so it reaches its end when the
+    timing does (it used to count rows opened, reach 4/4 and sit frozen while they were timed)."""
+    from poolkit.bench.run import Progress
+
+    seen: dict[str, list] = {"total": [], "step": [], "model": []}
+    progress = Progress(
+        seen["total"].append, lambda text, units: seen["step"].append((text, units)), seen["model"].append
+    )
+    settings = BenchSettings(
+        runtimes=("eager", "onnxruntime"), batch_sizes=(2, 4), warmup=0, iters=6, rounds=3, threads=1, in_process=True
+    )
+    run_bench(zoo_dir, ["relu", "gap"], settings, np.zeros((16, 3, 32, 32), dtype=np.float32), progress=progress)
+    assert seen["total"] == [2 * 2 * 2 * 3]  # models x batch sizes x runtimes x rounds
+    assert sum(units for _, units in seen["step"]) == 24
+    assert [text for text, units in seen["step"] if units][:2] == ["relu eager cpu b2 t1", "relu onnxruntime cpu b2 t1"]
+    assert seen["model"] == ["relu (1 of 2)", "gap (2 of 2)"]
+
+
+def test_a_log_gets_a_line_per_model(zoo_dir: Path, tmp_path: Path) -> None:
+    """Where stderr is not a terminal (CliRunner's, a CI log) the bar draws nothing: a line per model instead."""
+    args = [
+        "bench",
+        "--models",
+        str(zoo_dir),
+        "-m",
+        "relu",
+        "-m",
+        "gap",
+        "-r",
+        "eager",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+    ]
+    result = runner.invoke(app, [*args, "--in-process", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == ["bench: relu (1 of 2)", "bench: gap (2 of 2)"]
+    assert len(json.loads(result.stdout)["report"]["measurements"]) == 2  # stdout stays JSON only

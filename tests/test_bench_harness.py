@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -15,16 +15,18 @@ from typer.testing import CliRunner
 
 from poolkit.bench import process
 from poolkit.bench.charts import write_roofline
+from poolkit.bench.inputs import bench_batches
 from poolkit.bench.loop import timed_loop
 from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement
 from poolkit.bench.outputs import CHECK_EVERY, ROTATE
 from poolkit.bench.roofs import HostRoofs, measure_host_roofs
-from poolkit.bench.run import bench_batches, run_bench
+from poolkit.bench.run import run_bench
 from poolkit.bench.stats import summarize
 from poolkit.bench.timer import LocalTimer
 from poolkit.cli import app
+from poolkit.common.files import to_plain
 from poolkit.runtimes import registry
-from poolkit.runtimes.base import TimingSettings
+from poolkit.runtimes.capabilities import TimingSettings
 from poolkit.runtimes.eager import EagerRuntime
 from poolkit.runtimes.onnxruntime import OnnxRuntime
 from poolkit.services.artifacts import open_artifacts
@@ -52,9 +54,9 @@ def test_only_a_spinning_runtime_settles_after_its_warmup_and_its_rounds(zoo_dir
     for runtime, spinning in (("onnxruntime", True), ("onnxruntime", False), ("eager", True)):
         timer = LocalTimer(runtime, "cpu", 1, spinning=spinning, settle=lambda r=runtime: calls.append(r) or 0.25)
         before = len(calls)
-        timer.open(str(zoo_dir), "relu", [batch], warmup=2, model_obj=model)
+        timer.open(str(zoo_dir), "relu", "fp32", [batch], warmup=2, model_obj=model)
         assert len(calls) - before == (1 if (runtime, spinning) == ("onnxruntime", True) else 0)
-        got = timer.round(2, 1)
+        got = timer.round("fp32", 2, 1)
         timer.close()
         assert got.settle_s == (0.25 if (runtime, spinning) == ("onnxruntime", True) else 0.0)
     assert calls == ["onnxruntime", "onnxruntime"]  # after the warm-up, after the round; never for the others
@@ -104,9 +106,10 @@ class CountingSession:
 def test_end_to_end_runs_an_onnx_model_once_per_call(zoo_dir: Path) -> None:
     (model,) = open_artifacts(zoo_dir, ["conv"])
     timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False)
-    timer.open(str(zoo_dir), "conv", [np.ones((2, 3, 32, 32), dtype=np.float32)], warmup=0, model_obj=model)
-    counting = timer.rt.session = CountingSession(timer.rt.session)
-    got = timer.round(0, 3)
+    timer.open(str(zoo_dir), "conv", "fp32", [np.ones((2, 3, 32, 32), dtype=np.float32)], warmup=0, model_obj=model)
+    rt: Any = timer.slots["fp32"].rt
+    counting = rt.session = CountingSession(rt.session)
+    got = timer.round("fp32", 0, 3)
     timer.close()
     assert len(got.e2e_s) == 3 and counting.runs == 3  # was 6: prepare ran the model to allocate outputs
 
@@ -145,7 +148,6 @@ class FixedMemoryRuntime(EagerRuntime):
     name = "fixed"
     stale = False
 
-    @property
     def fixed_memory(self) -> bool:
         return True
 
@@ -184,12 +186,12 @@ def test_a_runtime_that_caches_its_answer_fails_its_row(zoo_dir: Path, fake_runt
     settings = BenchSettings(runtimes=("eager", "caching"), batch_sizes=(4,), warmup=0, iters=40, in_process=True)
     eager, caching = run_bench(zoo_dir, ["conv"], settings, images).measurements
     assert (eager.status, eager.outputs_matched) == ("ok", True) and eager.outputs_checked >= 40 // CHECK_EVERY
-    assert (caching.status, caching.outputs_matched, caching.samples_ms) == ("failed", False, [])
+    assert (caching.status, caching.outputs_matched, caching.samples_ms) == ("failed", False, ())
     # call 0 (batch 1, the cached one) matched; call 13 (an end-to-end call on batch 2) did not
     assert caching.reason.startswith(
         "outputs checked while timed: call 13 (batch 2 of 4): output 0 differs from eager (max abs difference"
     )
-    row = json.loads(json.dumps(caching.__json__(), default=str))
+    row = json.loads(json.dumps(to_plain(caching)))
     assert (row["outputs_checked"], row["outputs_matched"]) == (caching.outputs_checked, False)
 
 
@@ -210,15 +212,16 @@ def test_fixed_memory_rotates_by_refill_and_a_stale_graph_is_caught(zoo_dir: Pat
             return end - start
 
     good = LocalTimer("fixed", "cpu", 1, spinning=False, events=Events())
-    good.open(str(zoo_dir), "relu", batches, warmup=0, expected=expected, model_obj=model)
+    good.open(str(zoo_dir), "relu", "fp32", batches, warmup=0, expected=expected, model_obj=model)
     n = 2 * CHECK_EVERY + 1  # checks calls 0, 13 and 26: batches 1, 2 and 3
-    got = good.round(n, 0)
-    assert (got.checked, got.mismatch, len(good.prepared)) == (3, None, 1)
-    assert got.device_ms == [0.5] * n and good.rt.refills == n - 1  # every call but the first: a new batch
+    got = good.round("fp32", n, 0)
+    slot, rt = good.slots["fp32"], cast(Any, good.slots["fp32"].rt)
+    assert (got.checked, got.mismatch, len(slot.prepared)) == (3, None, 1)
+    assert got.device_ms == [0.5] * n and rt.refills == n - 1  # every call but the first: a new batch
     good.close()
     stale = LocalTimer("stale-fixed", "cpu", 1, spinning=False)
-    stale.open(str(zoo_dir), "relu", batches, warmup=0, expected=expected, model_obj=model)
-    got = stale.round(n, 0)
+    stale.open(str(zoo_dir), "relu", "fp32", batches, warmup=0, expected=expected, model_obj=model)
+    got = stale.round("fp32", n, 0)
     stale.close()
     # batch 2 (-0.5) gives relu 0 like batch 1: only batch 3 (0.5) shows the replay on the old memory
     assert (got.checked, got.mismatch) == (
@@ -252,15 +255,15 @@ def test_eager_cl_gives_checked_rows(zoo_dir: Path) -> None:
 def test_host_roofs_are_measured_and_shared_by_cpu_rows(tmp_path: Path) -> None:
     roofs = measure_host_roofs(1, llc_bytes=2**20, gemm_n=64)
     assert roofs.gb_per_s > 0 and roofs.gflops_per_s > 0 and roofs.triad_mb_per_array == 64.0  # the floor
-    m = Measurement("relu", "eager", "cpu", 64, samples_ms=[2.0] * 3, flops=4_000_000_000, bytes_moved=1_000_000_000)
-    m.peak_gb_per_s, m.peak_gflops_per_s = 2000.0, 8000.0
-    assert (m.gb_per_s, m.bandwidth_share, m.gflops_per_s, m.compute_share, m.arithmetic_intensity) == (
-        500.0, 0.25, 2000.0, 0.25, 4.0,
-    )  # fmt: skip
+    m = Measurement("relu", "eager", "cpu", 64, samples_ms=(2.0,) * 3, flops=4_000_000_000, bytes_moved=1_000_000_000)
     report = BenchReport({"cpu": "test"}, BenchSettings(), "", [m])
-    assert write_roofline(report, tmp_path / "r.png") is None  # no roofs measured: no roofline
-    report.machine["host_roofs"] = HostRoofs(10.0, 100.0, 2, 64.0, 768, 0.2)
+    assert report.bandwidth_share(m) is None and write_roofline(report, tmp_path / "r.png") is None  # no roofs
+    report.machine["host_roofs"] = HostRoofs(2000.0, 8000.0, 2, 64.0, 768, 0.2)  # once per report, not per row
+    shares = (report.bandwidth_share(m), report.compute_share(m))
+    assert (m.gb_per_s, m.gflops_per_s, m.arithmetic_intensity, *shares) == (500.0, 2000.0, 4.0, 0.25, 0.25)
     assert write_roofline(report, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    row = to_plain(report)["measurements"][0]
+    assert (row["bandwidth_share"], row["compute_share"]) == (0.25, 0.25) and "peak_gb_per_s" not in row
 
 
 # -- 7. thread lists in one table, peak memory per worker --------------------------------------------------
@@ -282,7 +285,7 @@ def test_threads_list_times_every_row_at_each_count(zoo_dir: Path, tmp_path: Pat
 
 def test_bench_feeds_real_images_fitted_to_the_model_input() -> None:
     """A 1x4x4 model gets the images resized and made grayscale (as verify and show feed them), not noise."""
-    from poolkit.bench.run import fitted_data
+    from poolkit.bench.inputs import fitted_data
 
     data = np.empty((8, 3, 8, 8), dtype=np.float32)
     data[:, 0], data[:, 1], data[:, 2] = 0.2, 0.6, 1.0  # constant colour images: resizing keeps them constant

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,17 @@ from rich.console import Console
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
-from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement, add_speedups
+from poolkit.bench.explain import dominant_op
+from poolkit.bench.measurement import BenchReport, BenchSettings, Measurement, with_speedups
 from poolkit.bench.report import changes_since
 from poolkit.bench.run import needs_profile, run_bench
 from poolkit.bench.scheduler import OpenRow, round_counts, sample_interleaved
 from poolkit.bench.stats import hodges_lehmann, shift_test, summarize
-from poolkit.bench.timer import LocalTimer, Round, dominant_op
+from poolkit.bench.timer import LocalTimer, Round
 from poolkit.cli import app
 from poolkit.cli.bench_render import bench_table, changes_table
 from poolkit.common.errors import PoolkitError
-from poolkit.runtimes.base import TimingSettings
+from poolkit.runtimes.capabilities import TimingSettings
 from poolkit.runtimes.eager import capture_torch_graph
 from poolkit.runtimes.onnxruntime import OnnxRuntime, kernel_times
 from poolkit.services.environment import load_warning, peak_bandwidth_gb_s
@@ -40,7 +42,7 @@ class FakeTimer:
     def __init__(self, name: str, log: list[str], samples: Any) -> None:
         self.name, self.log, self.samples = name, log, samples
 
-    def round(self, n: int, e2e: int) -> Round:
+    def round(self, slot: str, n: int, e2e: int) -> Round:
         self.log.append(f"{self.name}{n}")
         host = [next(self.samples) for _ in range(n)]
         return Round(host, [], [2 * h for h in host[:e2e]])
@@ -57,8 +59,9 @@ def test_rounds_are_interleaved_and_rotated() -> None:
     settings = BenchSettings(iters=6, rounds=3, in_process=True)
     sample_interleaved(rows, settings)
     assert log == ["a2", "b2", "c2", "b2", "c2", "a2", "c2", "a2", "b2"]  # each round starts one runtime later
-    assert all(len(r.m.samples_ms) == 6 and len(r.m.e2e_samples_ms) == 6 for r in rows)
-    assert rows[0].m.samples_ms == [1.0] * 6 and rows[0].m.e2e_samples_ms == [2.0] * 6
+    done = [r.finish() for r in rows]
+    assert all(m.latency_ms.n == 6 and m.end_to_end_ms.n == 6 for m in done)
+    assert done[0].samples_ms == (1.0,) * 6 and done[0].e2e_samples_ms == (2.0,) * 6
 
 
 def test_adaptive_stops_when_the_median_interval_is_narrow_or_time_runs_out() -> None:
@@ -66,34 +69,38 @@ def test_adaptive_stops_when_the_median_interval_is_narrow_or_time_runs_out() ->
     steady = itertools.repeat(0.01)  # 10 ms, no spread: the interval has zero width once min-time is reached
     noisy = itertools.cycle([0.005, 0.01, 0.02, 0.04])  # wide interval for ever: stops at max-time, flagged
     rows = rows_of("sn", log, {"s": steady, "n": noisy}, estimate_s=0.01)  # rounds of 50 ms / 10 ms = 5 calls
-    for row in rows:
-        row.m.ci_target = 0.05
+    rows = [replace(row, opened=replace(row.opened, ci_target=0.05)) for row in rows]
     settings = BenchSettings(iters=None, min_time_s=0.2, max_time_s=1.0, ci_target=0.05, in_process=True)
-    sample_interleaved(rows, settings)
-    steady_row, noisy_row = rows
-    assert sum(steady_row.m.samples_ms) == pytest.approx(200.0) and len(steady_row.m.samples_ms) == 20
-    assert steady_row.m.latency_ms.ci95_rel_width == 0 and "imprecise" not in [f.kind for f in steady_row.m.flags]
-    assert 1000 <= sum(noisy_row.m.samples_ms) < 1000 + 50 * 40  # one round past the limit at most
-    assert [f.kind for f in noisy_row.m.flags if f.kind == "imprecise"] == ["imprecise"]
-    assert "wide (target 5.0%) when the time ran out" in noisy_row.m.flags[-1].message
+    finished: list[str] = []
+    sample_interleaved(rows, settings, lambda row, units: finished.append(row.opened.runtime))
+    steady_row, noisy_row = (row.finish() for row in rows)
+    assert finished == ["s", "n"]  # the progress bar moves a unit as each adaptive row is done
+    assert sum(steady_row.samples_ms) == pytest.approx(200.0) and len(steady_row.samples_ms) == 20
+    assert steady_row.latency_ms.ci95_rel_width == 0 and "imprecise" not in [f.kind for f in steady_row.flags]
+    assert 1000 <= sum(noisy_row.samples_ms) < 1000 + 50 * 40  # one round past the limit at most
+    assert [f.kind for f in noisy_row.flags if f.kind == "imprecise"] == ["imprecise"]
+    assert "wide (target 5.0%) when the time ran out" in noisy_row.flags[-1].message
 
 
 def test_a_failing_round_fails_its_row_only() -> None:
     class Dies(FakeTimer):
-        def round(self, n: int, e2e: int) -> Any:
+        def round(self, slot: str, n: int, e2e: int) -> Any:
             raise PoolkitError("the onnxruntime worker process died (exit code -11)", exit_code=1)
 
     log: list[str] = []
     rows = rows_of("a", log, {"a": itertools.repeat(0.001)})
     rows.append(OpenRow(measurement([], runtime="b"), Dies("b", log, None), 0.001))
     settings = BenchSettings(iters=4, rounds=2, in_process=True)
-    sample_interleaved(rows, settings)
-    assert len(rows[0].m.samples_ms) == 4 and rows[0].m.status == "ok"
-    assert (rows[1].m.status, rows[1].m.reason, rows[1].m.samples_ms) == (
+    units: list[str] = []
+    sample_interleaved(rows, settings, lambda row, n: units.append(row.opened.runtime))
+    ok, died = (row.finish() for row in rows)
+    assert len(ok.samples_ms) == 4 and ok.status == "ok"
+    assert (died.status, died.reason, died.samples_ms) == (
         "failed",
         "the onnxruntime worker process died (exit code -11)",
-        [],
+        (),
     )
+    assert units == ["a", "b", "b", "a"]  # a failed row's rounds still count: the bar reaches its end
 
 
 # -- cold start, device time and CUDA graphs on the CPU with fakes -----------------------------------
@@ -127,21 +134,22 @@ def test_local_timer_measures_load_first_steady_and_device_time(zoo_dir: Path) -
     (model,) = open_artifacts(zoo_dir, ["relu"])
     batch = np.zeros((4, 3, 32, 32), dtype=np.float32)
     timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False, clock=ms_clock(), events=FakeEvents())
-    opened = timer.open(str(zoo_dir), "relu", [batch], warmup=3, model_obj=model)
+    opened = timer.open(str(zoo_dir), "relu", "fp32", [batch], warmup=3, model_obj=model)
     assert (opened.load_s, opened.first_s, opened.provider) == (
         pytest.approx(0.001),
         pytest.approx(0.001),
         "CPUExecutionProvider",
     )
     assert opened.warmup_s == pytest.approx([0.001] * 3)
-    got = timer.round(5, 2)
+    got = timer.round("fp32", 5, 2)
     assert got.host_s == pytest.approx([0.001] * 5) and got.device_ms == [0.25] * 5
     assert got.e2e_s == pytest.approx([0.001] * 2)
-    assert timer.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opened.mode == {"spinning": False, "io_binding": True, "outputs": "bound once"}  # read back from the session
     timer.close()
     spinning = LocalTimer("onnxruntime", "cpu", 1, spinning=True)
-    spinning.open(str(zoo_dir), "relu", [batch], warmup=0, model_obj=model)
-    assert spinning.rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert spinning.open(str(zoo_dir), "relu", "fp32", [batch], warmup=0, model_obj=model).mode["spinning"] is True
+    session = spinning.slots["fp32"].rt.session  # type: ignore[attr-defined]
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     spinning.close()
 
 
@@ -153,7 +161,7 @@ def test_cuda_graphs_are_refused_on_cpu_rows(zoo_dir: Path) -> None:
     for runtime in ("eager", "onnxruntime"):
         timer = LocalTimer(runtime, "cpu", 1, spinning=False, cuda_graphs=True)
         with pytest.raises(PoolkitError, match="--cuda-graphs applies to CUDA rows only"):
-            timer.open(str(zoo_dir), "relu", [batch], warmup=0, model_obj=model)
+            timer.open(str(zoo_dir), "relu", "fp32", [batch], warmup=0, model_obj=model)
     result = runner.invoke(app, ["bench", "--models", str(zoo_dir), "-m", "relu", "--cuda-graphs"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --cuda-graphs applies to CUDA rows only: add --device cuda or --device all"
@@ -210,9 +218,10 @@ def test_peak_bandwidth_and_share_for_cuda_rows() -> None:
 
     assert peak_bandwidth_gb_s(H100Props()) == pytest.approx(3352.32)
     assert peak_bandwidth_gb_s(object()) is None
-    m = Measurement("relu", "eager", "cuda", 64, samples_ms=[1.0] * 3, bytes_moved=1_000_000_000, peak_gb_per_s=2000.0)
-    m.device_samples_ms = [0.8, 0.9, 0.8]
-    assert (m.gb_per_s, m.bandwidth_share, m.device_ms.p50) == (1000.0, 0.5, 0.8)
+    device = (0.8, 0.9, 0.8)
+    m = Measurement("relu", "eager", "cuda", 64, samples_ms=(1.0,) * 3, device_samples_ms=device, bytes_moved=10**9)
+    report = BenchReport({"gpu_peak_gb_per_s": 2000.0}, BenchSettings(), "", [m])  # the GPU's, once per report
+    assert (m.gb_per_s, report.bandwidth_share(m), report.compute_share(m), m.device_ms.p50) == (1000.0, 0.5, None, 0.8)
 
 
 # -- pre-allocated IO-binding outputs ---------------------------------------------------------------
@@ -241,7 +250,7 @@ def test_dominant_op_from_a_profile_trace() -> None:
         {"cat": "Node", "name": "n1_kernel_time", "dur": 90, "args": {"op_name": "Softmax"}},
         {"cat": "Node", "name": "n3_kernel_time", "dur": 14, "args": {"op_name": "Transpose"}},
     ]
-    found = dominant_op(kernel_times(events))
+    found = {"tool": "ONNX Runtime profile", **dominant_op(kernel_times(events))}
     assert (found["op"], found["share"], found["kernel_us"]) == ("Softmax", 0.9, 200.0)
     assert [(o["op"], o["us"]) for o in found["ops"]] == [("Softmax", 180.0), ("Transpose", 20.0)]
     assert dominant_op(kernel_times([{"cat": "Session", "name": "x", "dur": 1}])) is None
@@ -256,13 +265,14 @@ def test_profile_names_softmax_and_is_asked_only_for_slow_rows(zoo_dir: Path) ->
 
     (model,) = open_artifacts(zoo_dir, ["softmax"])
     timer = LocalTimer("onnxruntime", "cpu", 1, spinning=False)
-    timer.open(str(zoo_dir), "softmax", [np.zeros((2, 3, 32, 32), dtype=np.float32)], warmup=0, model_obj=model)
-    found = timer.profile(iters=3)
+    batches = [np.zeros((2, 3, 32, 32), dtype=np.float32)]
+    timer.open(str(zoo_dir), "softmax", "fp32", batches, warmup=0, model_obj=model)
+    found = timer.profile("fp32", iters=3)
     timer.close()
-    assert found["op"] == "Softmax" and found["iters"] == 3 and 0.5 < found["share"] <= 1.0
-    eager = measurement([1.0] * 5, runtime="eager")
-    assert needs_profile(measurement([1.6] * 5), eager) and not needs_profile(measurement([1.4] * 5), eager)
-    assert not needs_profile(measurement([9.0] * 5), None)
+    assert (found["tool"], found["op"], found["iters"]) == ("ONNX Runtime profile", "Softmax", 3)
+    assert 0.5 < found["share"] <= 1.0
+    assert needs_profile([1.6] * 5, 1.0) and not needs_profile([1.4] * 5, 1.0)
+    assert not needs_profile([9.0] * 5, None)
 
 
 # -- tails and the two-sample test --------------------------------------------------------------------
@@ -314,13 +324,11 @@ def synthetic_report() -> BenchReport:
     rows = []
     for model in ("maxpool_floor", "relu", LONG):
         for runtime, p50 in (("eager", 0.2567), ("torchscript", 12.3456), ("onnxruntime", 1234.5678)):
-            m = measurement([p50] * 5, model=model, runtime=runtime, flops=209_123, bytes_moved=879_400)
-            m.load_ms, m.first_run_ms, m.process = 886.4, 27.8, "isolated"
-            rows.append(m)
+            cost = {"flops": 209_123, "bytes_moved": 879_400, "load_ms": 886.4, "first_run_ms": 27.8}
+            rows.append(measurement([p50] * 5, model=model, runtime=runtime, **cost))
     rows.append(Measurement(LONG, "onnxruntime", "cuda", 64, status="unavailable", reason="no GPU"))
     rows.append(Measurement("relu", "torchscript", "cuda", 64, status="failed", reason="boom"))
-    add_speedups(rows)
-    return BenchReport({"cpu": "AMD EPYC 7B13 64-Core Processor"}, BenchSettings(), "synthetic", rows)
+    return BenchReport({"cpu": "AMD EPYC 7B13 64-Core Processor"}, BenchSettings(), "synthetic", with_speedups(rows))
 
 
 @pytest.mark.parametrize("width", [80, 120, 200])
@@ -374,8 +382,9 @@ def test_in_process_run_records_its_settings(zoo_dir: Path) -> None:
     images = np.zeros((4, 3, 32, 32), dtype=np.float32)
     settings = BenchSettings(runtimes=("onnxruntime",), batch_sizes=(4,), warmup=0, iters=4, in_process=True,
                              ort_spinning=True)  # fmt: skip
-    (row,) = run_bench(zoo_dir, ["relu"], settings, images).measurements
-    assert (row.process, row.ort_spinning, row.latency_ms.n, row.load_ms > 0, row.first_run_ms > 0) == (
+    report = run_bench(zoo_dir, ["relu"], settings, images)
+    (row,) = report.measurements
+    assert (report.settings.process, row.mode["spinning"], row.latency_ms.n, row.load_ms > 0, row.first_run_ms > 0) == (
         "in-process",
         True,
         4,
@@ -394,5 +403,6 @@ def test_cuda_rows_carry_device_time_graphs_and_bandwidth(zoo_dir: Path) -> None
     report = run_bench(zoo_dir, ["tudui"], settings, images, environment())
     for m in report.measurements:
         assert m.status == "ok", m.reason
-        assert m.process == "isolated" and m.cuda_graphs and m.device_ms is not None and m.device_ms.n == 10
-        assert m.bandwidth_share is not None and 0 < m.bandwidth_share < 1
+        assert m.mode["cuda_graph"] and m.device_ms is not None and m.device_ms.n == 10
+        share = report.bandwidth_share(m)
+        assert share is not None and 0 < share < 1

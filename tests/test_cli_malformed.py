@@ -604,7 +604,7 @@ def test_ctrl_c_in_a_bench_worker_is_an_interrupt_not_a_failed_row(capfd: pytest
         os.kill(timer.worker.pid, signal.SIGINT)
         timer.worker.proc.wait(timeout=60)
         with pytest.raises(KeyboardInterrupt):
-            timer.round(1, 0)
+            timer.round("fp32", 1, 0)
     finally:
         timer.shutdown()
     assert timer.worker.proc.returncode == 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from poolkit.bench.measurement import BenchSettings
+from poolkit.bench.report import write_reports
+from poolkit.bench.run import run_bench
 from poolkit.cli import app
 from poolkit.common.errors import PoolkitError
 from poolkit.common.files import sha256_file
@@ -159,25 +163,107 @@ def test_verify_cli_exit_codes_per_precision(variants_dir: Path, tmp_path: Path)
     assert bad.exit_code == 1 and "precision variants: 1 passed, 1 failed" in bad.output
 
 
-@pytest.mark.slow
-def test_bench_precision_rows_against_their_own_fp32(variants_dir: Path, tmp_path: Path) -> None:
-    from poolkit.bench.precision import bench_precisions, write_tradeoff_plot
+def test_precision_rows_are_bench_rows_timed_in_the_workers(variants_dir: Path, tmp_path: Path) -> None:
+    """bench --precision: each variant is a row in its runtime's own worker process, in the same rounds as
+    fp32, outputs checked at its own precision, its ONNX Runtime settings and its file on the row."""
+    images = load_images("cifar10").images[:32]
+    settings = BenchSettings(runtimes=("onnxruntime",), batch_sizes=(8,), warmup=1, iters=14, threads=1, precision=True)
+    report = run_bench(variants_dir, ["tudui"], settings, images)
+    assert report.settings.process == "isolated"
+    rows = {m.precision: m for m in report.measurements}
+    assert list(rows) == ["fp32", "fp16", "int8"]
+    for precision, m in rows.items():
+        assert (m.status, m.outputs_matched, m.outputs_checked) == ("ok", True, 2), (precision, m.reason)
+        assert m.mode == {"spinning": True, "io_binding": True, "outputs": "bound once"}  # the worker's default
+        assert m.artifact == ("tudui.onnx" if precision == "fp32" else f"tudui.{precision}.onnx")
+        assert m.latency_ms.n == 14 and m.end_to_end_ms.n == 14
+    fp32, int8 = rows["fp32"], rows["int8"]
+    assert fp32.speedup_vs_fp32 is None and int8.speedup_vs_fp32 == pytest.approx(
+        fp32.latency_ms.p50 / int8.latency_ms.p50
+    )
+    data = json.loads(write_reports(report, tmp_path)["json"].read_text())
+    assert [(r["precision"], r["outputs_matched"], r["mode"]["spinning"]) for r in data["measurements"]] == [
+        ("fp32", True, True),
+        ("fp16", True, True),
+        ("int8", True, True),
+    ]
 
-    bench = bench_precisions(variants_dir, ["tudui"], iters=4, rounds=2, warmup=1, threads=1)
-    rows = {(r.format, r.precision): r for r in bench.rows}
-    assert set(rows) == {("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")}
-    fp32, int8 = rows[("onnx", "fp32")], rows[("onnx", "int8")]
-    assert fp32.speedup == pytest.approx(1.0) and len(fp32.samples_ms) == 4
-    assert int8.median_ms and int8.speedup == pytest.approx(fp32.median_ms / int8.median_ms)
-    assert int8.rel_rms is not None and 0 < int8.rel_rms < 0.5 and int8.top1_loss is not None
-    assert write_tradeoff_plot(bench, tmp_path / "t.png", "test machine") == tmp_path / "t.png"
-    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+def test_bench_precision_honours_the_other_options(variants_dir: Path, tmp_path: Path) -> None:
+    """Thread lists, batch sizes, in-process and a baseline apply to the precision rows like any others."""
+    common = [
+        "bench",
+        "--models",
+        str(variants_dir),
+        "-m",
+        "conv",
+        "-r",
+        "onnxruntime",
+        "--precision",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--in-process",
+        "--ort-spinning",
+        "on",
+    ]
+    first = CliRunner().invoke(
+        app, [*common, "--threads", "1,2", "--batch-sizes", "2,4", "--out", str(tmp_path), "--json"]
+    )
+    assert first.exit_code == 0, first.stderr
+    rows = json.loads(first.stdout)["report"]["measurements"]
+    assert sorted((r["threads"], r["batch_size"], r["precision"]) for r in rows) == sorted(
+        (t, b, p) for t in (1, 2) for b in (2, 4) for p in ("fp32", "fp16", "int8")
+    )
+    assert all(r["status"] == "ok" and r["mode"]["spinning"] is True for r in rows)
+    again = CliRunner().invoke(
+        app,
+        [
+            *common,
+            "--threads",
+            "1",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+            "--baseline",
+            str(tmp_path / "bench.json"),
+            "--json",
+        ],
+    )
+    assert again.exit_code == 0, again.stderr
+    changes = json.loads(again.stdout)["changes"]
+    assert sorted(c["precision"] for c in changes) == ["fp16", "fp32", "int8"]
 
 
-def test_bench_precision_refuses_a_folder_without_variants(tmp_path: Path) -> None:
-    from poolkit.bench.precision import bench_precisions
-
+def test_bench_precision_refuses_what_it_cannot_add(variants_dir: Path, tmp_path: Path) -> None:
     run = export_models(resolve_models(["relu"]), tmp_path, ExportOptions(formats=("onnx",)))
     assert not run.failed
-    with pytest.raises(PoolkitError, match="has precision variants: run 'poolkit export --precision fp16,int8'"):
-        bench_precisions(tmp_path, None)
+    result = CliRunner().invoke(
+        app, ["bench", "--models", str(tmp_path), "-m", "relu", "--precision", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --precision: no model in {tmp_path} has precision variants: run 'poolkit export --precision fp16,int8'"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--models",
+            str(variants_dir),
+            "-m",
+            "tudui",
+            "-r",
+            "torchscript",
+            "--precision",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == "error: --precision: no --runtime asked reads the variants there (onnx fp16, onnx int8)"
+    )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
-from poolkit.bench.loop import time_calls
 from poolkit.bench.stats import median_ci95, percentile, summarize
 
 
@@ -37,27 +34,3 @@ def test_median_interval_ranks() -> None:
 def test_a_steady_run_is_not_unstable() -> None:
     s = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 0.98])
     assert not s.unstable and s.p50 == 1.0
-
-
-def test_time_calls_counts_warmup_apart_and_times_each_iteration() -> None:
-    # each call is bracketed by two clock readings; the first call (first inference) by the first two
-    ticks = itertools.accumulate([0.0, 0.5, 0.0, 0.001, 0.0, 0.002, 0.0, 0.003])
-    clock_values = iter(list(ticks))
-    calls = []
-    timing = time_calls(lambda: calls.append(1), warmup=2, iters=3, min_time_s=None, clock=lambda: next(clock_values))
-    assert timing.first_s == 0.5
-    assert timing.samples_s == pytest.approx([0.001, 0.002, 0.003])
-    assert len(calls) == 1 + 2 + 3
-
-
-def test_min_time_runs_until_enough_time_and_ten_iterations() -> None:
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 0.05  # every reading advances 50 ms: each timed call lasts 50 ms
-        return now[0]
-
-    timing = time_calls(lambda: None, warmup=0, iters=None, min_time_s=1.0, clock=clock)
-    assert len(timing.samples_s) == 20 and sum(timing.samples_s) == pytest.approx(1.0)
-    short = time_calls(lambda: None, warmup=0, iters=None, min_time_s=0.1, clock=clock)
-    assert len(short.samples_s) == 10  # never fewer than ten

@@ -88,6 +88,14 @@ class ArtifactFormat:
         """Write one artifact to `path` (atomically); raises whatever the exporter raises."""
         raise NotImplementedError
 
+    def external_hashes(self, path: Path) -> dict[str, str]:
+        """The files the artifact loads beside itself, name -> sha256, recorded at export (ONNX: its external data)."""
+        return {}
+
+    def external_problem(self, path: Path, models_dir: Path, recorded: dict[str, str]) -> str | None:
+        """Why a file the artifact loads beside itself cannot be trusted (missing, outside, changed), or None."""
+        return None
+
     def failure_hint(self, method: str, user_model: bool) -> str:
         """What to add to an export failure's reason: a way out the user can take, or ''."""
         return ""

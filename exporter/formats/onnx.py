@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from poolkit.common.capture import captured_output
 from poolkit.common.errors import PoolkitError
 from poolkit.common.files import write_atomic
+from poolkit.exporter.external_data import external_hashes, external_problem
 from poolkit.exporter.formats.base import ArtifactFormat, ArtifactWritten, ExportRequest, SweepPath, dynamic_axes
 
 if TYPE_CHECKING:
@@ -186,6 +187,12 @@ class OnnxFormat(ArtifactFormat):
             dynamic_channels=request.dynamic_channels,
         )
         return ArtifactWritten(opset=used)
+
+    def external_hashes(self, path: Path) -> dict[str, str]:
+        return external_hashes(path)
+
+    def external_problem(self, path: Path, models_dir: Path, recorded: dict[str, str]) -> str | None:
+        return external_problem(path, models_dir, recorded)
 
     def repro(self, method: str, *, provider: str, export_failed: bool, n_outputs: int, opset: int | None) -> str:
         export = _EXPORT_REPRO[method].format(outputs=output_names(n_outputs), opset=opset) if export_failed else ""

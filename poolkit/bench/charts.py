@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from poolkit.bench.measurement import BenchReport
+from poolkit.bench.measurement import BenchReport, Measurement
 from poolkit.common.files import write_atomic
 
 
@@ -25,15 +25,11 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     models = list(dict.fromkeys(f"{m.model} b{m.batch_size}" for m in rows))
-    series = list(dict.fromkeys(f"{m.runtime} {m.device}" for m in rows))
+    series = list(dict.fromkeys(_series(m) for m in rows))
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(models) + 3), 5))
     for i, name in enumerate(series):
-        values = {
-            f"{m.model} b{m.batch_size}": m.latency_ms.p50
-            for m in rows
-            if m.latency_ms and f"{m.runtime} {m.device}" == name
-        }
+        values = {f"{m.model} b{m.batch_size}": m.latency_ms.p50 for m in rows if m.latency_ms and _series(m) == name}
         xs = [j + i * width for j, model in enumerate(models) if model in values]
         ax.bar(xs, [values[model] for model in models if model in values], width, label=name)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(models))], models, rotation=45, ha="right")
@@ -51,11 +47,11 @@ def write_chart(report: BenchReport, path: Path) -> Path | None:
 def write_roofline(report: BenchReport, path: Path) -> Path | None:
     """Arithmetic intensity (FLOPs per byte) against achieved GFLOP/s, one point per CPU row, under the
     two roofs the run measured (bandwidth x intensity, and the GEMM rate); log-log, as Williams et al."""
-    roofs = report.machine.get("host_roofs")
+    roofs = report.host_roofs
     rows = [m for m in report.measurements if m.device == "cpu" and m.arithmetic_intensity and m.gflops_per_s]
     if roofs is None or not rows:
         return None
-    bandwidth, peak = float(_get(roofs, "gb_per_s")), float(_get(roofs, "gflops_per_s"))
+    bandwidth, peak = float(roofs["gb_per_s"]), float(roofs["gflops_per_s"])
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     lows = [m.arithmetic_intensity or 1.0 for m in rows]
@@ -65,15 +61,15 @@ def write_roofline(report: BenchReport, path: Path) -> Path | None:
     ax.annotate(f"triad {bandwidth:.1f} GB/s", (x_min, bandwidth * x_min), textcoords="offset points",
                 xytext=(4, 6), fontsize=8)  # fmt: skip
     ax.annotate(f"GEMM {peak:.0f} GFLOP/s", (ridge, peak), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    for runtime in dict.fromkeys(m.runtime for m in rows):
-        mine = [m for m in rows if m.runtime == runtime]
-        ax.scatter([m.arithmetic_intensity for m in mine], [m.gflops_per_s for m in mine], label=runtime, s=22)
+    for name in dict.fromkeys(_series(m) for m in rows):
+        mine = [m for m in rows if _series(m) == name]
+        ax.scatter([m.arithmetic_intensity for m in mine], [m.gflops_per_s for m in mine], label=name, s=22)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte moved, no fusion assumed)")
     ax.set_ylabel("achieved GFLOP/s (p50)")
     env = report.environment
-    ax.set_title(f"poolkit bench roofline — {env.get('cpu', '?')}, {_get(roofs, 'threads')} threads", fontsize=10)
+    ax.set_title(f"poolkit bench roofline — {env.get('cpu', '?')}, {roofs['threads']} threads", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -81,6 +77,6 @@ def write_roofline(report: BenchReport, path: Path) -> Path | None:
     return path
 
 
-def _get(roofs: Any, name: str) -> Any:
-    """A HostRoofs, or its JSON form (a report read back from disk)."""
-    return roofs[name] if isinstance(roofs, dict) else getattr(roofs, name)
+def _series(m: Measurement) -> str:
+    """One bar colour or point kind per runtime, device and precision (an int8 row is its own series)."""
+    return f"{m.runtime} {m.device}" + (f" {m.precision}" if m.precision != "fp32" else "")

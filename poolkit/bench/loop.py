@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from poolkit.runtimes.base import DeviceEvents
+from poolkit.runtimes.capabilities import DeviceEvents
 
 Clock = Callable[[], float]
 
@@ -93,31 +93,3 @@ def timed_loop(
         # torch.utils.benchmark's here (1.5 ms against 0.6 ms at batch 64).
         del result
     return out
-
-
-@dataclass
-class Timing:
-    """What `time_calls` measured: the first call alone, then every counted iteration."""
-
-    first_s: float
-    samples_s: list[float]
-
-
-def time_calls(
-    call: Callable[[], Any], warmup: int, iters: int | None, min_time_s: float | None, clock: Clock = time.perf_counter
-) -> Timing:
-    """Time `call`: once alone (first inference), `warmup` uncounted runs, then each counted run:
-    `iters` of them, or with `min_time_s` until that much time and at least max(10, iters) runs."""
-
-    def one(i: int) -> Any:
-        return call()
-
-    first = timed_loop(one, 1, clock).host_s[0]
-    for _ in range(warmup):  # uncounted and untimed
-        call()
-    if min_time_s is None:
-        return Timing(first, timed_loop(one, iters or 0, clock).host_s)
-    samples: list[float] = []
-    while sum(samples) < min_time_s or len(samples) < max(10, iters or 0):
-        samples.extend(timed_loop(one, 1, clock).host_s)
-    return Timing(first, samples)

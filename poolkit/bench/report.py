@@ -16,21 +16,23 @@ from poolkit.common.errors import DataError
 from poolkit.common.files import to_plain, write_json_atomic, write_text_atomic
 from poolkit.common.limits import MAX_BATCH, MAX_ITERS, MAX_SECONDS, MAX_THREADS
 
-MIN_COMPARE_SCHEMA = 2  # schema 1 kept summaries only: nothing to test a change on
+MIN_COMPARE_SCHEMA = 2  # schema 1 kept summaries only: nothing to test a change on; rows before 5 are fp32
 
 CSV_COLUMNS = [
-    "model", "runtime", "device", "batch_size", "status", "provider", "threads", "process", "ort_spinning",
-    "cuda_graphs", "load_ms", "first_run_ms",
+    "model", "runtime", "precision", "device", "batch_size", "status", "provider", "mode", "artifact", "threads",
+    "load_ms", "first_run_ms",
     "p50_ms", "p90_ms", "p99_ms", "p90_reliable", "p99_reliable", "min_ms", "mean_ms", "std_ms", "ci95_low_ms",
     "ci95_high_ms", "iters", "e2e_p50_ms", "device_p50_ms", "overhead_ms", "images_per_s", "speedup_vs_eager",
-    "gflops_per_s", "gb_per_s", "bandwidth_share", "compute_share", "flops", "bytes_moved", "cv", "iqr_rel",
-    "outputs_checked", "outputs_matched", "peak_rss_mb", "notes", "reason",
+    "speedup_vs_fp32", "gflops_per_s", "gb_per_s", "bandwidth_share", "compute_share", "flops", "bytes_moved", "cv",
+    "iqr_rel", "outputs_checked", "outputs_matched", "peak_rss_mb", "notes", "reason",
 ]  # fmt: skip
 
 
-def csv_row(m: Measurement) -> dict[str, Any]:
+def csv_row(m: Measurement, report: BenchReport) -> dict[str, Any]:
     s, e = m.latency_ms, m.end_to_end_ms
     row = {k: getattr(m, k) for k in CSV_COLUMNS if hasattr(m, k)}
+    row.update(bandwidth_share=report.bandwidth_share(m), compute_share=report.compute_share(m))
+    row["mode"] = "; ".join(f"{k} {v}" for k, v in m.mode.items())
     if s:
         row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min, mean_ms=s.mean, std_ms=s.std)
         row.update(ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, iters=s.n)
@@ -51,7 +53,7 @@ def write_reports(report: BenchReport, out_dir: Path, stem: str = "bench") -> di
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for m in report.measurements:
-        writer.writerow(csv_row(m))
+        writer.writerow(csv_row(m, report))
     paths["csv"] = write_text_atomic(out_dir / f"{stem}.csv", buf.getvalue())
     chart = write_chart(report, out_dir / f"{stem}.png")
     if chart:
@@ -90,8 +92,9 @@ def _baseline_row(path: Path, index: int, row: Any, what: str = "--baseline") ->
 
     if not isinstance(row, dict):
         raise bad("is not an object")
-    for key in ("model", "runtime", "device", "status"):
-        if not isinstance(row.get(key, "ok" if key == "status" else None), str):
+    defaults = {"status": "ok", "precision": "fp32"}  # rows written before schema 5 are fp32 rows
+    for key in ("model", "runtime", "device", "status", "precision"):
+        if not isinstance(row.get(key, defaults.get(key)), str):
             raise bad(f"has a bad {key} {row.get(key)!r}")
     size = row.get("batch_size")
     if type(size) is not int or not 0 < size <= MAX_BATCH:
@@ -108,18 +111,20 @@ def _baseline_row(path: Path, index: int, row: Any, what: str = "--baseline") ->
     threads = row.get("threads")
     if threads is not None and (type(threads) is not int or not 0 < threads <= MAX_THREADS):
         raise bad(f"has a bad threads {threads!r}")
+    precision = row.get("precision", "fp32")
+    samples_ms = tuple(float(v) for v in samples)
     return Measurement(
-        row["model"], row["runtime"], row["device"], size, status, threads=threads,
-        samples_ms=[float(v) for v in samples],
-    )  # fmt: skip
+        row["model"], row["runtime"], row["device"], size, threads, precision, status=status, samples_ms=samples_ms
+    )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Change:
     model: str
     runtime: str
     device: str
     batch_size: int
+    precision: str
     old_p50_ms: float
     new_p50_ms: float
     change_pct: float
@@ -151,21 +156,10 @@ def changes_since(old: list[Measurement], new: list[Measurement]) -> list[Change
         verdict = "within noise"
         if test.significant:
             verdict = "regression" if test.shift > 0 else "improvement"
-        changes.append(
-            Change(
-                *m.key,
-                a.p50,
-                b.p50,
-                (b.p50 / a.p50 - 1) * 100 if a.p50 else 0.0,
-                verdict,
-                test.p_value,
-                test.shift,
-                test.shift_low,
-                test.shift_high,
-                test.n_a,
-                test.n_b,
-            )  # fmt: skip
-        )
+        pct = (b.p50 / a.p50 - 1) * 100 if a.p50 else 0.0
+        model, runtime, device, batch, precision = m.key
+        shift = (test.p_value, test.shift, test.shift_low, test.shift_high, test.n_a, test.n_b)
+        changes.append(Change(model, runtime, device, batch, precision, a.p50, b.p50, pct, verdict, *shift))
     return changes
 
 

@@ -3,7 +3,7 @@
 Eager: poolkit's loop (in this process) against torch.utils.benchmark's median. ONNX Runtime:
 poolkit's isolated figure against a plain `session.run` loop in a process of its own, with the
 same file, thread count, batch and (default) spinning. Both references are asked of the runtime
-itself (`Runtime.reference_loop`), so bench names no backend.
+itself (its `ReferenceLoop` capability), so bench names no backend.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from poolkit.bench.loop import time_calls
+from poolkit.bench.loop import timed_loop
 from poolkit.bench.measurement import BASELINE_RUNTIME, BenchSettings
 from poolkit.bench.run import run_bench
 from poolkit.bench.stats import summarize
@@ -21,39 +21,49 @@ from poolkit.common.errors import PoolkitError
 from poolkit.common.machine import usable_cores
 from poolkit.exporter.ensure import ensure_exported
 from poolkit.exporter.zoo import resolve_models
-from poolkit.runtimes.base import Reference
+from poolkit.runtimes.capabilities import Reference, ReferenceLoop, Spinning
 from poolkit.runtimes.registry import DEFAULT_RUNTIMES, open_runtime, runtime_class
-from poolkit.services.artifacts import open_artifacts
+from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.workers import run_apart
 
 BLOCKS = 4  # eager check: poolkit's loop and torch.utils.benchmark take turns this many times
-SPINNING_CHECKED = next(n for n in DEFAULT_RUNTIMES if runtime_class(n).has_spinning)  # the isolated check
+SPINNING_CHECKED = next(n for n in DEFAULT_RUNTIMES if issubclass(runtime_class(n), Spinning))  # the isolated check
 
 
 def _reference(runtime: str, source: Any, threads: int, x: np.ndarray, warmup: int, iters: int) -> Reference:
-    found = runtime_class(runtime).reference_loop(source, threads, x, warmup, iters)
+    """The runtime timed by its plainest loop (`ReferenceLoop`); the self-check fails where it has none."""
+    cls = runtime_class(runtime)
+    found = cls.reference_loop(source, threads, x, warmup, iters) if issubclass(cls, ReferenceLoop) else None
     if found is None:
         raise PoolkitError(f"self-check: runtime '{runtime}' has no reference loop", exit_code=1)
     return found
 
 
+def _model(models_dir: Path, model: str, batch_size: int) -> tuple[ModelArtifacts, np.ndarray]:
+    """The model's artifacts and a seeded batch of its input shape."""
+    (artifacts,) = open_artifacts(Path(models_dir), [model])
+    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
+    return artifacts, np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
+
+
 def self_check(models_dir: Path, model: str, threads: int | None, batch_size: int = 64) -> dict[str, Any]:
     """poolkit's eager p50 against torch.utils.benchmark.Timer's median, same model, thread count and batch."""
-    (artifacts,) = open_artifacts(Path(models_dir), [model])
+    artifacts, x = _model(models_dir, model, batch_size)
     module = artifacts.eager_module()
-    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
     threads = threads or usable_cores()
-    x = np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
     samples: list[float] = []
     medians: list[float] = []
+    fastest: list[float] = []
     with open_runtime(BASELINE_RUNTIME, module, "cpu", threads) as runtime:
         prepared = runtime.prepare(x)
         # Alternating blocks, so a drift of the machine (a neighbour, a clock change) touches both alike:
         # measured one after the other, the two figures differed by up to 3x on this 2-core VM.
         for _ in range(BLOCKS):
-            timed = time_calls(lambda: runtime.infer(prepared), 10, 200 // BLOCKS, None)
-            samples += [t * 1e3 for t in timed.samples_s]
-            medians.append(_reference(BASELINE_RUNTIME, module, threads, x, 10, 200 // BLOCKS).median_ms)
+            timed_loop(lambda i: runtime.infer(prepared), 10)  # warm-up
+            samples += [t * 1e3 for t in timed_loop(lambda i: runtime.infer(prepared), 200 // BLOCKS).host_s]
+            found = _reference(BASELINE_RUNTIME, module, threads, x, 10, 200 // BLOCKS)
+            medians.append(found.median_ms)
+            fastest.append(found.min_ms if found.min_ms is not None else found.median_ms)
     ours, theirs = summarize(samples).p50, float(np.median(medians))
     return {
         "model": model,
@@ -63,6 +73,10 @@ def self_check(models_dir: Path, model: str, threads: int | None, batch_size: in
         "torch_benchmark_median_ms": theirs,
         "ratio": ours / theirs,
         "within_10_percent": abs(ours / theirs - 1) <= 0.10,
+        # The fastest calls of both: on a loaded machine a median moves with the neighbours, the fastest does not.
+        "poolkit_min_ms": min(samples),
+        "torch_benchmark_min_ms": min(fastest),
+        "min_ratio": min(samples) / min(fastest),
     }
 
 
@@ -75,26 +89,25 @@ def isolated_loop_check(
     and reads the numpy input directly, which on the CPU costs little beside a model of any size.
     """
     runtime = SPINNING_CHECKED
-    (artifacts,) = open_artifacts(Path(models_dir), [model])
+    artifacts, x = _model(models_dir, model, batch_size)
     path = artifacts.source(runtime)
-    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
     threads = threads or usable_cores()
-    x = np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
     settings = BenchSettings(runtimes=(runtime,), batch_sizes=(batch_size,), warmup=warmup, iters=iters,
                              threads=threads)  # fmt: skip
-    (row,) = run_bench(Path(models_dir), [model], settings, x).measurements
+    report = run_bench(Path(models_dir), [model], settings, x)
+    (row,) = report.measurements
     if row.latency_ms is None:
         raise PoolkitError(f"self-check: poolkit could not time {model} on {runtime}: {row.reason}", exit_code=1)
-    plain: Reference = run_apart(
-        "self-check", runtime_class(runtime).reference_loop, str(path), threads, x, warmup, iters
-    )
+    cls = runtime_class(runtime)
+    assert issubclass(cls, ReferenceLoop)  # the spinning runtime has its plain loop: the child imports only it
+    plain: Reference = run_apart("self-check", cls.reference_loop, str(path), threads, x, warmup, iters)
     ours = row.latency_ms.p50
     return {
         "model": model,
         "threads": threads,
         "batch_size": batch_size,
-        "process": row.process,
-        "ort_spinning": row.ort_spinning,
+        "process": report.settings.process,
+        "ort_spinning": row.mode.get("spinning"),
         "poolkit_p50_ms": ours,
         "poolkit_samples": row.latency_ms.n,
         "plain_loop_p50_ms": plain.median_ms,
@@ -114,9 +127,7 @@ def neighbour_check(
 ) -> dict[str, Any]:
     """Does a spinning runtime beside eager (isolated, interleaved, its default spinning) still leave
     eager's tail alone, while keeping its own spin-on figure and an honest end-to-end figure?"""
-    (artifacts,) = open_artifacts(Path(models_dir), [model])
-    sample_shape = artifacts.reference.sample_shape if artifacts.reference else ()
-    x = np.random.default_rng(0).random((batch_size, *sample_shape), dtype=np.float32)
+    x = _model(models_dir, model, batch_size)[1]
 
     def rows(runtimes: tuple[str, ...]) -> dict[str, Any]:
         settings = BenchSettings(runtimes=runtimes, batch_sizes=(batch_size,), warmup=20, iters=iters, threads=threads)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,7 +86,7 @@ def median_ci95(sorted_samples: list[float]) -> tuple[float, float]:
     return sorted_samples[j - 1], sorted_samples[n - j]
 
 
-def summarize(samples: list[float]) -> Stats:
+def summarize(samples: Sequence[float]) -> Stats:
     if not samples:
         raise ValueError("no samples")
     s = sorted(samples)
@@ -130,7 +131,7 @@ class Shift:
         return self.p_value < 0.05 and (self.shift_low > 0 or self.shift_high < 0)
 
 
-def hodges_lehmann(a: list[float], b: list[float]) -> tuple[float, float, float]:
+def hodges_lehmann(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
     """(shift, low, high): the median of the pairwise differences b_j - a_i and its 95 % interval.
 
     The interval's ranks come from the normal approximation of U's null distribution
@@ -145,7 +146,7 @@ def hodges_lehmann(a: list[float], b: list[float]) -> tuple[float, float, float]
     return float(np.median(diffs)), float(diffs[k - 1]), float(diffs[len(diffs) - k])
 
 
-def shift_test(a: list[float], b: list[float]) -> Shift:
+def shift_test(a: Sequence[float], b: Sequence[float]) -> Shift:
     """Mann-Whitney U (two-sided, scipy.stats) on raw samples, with the Hodges-Lehmann shift of b against a."""
     from scipy.stats import mannwhitneyu  # lazily: scipy takes a while to import and only --baseline needs it
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from poolkit.bench import process
 from poolkit.bench.loop import Clock
 from poolkit.bench.measurement import BenchSettings
-from poolkit.bench.timer import LocalTimer, Opened, Round, Timer
+from poolkit.bench.timer import LocalTimer, Opened, Round
 from poolkit.common.errors import PoolkitError, one_line
+from poolkit.runtimes.capabilities import Preloads
 from poolkit.runtimes.registry import runtime_class
 from poolkit.services.workers import InProcessWorker, ServiceSpec, SubprocessWorker, Worker, WorkerDied
 
@@ -52,10 +53,11 @@ class TimerService:
         preload: bool = True,
         settle: bool = True,
     ) -> None:
-        if preload:  # a first model's load time is not an import
-            runtime_class(runtime).preload()
-        self.timer = LocalTimer(runtime, device, threads, spinning, cuda_graphs, clock,
-                                settle=process.settle if settle else _no_settle)  # fmt: skip
+        cls = runtime_class(runtime)
+        if preload and issubclass(cls, Preloads):  # a first model's load time is not an import
+            cls.preload()
+        calm = process.settle if settle else _no_settle
+        self.timer = LocalTimer(runtime, device, threads, spinning, cuda_graphs, clock, settle=calm)
 
     def __call__(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         method, args = message[0], message[1:]
@@ -73,7 +75,8 @@ class TimerService:
 
 
 class WorkerTimer:
-    """The parent's handle on one runtime's worker: the Timer calls, answered by its service."""
+    """The parent's handle on one runtime's timer: `LocalTimer`'s calls, answered by its service, in a worker
+    process of its own or in this process (the same replies either way)."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -97,31 +100,32 @@ class WorkerTimer:
         self,
         models_dir: str,
         model: str,
+        precision: str,
         batches: list[np.ndarray],
         warmup: int,
         expected: list[list[np.ndarray]] | None = None,
         model_obj: ModelArtifacts | None = None,
     ) -> Opened:
         shared = (model_obj,) if self.worker.local else ()  # an open model is never copied to a process
-        opened: Opened = self._call("open", models_dir, model, batches, warmup, expected, *shared)
+        opened: Opened = self._call("open", models_dir, model, precision, batches, warmup, expected, *shared)
         return opened
 
-    def round(self, n: int, e2e: int) -> Round:
-        samples: Round = self._call("round", n, e2e)
+    def round(self, slot: str, n: int, e2e: int) -> Round:
+        samples: Round = self._call("round", slot, n, e2e)
         return samples
 
-    def overhead(self, iters: int) -> float | None:
-        p50: float | None = self._call("overhead", iters)
+    def overhead(self, slot: str, iters: int) -> float | None:
+        p50: float | None = self._call("overhead", slot, iters)
         return p50
 
-    def profile(self, iters: int = 20) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._call("profile", iters)
+    def profile(self, slot: str, iters: int = 20) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call("profile", slot, iters)
         return found
 
-    def close(self) -> None:
+    def close(self, slot: str | None = None) -> None:
         if self.alive:
             with contextlib.suppress(PoolkitError):
-                self._call("close")
+                self._call("close", slot)
 
     def shutdown(self) -> None:
         self.worker.stop()
@@ -147,11 +151,7 @@ class Timers:
         self.settings, self.clock = settings, clock
         self._timers: dict[tuple[str, str, int | None], WorkerTimer] = {}
 
-    @property
-    def process(self) -> str:
-        return "in-process" if self.settings.in_process else "isolated"
-
-    def get(self, runtime: str, device: str, threads: int | None = None) -> Timer:
+    def get(self, runtime: str, device: str, threads: int | None = None) -> WorkerTimer:
         """The timer of `runtime` on `device` at `threads` (default: the settings' count)."""
         threads = threads or self.settings.threads
         key = (runtime, device, threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -91,8 +91,8 @@ def bench(
         bool,
         typer.Option(
             "--precision",
-            help="Time each precision variant (export --precision) beside its fp32 artifact on the same runtime:"
-            " speed-up, accuracy cost, and a trade-off plot (bench_precision.json / .png).",
+            help="Also a row per precision variant (export --precision) each runtime reads, timed beside its fp32"
+            " row in the same workers and rounds, outputs checked at its own precision (bench.json: 'vs fp32').",
         ),
     ] = False,
     json_out: JsonOpt = False,
@@ -101,7 +101,7 @@ def bench(
     eager, torchscript, onnxruntime)."""
     # lazily: the bench package imports numpy and the exporter; `poolkit --help` must stay instant
     from poolkit.bench.measurement import BenchSettings
-    from poolkit.bench.run import run_bench_command
+    from poolkit.bench.run import Progress, run_bench_command
     from poolkit.bench.selfcheck import run_self_check
     from poolkit.cli.output import print_bench, print_self_check, progress_callbacks
     from poolkit.runtimes.registry import DEFAULT_RUNTIMES
@@ -121,35 +121,20 @@ def bench(
         cuda_graphs=cuda_graphs,
         ci_target=adaptive_target(min_time, max_time, ci_target),
         max_time_s=max_time,
+        precision=precision,
     )
-    if precision:  # the variants of each artifact, against their own fp32 artifact
-        return bench_precisions(models, model, settings, counts, out, json_out)
     if self_check:  # prints its verdict, writes nothing
+        if precision:
+            raise PoolkitError("--self-check times the fp32 model against plain loops: drop --precision")
         check = run_self_check(models, model, settings.threads, settings.batch_sizes[0])
         print_self_check(check, json_out)
         return EXIT_OK if check["all_passed"] else EXIT_FAILED
     folder = results_folder("bench", out, "--out")
-    with progress_callbacks("bench") as (on_total, on_step):
-        run = run_bench_command(models, model, settings, folder, baseline, on_step, on_total)
+    with progress_callbacks("bench", rate="rounds") as (on_total, on_step):
+        progress = Progress(on_total, on_step)
+        run = run_bench_command(models, model, settings, folder, baseline, progress)
     print_bench(run, baseline, json_out)
     return EXIT_FAILED if run.failed else EXIT_OK
-
-
-def bench_precisions(
-    models: Path, model: list[str] | None, settings: Any, counts: tuple[int, ...], out: Path | None, json_out: bool
-) -> int:
-    """`bench --precision`: each variant timed beside its fp32 artifact on one thread count."""
-    from poolkit.bench.precision import run_precision_bench
-    from poolkit.cli.output import print_precision_bench
-
-    if len(counts) > 1:
-        raise PoolkitError("--precision times one thread count: give --threads one number")
-    folder = results_folder("bench-precision", out, "--out")
-    bench_run, written = run_precision_bench(
-        models, model, settings.devices, settings.batch_sizes[0], settings.iters or 100, settings.threads, folder
-    )
-    print_precision_bench(bench_run, written, json_out)
-    return EXIT_FAILED if any(r.status == "failed" for r in bench_run.rows) else EXIT_OK
 
 
 def adaptive_target(min_time: float | None, max_time: float | None, ci_target: float | None) -> float:

@@ -18,21 +18,27 @@ if TYPE_CHECKING:
 # Columns of the bench table, most important first: at a narrow width the last ones are left out
 # (they stay in bench.json/csv); the model and runtime columns never shrink.
 BENCH_PRIORITY = (
-    "model", "runtime", "batch", "threads", "p50", "vs eager", "p90", "p99", "n", "flags", "img/s", "e2e p50",
-    "first", "load", "dev p50", "% BW", "% GEMM", "GB/s", "GFLOP/s", "FLOPs", "bytes",
+    "model", "runtime", "batch", "threads", "p50", "vs eager", "vs fp32", "p90", "p99", "n", "flags", "img/s",
+    "e2e p50", "first", "load", "dev p50", "% BW", "% GEMM", "GB/s", "GFLOP/s", "FLOPs", "bytes",
 )  # fmt: skip
 BENCH_ORDER = (
     "model", "runtime", "batch", "threads", "load", "first", "p50", "p90", "p99", "n", "dev p50", "e2e p50",
-    "img/s", "vs eager", "FLOPs", "bytes", "GFLOP/s", "GB/s", "% BW", "% GEMM", "flags",
+    "img/s", "vs eager", "vs fp32", "FLOPs", "bytes", "GFLOP/s", "GB/s", "% BW", "% GEMM", "flags",
 )  # fmt: skip
 LEFT = {"model", "runtime", "flags"}
 
 
-def _bench_cells(m: Any, several_sizes: bool, several_counts: bool = False) -> dict[str, str]:
+def row_name(m: Any) -> str:
+    """The row's runtime, device and precision: the variant timed (int8), or, for an fp32 file, what the
+    runtime really computed in where its provider says (OpenVINO picks bf16 on its own on some CPUs)."""
+    computed = next((p for p in ("bf16", "fp16", "fp32") if (m.provider or "").endswith(f"-{p}")), "")
+    precision = m.precision if m.precision != "fp32" else computed
+    return f"{m.runtime} {m.device}" + (f" {precision}" if precision else "")
+
+
+def _bench_cells(m: Any, report: BenchReport, several_sizes: bool, several_counts: bool = False) -> dict[str, str]:
     """Every column's cell for one row (rich markup), before any is left out for width."""
-    # A runtime whose provider names its precision (OpenVINO picks bf16 on its own on some CPUs) says it here too.
-    precision = next((p for p in ("bf16", "fp16", "fp32") if (m.provider or "").endswith(f"-{p}")), "")
-    cells = {"model": escape(m.model), "runtime": f"{m.runtime} {m.device}" + (f" {precision}" if precision else "")}
+    cells = {"model": escape(m.model), "runtime": row_name(m)}
     if several_sizes:
         cells["batch"] = str(m.batch_size)
     if several_counts:
@@ -52,19 +58,24 @@ def _bench_cells(m: Any, several_sizes: bool, several_counts: bool = False) -> d
             "n": str(s.n),
             "img/s": f"{m.images_per_s:,.0f}" if m.images_per_s else "—",
             "vs eager": f"{m.speedup_vs_eager:.2f}x" if m.speedup_vs_eager else "—",
+            "vs fp32": f"{m.speedup_vs_fp32:.2f}x" if m.speedup_vs_fp32 else "—",
             "FLOPs": _si(m.flops),
             "bytes": _si(m.bytes_moved, "B"),
             "GFLOP/s": f"{m.gflops_per_s:.1f}" if m.gflops_per_s is not None else "—",
             "GB/s": f"{m.gb_per_s:.1f}" if m.gb_per_s is not None else "—",
             "flags": "[yellow]" + ", ".join(flags) + "[/yellow]" if flags else "",
             "e2e p50": _ms(m.end_to_end_ms.p50 if m.end_to_end_ms else None),
-            "% BW": f"{m.bandwidth_share:.0%}" if m.bandwidth_share is not None else "—",
-            "% GEMM": f"{m.compute_share:.0%}" if m.compute_share is not None else "—",
+            "% BW": _share(report.bandwidth_share(m)),
+            "% GEMM": _share(report.compute_share(m)),
         }
     )
     if m.device == "cuda":
         cells["dev p50"] = _ms(m.device_ms.p50 if m.device_ms else None)
     return cells
+
+
+def _share(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "—"
 
 
 def _fit_columns(rows: list[dict[str, str]], width: int | None) -> tuple[list[str], list[str]]:
@@ -112,11 +123,11 @@ def bench_table(report: BenchReport, width: int | None = None) -> Group:
     sizes = sorted({m.batch_size for m in rows})
     several_sizes = len(sizes) > 1
     batch_text = "" if several_sizes else f", batch {sizes[0]}" if sizes else ""
-    process = rows[0].process if rows else "isolated"
-    spinning = next((m.ort_spinning for m in rows if m.ort_spinning is not None), None)
+    spinning = next((m.mode["spinning"] for m in rows if "spinning" in m.mode), None)
     spin_text = "" if spinning is None else f", ORT spinning {'on' if spinning else 'off'}"
-    cells = [_bench_cells(m, several_sizes, several_counts) for m in rows]
+    cells = [_bench_cells(m, report, several_sizes, several_counts) for m in rows]
     shown, left_out = _fit_columns(cells, width)
+    process = report.settings.process
     title = f"poolkit bench — {where}, {thread_text}{batch_text}, {process}{spin_text}; ms per batch, model only"
     if width is not None and _table_width(cells, shown) > width:
         return Group(Text(title, style="italic"), _row_lines(cells, shown), bench_notes(report, left_out))
@@ -135,13 +146,19 @@ def bench_table(report: BenchReport, width: int | None = None) -> Group:
 def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
     """What the marks mean, why rows failed, what the profiles found, and the machine's warning."""
     rows = report.measurements
-    notes = unavailable_lines([(f"{m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "unavailable"])
+    notes = unavailable_lines([(row_name(m), m.reason or "") for m in rows if m.status == "unavailable"])
     notes.append_text(
-        failure_lines([(f"{m.model} {m.runtime} {m.device}", m.reason or "") for m in rows if m.status == "failed"])
+        failure_lines([(f"{m.model} {row_name(m)}", m.reason or "") for m in rows if m.status == "failed"])
     )
+    modes = {m.runtime: m.mode for m in rows if m.mode and m.status == "ok"}
+    for (
+        runtime,
+        mode,
+    ) in modes.items():  # each runtime's own settings, read back from it (every row has them in the JSON)
+        notes.append(f"mode of {runtime}: " + ", ".join(f"{k} {v}" for k, v in mode.items()) + "\n", style="dim")
     for m in rows:
         for line in m.notes:
-            notes.append("profiled ", style="yellow").append(f"{m.model} {m.runtime} {m.device}", style="bold")
+            notes.append("profiled ", style="yellow").append(f"{m.model} {row_name(m)}", style="bold")
             notes.append(f": {line}\n")
     stats = [m.latency_ms for m in rows if m.latency_ms]
     if any(not s.p90_reliable or not s.p99_reliable for s in stats):
@@ -160,9 +177,9 @@ def bench_notes(report: BenchReport, left_out: list[str]) -> Text:
         notes.append(
             "copies: moving the batch in and the outputs out takes as long as the model or longer (JSON: end_to_end_ms)\n"
         )
-    roofs = report.machine.get("host_roofs")
-    if roofs is not None and any(m.bandwidth_share is not None for m in rows if m.device == "cpu"):
-        bw, gemm = (roofs[k] if isinstance(roofs, dict) else getattr(roofs, k) for k in ("gb_per_s", "gflops_per_s"))
+    roofs = report.host_roofs
+    if roofs is not None and any(report.bandwidth_share(m) is not None for m in rows if m.device == "cpu"):
+        bw, gemm = roofs["gb_per_s"], roofs["gflops_per_s"]
         notes.append(f"% BW, % GEMM (CPU rows): of this host's triad {bw:.1f} GB/s and fp32 GEMM {gemm:.0f} GFLOP/s\n")
     if "imprecise" in kinds:
         notes.append("imprecise: the median's 95 % interval stayed wider than --ci-target until --max-time\n")
@@ -190,7 +207,7 @@ def changes_table(changes: list[Change], old_path: str) -> Table:
         shift = f"{c.shift_ms:+.3f} [{c.shift_low_ms:+.3f}, {c.shift_high_ms:+.3f}]" if c.shift_ms is not None else "—"
         table.add_row(
             Text(c.model),
-            c.runtime,
+            c.runtime + (f" {c.precision}" if c.precision != "fp32" else ""),
             c.device,
             str(c.batch_size),
             _ms(c.old_p50_ms),

@@ -79,6 +79,7 @@ def run_line(run: Run) -> None:
     err_console.print(f"[dim]run: {printable(str(run.folder))}{tail}[/dim]", soft_wrap=True)
 
 
+
 def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
     print_json(rows) if json_out else console.print(zoo_table(rows, batch))
 
@@ -206,14 +207,3 @@ def print_sweep(run: SweepRun, json_out: bool) -> None:
 
 def print_examples(found: ExamplesReport, path: Path, json_out: bool) -> None:
     print_report(found, None if json_out else examples_table(found), path, json_out)
-
-
-def print_precision_bench(bench: Any, written: dict[str, Path], json_out: bool) -> None:
-    """`bench --precision`: its JSON, or its table and the files written."""
-    from poolkit.cli.precision_render import precision_bench_table
-
-    if json_out:
-        print_json(bench)
-        return
-    console.print(precision_bench_table(bench))
-    console.print(f"[dim]written: {escape(', '.join(str(p) for p in written.values()))}[/dim]")

@@ -1,4 +1,4 @@
-"""Tables for precision variants: verify's per-precision verdicts and bench's speed-ups."""
+"""verify's table of precision variants: each variant's error, what its own rounding allows, and its verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from poolkit.bench.precision import PrecisionBench
     from poolkit.verify.variants import PrecisionRow
 
 
@@ -80,30 +79,3 @@ def ship_summary(rows: list[PrecisionRow]) -> str:
             + (f" — not: {', '.join(no)}" if no else "")
         )  # fmt: skip
     return "\n".join(lines)
-
-
-def precision_bench_table(bench: PrecisionBench) -> Group:
-    """Per model, format and device: fp32 and each variant, median latency, speed-up, accuracy cost."""
-    from poolkit.bench.precision import speedup_text
-
-    table = Table(title=f"poolkit bench --precision — {bench.rounds} interleaved rounds, {bench.iters} calls a row,"
-                        f" {bench.threads} threads")  # fmt: skip
-    for col in ("model", "format", "prec", "runtime", "device"):
-        table.add_column(col, no_wrap=col != "model")
-    for col in ("median ms", "95% CI", "speed-up", "rel rms err", "top-1 lost"):
-        table.add_column(col, justify="right", no_wrap=True)
-    notes = Text()
-    for r in bench.rows:
-        s = r.stats
-        table.add_row(
-            Text(r.model), r.format, r.precision, r.runtime, r.device,
-            f"{s.p50:.3f}" if s else "—",
-            f"{s.ci95_low:.3f}–{s.ci95_high:.3f}" if s else "—",
-            speedup_text(r.speedup) if r.precision != "fp32" else "1 (ref)",
-            _num(r.rel_rms) if r.precision != "fp32" else "—",
-            f"{r.top1_loss:.1%}" if r.top1_loss is not None and r.precision != "fp32" else "—",
-        )  # fmt: skip
-        if r.reason:
-            notes.append("✗ " if r.status == "failed" else "- ", style="bold red" if r.status == "failed" else "yellow")
-            notes.append(f"{r.model} {r.format} {r.precision} {r.device}", style="bold").append(f": {r.reason}\n")
-    return Group(table, notes) if notes else Group(table)

@@ -24,7 +24,7 @@ PLAIN_EVERY_S = 30.0  # a line at least this often on a long model, when the pro
 @contextlib.contextmanager
 def progress_callbacks(
     label: str, rate: str | None = None
-) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+) -> Iterator[tuple[Callable[..., None], Callable[..., None]]]:
     """Progress on stderr: yields (set_total(n[, done]), advance(description)).
 
     On a terminal, a bar, gone when done; it appears only once work starts, so a preflight error
@@ -33,6 +33,10 @@ def progress_callbacks(
     Not on a terminal (a log, CI, `make demo > log`), a bar draws nothing: plain lines on stdout
     instead, one when a new model (the description's first word) starts and one at least every
     PLAIN_EVERY_S (none under `--json`).
+
+    `advance(description, units)` completes `units` of work (bench's rounds: a row may complete several,
+    or none while it only says what runs now); the rate counts from the first unit done, so the start-up
+    before it (bench's workers importing torch) does not skew the ETA.
     """
     if not err_console.is_terminal:
         with _plain_progress(label, rate) as callbacks:
@@ -49,7 +53,7 @@ def progress_callbacks(
     progress = Progress(*columns, console=err_console, transient=True)
     task = progress.add_task(label, total=None, rate="")
     started: list[bool] = []
-    clock = {"start": time.monotonic(), "done": 0, "left": 0}
+    clock = {"start": 0.0, "first": 0, "done": 0, "left": 0}
 
     def start() -> None:
         if not started:
@@ -58,16 +62,19 @@ def progress_callbacks(
 
     def set_total(total: int, completed: int = 0) -> None:
         start()
-        clock.update(start=time.monotonic(), done=0, left=total - completed)
+        clock.update(start=0.0, first=0, done=0, left=total - completed)
         progress.update(task, total=total, completed=completed)
 
-    def advance(description: str) -> None:
+    def advance(description: str, units: int = 1) -> None:
         start()
-        clock["done"] += 1
+        clock["done"] += units
+        if units and not clock["start"]:
+            clock.update(start=time.monotonic(), first=clock["done"])
         fields: dict[str, Any] = {}
-        if rate:
-            fields["rate"] = _rate(clock["done"], clock["start"], clock["left"], rate)
-        progress.update(task, advance=1, description=escape(description), **fields)
+        if rate and clock["done"] > clock["first"]:
+            done = clock["done"] - clock["first"]
+            fields["rate"] = _rate(done, clock["start"], clock["left"] - clock["first"], rate)
+        progress.update(task, advance=units, description=escape(description), **fields)
 
     try:
         yield set_total, advance
@@ -83,15 +90,15 @@ def _rate(done: float, start: float, left: float, unit: str) -> str:
 
 
 @contextlib.contextmanager
-def _plain_progress(label: str, rate: str | None) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+def _plain_progress(label: str, rate: str | None) -> Iterator[tuple[Callable[..., None], Callable[..., None]]]:
     state: dict[str, Any] = {"total": None, "done": 0, "base": 0, "left": 0, "start": time.monotonic(),
                              "last": 0.0, "model": None}  # fmt: skip
 
     def set_total(total: int, completed: int = 0) -> None:
         state.update(total=total, base=completed, done=0, left=total - completed, start=time.monotonic())
 
-    def advance(description: str) -> None:
-        state["done"] += 1
+    def advance(description: str, units: int = 1) -> None:
+        state["done"] += units
         model = description.split(" ", 1)[0]
         now = time.monotonic()
         if json_active() or (model == state["model"] and now - state["last"] < PLAIN_EVERY_S):

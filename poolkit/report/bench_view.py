@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from poolkit.report.schema import items, num, obj, samples
+from poolkit.report.schema import items, num, obj, samples, text
 
 # What bench's flags mean, in words (the flag's own message carries the figures).
 FLAG_WORDS = {
@@ -59,18 +59,30 @@ def bench_models(bench: dict[str, Any]) -> list[ModelBench]:
     varying = [k for k in ("device", "batch_size") if len({str(m.get(k)) for m in bench["measurements"]}) > 1]
     fixed = [k for k in ("device", "batch_size") if k not in varying and bench["measurements"]]
     common = " · ".join(_part(k, bench["measurements"][0].get(k)) for k in fixed)
-    eager_p50 = {_key(m): _p50(m) for m in bench["measurements"] if m.get("runtime") == "eager" and _p50(m) is not None}
+    eager_p50 = {_key(m): _p50(m) for m in bench["measurements"] if _name(m) == "eager" and _p50(m) is not None}
     for i, m in enumerate(bench["measurements"]):
         model = str(m.get("model"))
         group = groups.setdefault(model, ModelBench(model, [], [], common))
         speedup = num(m.get("speedup_vs_eager"))
-        if speedup is None and _p50(m) and eager_p50.get(_key(m)):
-            speedup = eager_p50[_key(m)] / _p50(m)  # type: ignore[operator]
-        group.rows.append({**m, "speedup": speedup, "flag_list": _flags(m)})
+        own, eager = _p50(m), eager_p50.get(_key(m))
+        if speedup is None and own and eager:
+            speedup = eager / own
+        group.rows.append({**m, "name": _name(m), "speedup": speedup, "flag_list": _flags(m), "mode_text": _mode(m)})
         raw = samples(m, "samples_ms", f"bench.json measurements[{i}] ({model})")
         if raw:
-            group.boxes.append(box(" · ".join([str(m.get("runtime")), *(_part(k, m.get(k)) for k in varying)]), raw))
+            group.boxes.append(box(" · ".join([_name(m), *(_part(k, m.get(k)) for k in varying)]), raw))
     return list(groups.values())
+
+
+def _name(m: dict[str, Any]) -> str:
+    """The runtime, and the precision variant where the row times one (files before schema 5: fp32)."""
+    precision = text(m.get("precision")) or "fp32"
+    return str(m.get("runtime")) + (f" {precision}" if precision != "fp32" else "")
+
+
+def _mode(m: dict[str, Any]) -> str:
+    """The runtime's own settings the row ran with (ORT spinning, OpenVINO's hint and streams), in words."""
+    return "; ".join(f"{k} {v}" for k, v in obj(m.get("mode")).items())
 
 
 def _key(m: dict[str, Any]) -> tuple[Any, ...]:

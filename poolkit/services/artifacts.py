@@ -7,7 +7,8 @@ manifest must stay inside the models folder, and each file is hashed once per ru
 
 A user's own model (`--model PATH.py:NAME`) is rebuilt from its recorded source file, refused
 (exit 2) when that file changed since export. A model with several inputs is given one array by
-verify, bench and show: `open` feeds it to the first input and seeded noise to the others.
+verify, bench and show: its `feed` gives that array to the first input and seeded noise to the
+others (bench feeds the tuple to the runtime; `open` hands out a runtime that does it itself).
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from torch import nn
 from poolkit.common.errors import DataError, PoolkitError, one_line
 from poolkit.common.files import inside, sha256_file
 from poolkit.exporter.build import rebuild_model
-from poolkit.exporter.external_data import external_problem
-from poolkit.exporter.formats.registry import FORMATS
-from poolkit.exporter.layers import with_dtype
+from poolkit.exporter.formats.registry import FORMATS, format_named
+from poolkit.exporter.layers import autocast_variant, with_dtype
 from poolkit.exporter.manifest import ExportRecord, load_manifest
+from poolkit.exporter.precision import AUTOCAST
 from poolkit.exporter.user_model import UserModelRef, check_source_unchanged, rebuild_user_model
 from poolkit.exporter.zoo import resolve_model
 from poolkit.runtimes.base import Runtime
 from poolkit.runtimes.registry import open_runtime, reader_of, runtime_class
-from poolkit.services.extra_inputs import ExtraInputs
+from poolkit.services.extra_inputs import ExtraInputs, Feed
 
 FORMAT_PREFERENCE = ("onnx", "torchscript")  # the record eager is rebuilt from when a model has both
 
@@ -53,6 +54,7 @@ class ModelArtifacts:
     variants: list[ExportRecord] = field(default_factory=list)  # precision variants (export --precision)
     _checked: dict[str, str | None] = field(default_factory=dict, repr=False)
     _eager: Any = field(default=None, repr=False)
+    _feed: Feed | None = field(default=None, repr=False)
 
     @property
     def reference(self) -> ExportRecord | None:
@@ -69,9 +71,15 @@ class ModelArtifacts:
         (their rows say why), in the formats' registry order."""
         return tuple(reader_of(fmt) for fmt in FORMATS if fmt in self.records)
 
-    def record_for(self, runtime: str) -> ExportRecord | None:
+    def record_for(self, runtime: str, precision: str = "fp32") -> ExportRecord | None:
+        """The record `runtime` is opened on: the file of the format it reads (in `precision`: a variant's),
+        or the reference record the module is rebuilt from."""
         reads = runtime_class(runtime).reads
-        return self.reference if reads == "module" else self.records.get(reads)
+        if reads == "module":
+            return self.reference
+        if precision == "fp32":
+            return self.records.get(reads)
+        return next((v for v in self.variants if v.format == reads and v.precision == precision), None)
 
     def _check(self, label: str, name: str | None, digest: str | None) -> str | None:
         """Why the file cannot be trusted, or None; a missing or null hash is a failure, never a skip."""
@@ -94,9 +102,15 @@ class ModelArtifacts:
                 )
         return self._checked[key]
 
-    def problem(self, runtime: str) -> str | None:
-        """Why `runtime` cannot run this model's artifact, or None: missing, failed export, changed file."""
+    def problem(self, runtime: str, precision: str = "fp32") -> str | None:
+        """Why `runtime` cannot run this model's artifact (in `precision`), or None: missing, failed
+        export, changed file."""
         cls = runtime_class(runtime)
+        if precision != "fp32" and cls.reads != "module":
+            variant = self.record_for(runtime, precision)
+            return self.variant_problem(variant) if variant else f"no {precision} {cls.reads} variant of '{self.name}'"
+        if precision not in ("fp32", *AUTOCAST):
+            return f"{cls.name} runs the module itself: of the variants, only autocast ({', '.join(AUTOCAST)})"
         record = self.record_for(runtime)
         if record is None:
             return f"no {cls.reads if cls.reads != 'module' else 'exported'} artifact for '{self.name}'"
@@ -108,16 +122,19 @@ class ModelArtifacts:
         if cls.reads == "module":
             return weights
         artifact = self._check("artifact", record.path, record.sha256)
-        if artifact is None and record.format == "onnx" and record.path:
+        if artifact is None and record.path:
             artifact = self._external(record)
         return artifact or weights
 
     def _external(self, record: ExportRecord) -> str | None:
-        """Every byte an ONNX file loads is covered: its external data files, each against its record."""
+        """Every byte an artifact loads is covered: the files its format reads beside it (an ONNX file's
+        external data), each against its record."""
         key = f"external:{record.path}:{record.sha256}"
         if key not in self._checked:
             path = inside(self.models_dir, str(record.path))
-            self._checked[key] = external_problem(path, self.models_dir, record.external_data)
+            self._checked[key] = format_named(record.format).external_problem(
+                path, self.models_dir, record.external_data
+            )
         return self._checked[key]
 
     def variant_problem(self, record: ExportRecord) -> str | None:
@@ -187,14 +204,16 @@ class ModelArtifacts:
                 raise DataError(f"manifest entry '{self.name}': import path {user.import_path!r} is not absolute")
             check_source_unchanged(user, record.source_sha256, self._rerun_hint(user))
 
-    def source(self, runtime: str) -> Any:
-        """What `runtime` is opened on: the checked file it reads, or the rebuilt module."""
-        problem = self.problem(runtime)
+    def source(self, runtime: str, precision: str = "fp32") -> Any:
+        """What `runtime` is opened on (in `precision`): the checked file it reads, or the rebuilt module
+        (under torch.autocast for an autocast precision)."""
+        problem = self.problem(runtime, precision)
         if problem:
             raise ArtifactProblem(problem)
         if runtime_class(runtime).reads == "module":
-            return self.eager_module()
-        record = self.record_for(runtime)
+            module = self.eager_module()
+            return autocast_variant(module, AUTOCAST[precision]) if precision in AUTOCAST else module
+        record = self.record_for(runtime, precision)
         assert record is not None and record.path  # problem() said so
         return inside(self.models_dir, record.path)
 
@@ -209,14 +228,16 @@ class ModelArtifacts:
         except Exception as exc:  # noqa: BLE001 - torch and ONNX Runtime raise many types
             what = source if isinstance(source, Path) else f"the rebuilt '{self.name}'"
             raise ArtifactProblem(f"{runtime} cannot load {what}: {one_line(exc)}") from None
-        return self.with_extra_inputs(opened)
+        return ExtraInputs(opened, self.feed) if self.feed.extra_shapes else opened
 
-    def with_extra_inputs(self, runtime: Runtime) -> Runtime:
-        """`runtime` as verify, bench and show feed it (one array): wrapped when the model takes several inputs."""
-        record = self.reference
-        if record is not None and len(record.sample_shapes) > 1:
-            return ExtraInputs(runtime, record.sample_shapes[1:], record.seed)
-        return runtime
+    @property
+    def feed(self) -> Feed:
+        """How every runtime of this model is fed one array (the batch, plus seeded extras for several inputs)."""
+        if self._feed is None:
+            record = self.reference
+            several = record is not None and len(record.sample_shapes) > 1
+            self._feed = Feed(record.sample_shapes[1:] if record and several else [], record.seed if record else 0)
+        return self._feed
 
 
 def open_artifacts(

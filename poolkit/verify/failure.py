@@ -16,7 +16,7 @@ from poolkit.common.names import check_name
 from poolkit.exporter.manifest import load_manifest
 from poolkit.exporter.spec import parse_spec
 from poolkit.runtimes.base import DEVICES, run_batch
-from poolkit.runtimes.registry import runtime_class
+from poolkit.runtimes.registry import has_layer_outputs, layer_outputs, runtime_class
 from poolkit.services.artifacts import ModelArtifacts, open_artifacts
 from poolkit.services.comparator import DEFAULT_ATOL, DEFAULT_RTOL, Accumulator, Comparison, compare
 from poolkit.verify.replay_file import read_replay
@@ -25,12 +25,11 @@ from poolkit.verify.report import VerifyOptions, VerifyRow
 
 def first_diverging_layer(runtime: str, model: ModelArtifacts, x: np.ndarray, atol: float, rtol: float) -> str:
     """Compare layer by layer; name the first whose output differs (with its spec text)."""
-    cls = runtime_class(runtime)
-    if not cls.has_layer_outputs:
+    if not has_layer_outputs(runtime):
         return f"unknown ({runtime} cannot report layer outputs)"
     try:
-        expected = runtime_class("eager").layer_outputs(model.eager_module(), x)
-        actual = dict(cls.layer_outputs(model.source(runtime), x))
+        expected = layer_outputs("eager", model.eager_module(), x)
+        actual = dict(layer_outputs(runtime, model.source(runtime), x))
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; say why it is missing
         return f"unknown (layer outputs unavailable: {one_line(exc)})"
     reference = model.reference
