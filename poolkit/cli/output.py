@@ -79,7 +79,6 @@ def run_line(run: Run) -> None:
     err_console.print(f"[dim]run: {printable(str(run.folder))}{tail}[/dim]", soft_wrap=True)
 
 
-
 def print_zoo(rows: list[ZooRow], batch: int, json_out: bool) -> None:
     print_json(rows) if json_out else console.print(zoo_table(rows, batch))
 
