@@ -242,7 +242,11 @@ def test_a_log_gets_a_line_per_model(zoo_dir: Path, tmp_path: Path) -> None:
         "--warmup",
         "0",
     ]
-    result = runner.invoke(app, [*args, "--in-process", "--out", str(tmp_path), "--json"])
+    result = runner.invoke(app, [*args, "--in-process", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.splitlines() == ["bench: relu (1 of 2)", "bench: gap (2 of 2)"]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("bench: ")]
+    assert [line.split()[1] for line in lines] == ["relu", "gap"], result.stdout  # one per model, in order
+    assert all("rounds/s, ETA" in line for line in lines), lines  # the rate once rounds are done
+    result = runner.invoke(app, [*args, "--in-process", "--out", str(tmp_path / "j"), "--json"])
+    assert result.exit_code == 0 and not result.stderr.strip(), result.stderr
     assert len(json.loads(result.stdout)["report"]["measurements"]) == 2  # stdout stays JSON only
